@@ -1,0 +1,9 @@
+"""The one exception type for mistakes a user can fix."""
+
+
+class MkdumpError(Exception):
+    """A user-facing error.
+
+    str(err) is one sentence that names the input at fault and says what to do; the SCons layer prints it
+    without a traceback.
+    """
