@@ -1,0 +1,58 @@
+"""Where every stage puts its outputs: one place, so no stage guesses another's paths."""
+import os
+from dataclasses import dataclass
+
+LINUX_DIR = "linux-2.6.9"
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: str      # the build= option
+    arch: str
+
+    def _a(self, *parts):
+        return os.path.join(self.root, self.arch, *parts)
+
+    @property
+    def arch_dir(self):
+        return self._a()
+
+    @property
+    def linux_src(self):
+        return self._a("src", LINUX_DIR)
+
+    @property
+    def mkexec_src(self):
+        return self._a("src", "mkexec")
+
+    def tree(self, kind):
+        """The kernel tree of `kind` ("minik" or "system"): patched, configured and built in place."""
+        return self._a(kind)
+
+    @property
+    def mkexec_build(self):
+        return self._a("mkexec")
+
+    @property
+    def out(self):
+        return self._a("out")
+
+    def stamp(self, name):
+        return self._a("stamps", name + ".json")
+
+    def log(self, name):
+        return self._a("logs", name + ".log")
+
+    def report(self, name):
+        return self._a("reports", name)
+
+
+def fetch_stamp(root, source_name):
+    """Fetching is arch independent: one stamp per source."""
+    return os.path.join(root, "fetch", source_name + ".json")
+
+
+def fetch_where(root, source_name):
+    """Where the verified file is and which URL it came from; kept apart from the stamp so that finding the same
+    bytes elsewhere (cache instead of sources=) does not re-run the stages downstream."""
+    return os.path.join(root, "fetch", source_name + ".where.json")

@@ -1,0 +1,194 @@
+"""The command-line options (SCons Variables): their specification, defaults and validation.
+
+The SCons tool only collects raw strings and prints help; every check lives here so it is testable without SCons.
+"""
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .errors import MkdumpError
+
+ARCHES = ("x86_64", "i386")
+# 2.6.9's release day; the default timestamp for reproducible builds when SOURCE_DATE_EPOCH is not set.
+DEFAULT_EPOCH = 1097794800
+
+
+def default_cache(environ=os.environ):
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "mkdump-build")
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    help: str
+    default: str
+
+
+def specs(dump_drivers, default_driver, environ=os.environ):
+    """The option table, in the order `scons -h` shows it."""
+    return [
+        Spec("arch", "target architecture: x86_64, i386 or all", "x86_64"),
+        Spec("build", "output root; per arch: <build>/<arch>/{minik,system,out}", "build"),
+        Spec("cache", "download cache (shared by builds; safe to share concurrently)", default_cache(environ)),
+        Spec("sources", "read-only directory of pre-downloaded source files, looked in first", ""),
+        Spec("mirror", "comma-separated base URLs tried before the upstream URLs", ""),
+        Spec("offline", "1: never touch the network; fail if a source is not in sources= or the cache", "0"),
+        Spec("jobs", "parallel jobs passed to make (default: SCons -j if given, else the CPU count)", ""),
+        Spec("verbose", "1: show kbuild's full output instead of one progress line per stage", "0"),
+        Spec("fuzz", "patch context fuzz allowed (0 = exact, like Buildroot); fuzzed hunks are reported", "0"),
+        Spec("dump_driver", "mini kernel dump block driver family: " + ", ".join(dump_drivers), default_driver),
+        Spec("pae", "i386 only: run the mini kernel in PAE mode (no for CPUs without PAE, e.g. Pentium M)", "yes"),
+        Spec("minik_fragment", "your own extra Kconfig fragment for the mini kernel (the rules still apply)", ""),
+        Spec("system_config", "your system's own .config for the system kernel (default: configs/system-*)", ""),
+        Spec("minik_mem", "memory of the mini kernel in MB, a multiple of 4", "8"),
+        Spec("dump_dev", "default dump device for the load script: /dev/sdb2, MAJOR:MINOR or 0xHEX", ""),
+        Spec("minik_params", "extra kernel parameters for the mini kernel, written by the load script", ""),
+        Spec("CC", "C compiler command for the kernels (default: detected per arch)", ""),
+        Spec("CROSS_COMPILE", "cross toolchain prefix, e.g. i686-linux-gnu-", ""),
+        Spec("DESTDIR", "install: staging root (scons install DESTDIR=...)", ""),
+        Spec("PREFIX", "install: prefix under DESTDIR", "/usr"),
+        Spec("SOURCE_DATE_EPOCH", "timestamp written into the kernels (reproducible builds)",
+             environ.get("SOURCE_DATE_EPOCH", str(DEFAULT_EPOCH))),
+    ]
+
+
+@dataclass(frozen=True)
+class Options:
+    arches: tuple
+    build: str
+    cache: str
+    sources: tuple
+    mirrors: tuple
+    offline: bool
+    jobs: Optional[int]
+    verbose: bool
+    fuzz: int
+    dump_driver: str
+    pae: bool
+    minik_fragment: Optional[str]
+    system_config: Optional[str]
+    minik_mem: int
+    dump_dev: str
+    minik_params: str
+    cc: Optional[str]
+    cross_compile: Optional[str]
+    destdir: str
+    prefix: str
+    source_date_epoch: int
+    raw: dict = field(default_factory=dict, compare=False)
+
+
+_TRUE = {"1", "yes", "true", "on", "y"}
+_FALSE = {"0", "no", "false", "off", "n", ""}
+
+
+def _bool(name, value):
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise MkdumpError(f"Invalid value for {name}: {value!r}; use 1 or 0 (yes/no).")
+
+
+def _int(name, value, *, minimum=0):
+    try:
+        n = int(value, 10)
+    except ValueError:
+        raise MkdumpError(f"Invalid value for {name}: {value!r}; give a whole number.") from None
+    if n < minimum:
+        raise MkdumpError(f"Invalid value for {name}: {value!r}; it must be at least {minimum}.")
+    return n
+
+
+def _file(name, value, base_dir):
+    if not value:
+        return None
+    path = os.path.abspath(os.path.join(base_dir, os.path.expanduser(value)))
+    if not os.path.isfile(path):
+        raise MkdumpError(f"{name}={value}: no such file; give the path of an existing file.")
+    return path
+
+
+def _url(value):
+    if not (value.startswith("http://") or value.startswith("https://") or value.startswith("file://")):
+        raise MkdumpError(f"Invalid mirror {value!r}: give base URLs starting with http://, https:// or file://.")
+    return value.rstrip("/")
+
+
+def parse(raw, *, dump_drivers, base_dir="."):
+    """Validate the raw option strings (as SCons collected them) into Options; MkdumpError on the first bad one."""
+    arch = raw["arch"].strip().lower()
+    if arch == "all":
+        arches = ARCHES
+    elif arch in ARCHES:
+        arches = (arch,)
+    else:
+        raise MkdumpError(f"Invalid value for arch: {raw['arch']!r}; valid values are x86_64, i386 and all.")
+
+    sources = ()
+    if raw["sources"]:
+        d = os.path.abspath(os.path.join(base_dir, os.path.expanduser(raw["sources"])))
+        if not os.path.isdir(d):
+            raise MkdumpError(f"sources={raw['sources']}: no such directory; give a directory of pre-downloaded files.")
+        sources = (d,)
+
+    mirrors = tuple(_url(m.strip()) for m in raw["mirror"].split(",") if m.strip())
+
+    jobs = _int("jobs", raw["jobs"], minimum=1) if raw["jobs"] else None
+
+    driver = raw["dump_driver"].strip()
+    if driver not in dump_drivers:
+        raise MkdumpError(f"Invalid value for dump_driver: {driver!r}; valid values are {', '.join(dump_drivers)}.")
+
+    pae_raw = raw["pae"].strip().lower()
+    if pae_raw not in ("yes", "no"):
+        raise MkdumpError(f"Invalid value for pae: {raw['pae']!r}; use yes or no.")
+
+    mem = _int("minik_mem", raw["minik_mem"], minimum=4)
+    if mem % 4:
+        raise MkdumpError(f"Invalid value for minik_mem: {mem}; the mini kernel's memory must be a multiple of 4 MB "
+                          "(mkexec reserves it in 4 MB units).")
+
+    epoch = _int("SOURCE_DATE_EPOCH", raw["SOURCE_DATE_EPOCH"])
+
+    destdir = raw["DESTDIR"]
+    if destdir:
+        destdir = os.path.abspath(os.path.join(base_dir, os.path.expanduser(destdir)))
+    prefix = raw["PREFIX"]
+    if not prefix.startswith("/"):
+        raise MkdumpError(f"Invalid value for PREFIX: {prefix!r}; give an absolute path such as /usr.")
+
+    return Options(
+        arches=arches,
+        build=os.path.abspath(os.path.join(base_dir, raw["build"])),
+        cache=os.path.abspath(os.path.join(base_dir, os.path.expanduser(raw["cache"]))),
+        sources=sources,
+        mirrors=mirrors,
+        offline=_bool("offline", raw["offline"]),
+        jobs=jobs,
+        verbose=_bool("verbose", raw["verbose"]),
+        fuzz=_int("fuzz", raw["fuzz"]),
+        dump_driver=driver,
+        pae=pae_raw == "yes",
+        minik_fragment=_file("minik_fragment", raw["minik_fragment"], base_dir),
+        system_config=_file("system_config", raw["system_config"], base_dir),
+        minik_mem=mem,
+        dump_dev=raw["dump_dev"].strip(),
+        minik_params=raw["minik_params"],
+        cc=raw["CC"] or None,
+        cross_compile=raw["CROSS_COMPILE"] or None,
+        destdir=destdir,
+        prefix=prefix.rstrip("/") or "/",
+        source_date_epoch=epoch,
+        raw=dict(raw),
+    )
+
+
+def unknown_message(names):
+    """The one-sentence error for misspelt variables, e.g. `arhc=x86_64`."""
+    names = sorted(names)
+    listed = ", ".join(names)
+    return (f"Unknown variable{'s' if len(names) > 1 else ''} {listed} on the command line; "
+            "run `scons -h` for the valid ones.")
