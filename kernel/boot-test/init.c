@@ -1,0 +1,181 @@
+/*
+ * /init of the system-kernel boot test: load /module.ko with init_module(2), say what happened, power off.
+ *
+ * No libc: today's glibc refuses to start on kernels older than 3.2, so everything here is raw system calls.
+ * The console lines starting with "mkdump-init:" are read by site_scons/mkdump/boot.py; keep them in step.
+ * Built by mkdump.initramfs.build_init: gcc -static -nostdlib -ffreestanding -fno-pie -no-pie (-m32 for i386).
+ */
+
+typedef unsigned long size_t;
+typedef long ssize_t;
+
+#if defined(__x86_64__)
+#define NR_read 0
+#define NR_write 1
+#define NR_open 2
+#define NR_close 3
+#define NR_exit 60
+#define NR_reboot 169
+#define NR_init_module 175
+
+static long syscall3(long n, long a, long b, long c)
+{
+	long ret;
+	__asm__ volatile("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c) : "rcx", "r11", "memory");
+	return ret;
+}
+
+static long syscall4(long n, long a, long b, long c, long d)
+{
+	long ret;
+	register long r10 __asm__("r10") = d;
+	__asm__ volatile("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10) : "rcx", "r11", "memory");
+	return ret;
+}
+
+__asm__(".text\n.global _start\n_start:\n\txor %ebp,%ebp\n\tand $-16,%rsp\n\tcall init_main\n\thlt\n");
+
+#elif defined(__i386__)
+#define NR_exit 1
+#define NR_read 3
+#define NR_write 4
+#define NR_open 5
+#define NR_close 6
+#define NR_reboot 88
+#define NR_init_module 128
+
+/* ebx is the PIC register in some gcc configurations and may not appear in a clobber list; swap it by hand. */
+static long syscall3(long n, long a, long b, long c)
+{
+	long ret;
+	__asm__ volatile("xchg %%edi,%%ebx\n\tint $0x80\n\txchg %%edi,%%ebx"
+			 : "=a"(ret) : "a"(n), "D"(a), "c"(b), "d"(c) : "memory");
+	return ret;
+}
+
+static long syscall4(long n, long a, long b, long c, long d)
+{
+	long ret;
+	__asm__ volatile("xchg %%edi,%%ebx\n\tint $0x80\n\txchg %%edi,%%ebx"
+			 : "=a"(ret) : "a"(n), "D"(a), "c"(b), "d"(c), "S"(d) : "memory");
+	return ret;
+}
+
+__asm__(".text\n.global _start\n_start:\n\txor %ebp,%ebp\n\tand $-16,%esp\n\tcall init_main\n\thlt\n");
+
+#else
+#error "the boot-test init knows x86_64 and i386 only"
+#endif
+
+#define O_RDONLY 0
+#define REBOOT_MAGIC1 0xfee1dead
+#define REBOOT_MAGIC2 672274793
+#define REBOOT_CMD_POWER_OFF 0x4321fedc
+
+/* Big enough for any test module; .bss costs nothing until touched. */
+static char image[4 << 20];
+static char params[256];
+
+/* gcc may emit calls to these even in freestanding code. */
+void *memset(void *s, int c, size_t n)
+{
+	unsigned char *p = s;
+	while (n--)
+		*p++ = (unsigned char)c;
+	return s;
+}
+
+void *memcpy(void *d, const void *s, size_t n)
+{
+	unsigned char *dp = d;
+	const unsigned char *sp = s;
+	while (n--)
+		*dp++ = *sp++;
+	return d;
+}
+
+static size_t length(const char *s)
+{
+	size_t n = 0;
+	while (s[n])
+		n++;
+	return n;
+}
+
+static void say(const char *s)
+{
+	syscall3(NR_write, 1, (long)s, (long)length(s));
+}
+
+static void say_number(long v)
+{
+	char buf[24];
+	int i = sizeof(buf) - 1;
+	unsigned long u = v < 0 ? -(unsigned long)v : (unsigned long)v;
+
+	buf[i] = 0;
+	do {
+		buf[--i] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		buf[--i] = '-';
+	say(buf + i);
+}
+
+/* Reads a whole file into buf (at most cap bytes); returns its length or a negative errno. */
+static long slurp(const char *path, char *buf, long cap)
+{
+	long fd = syscall3(NR_open, (long)path, O_RDONLY, 0);
+	long total = 0, n;
+
+	if (fd < 0)
+		return fd;
+	while ((n = syscall3(NR_read, fd, (long)(buf + total), cap - total)) > 0)
+		total += n;
+	syscall3(NR_close, fd, 0, 0);
+	if (n < 0)
+		return n;
+	if (total == cap)
+		return -27; /* EFBIG: the file did not fit */
+	return total;
+}
+
+static void power_off(void)
+{
+	say("mkdump-init: powering off\n");
+	syscall4(NR_reboot, REBOOT_MAGIC1, REBOOT_MAGIC2, REBOOT_CMD_POWER_OFF, 0);
+	/* Without a power-off driver the kernel returns here; exiting makes it panic, and panic=1 with
+	   QEMU's -no-reboot ends the run. */
+	syscall3(NR_exit, 0, 0, 0);
+}
+
+void init_main(void)
+{
+	long size, plen, ret;
+
+	say("mkdump-init: started\n");
+	size = slurp("/module.ko", image, sizeof(image));
+	if (size < 0) {
+		say("mkdump-init: cannot read /module.ko: error ");
+		say_number(size);
+		say("\n");
+		power_off();
+	}
+	plen = slurp("/module.params", params, sizeof(params));
+	if (plen < 0)
+		plen = 0;
+	while (plen > 0 && (params[plen - 1] == '\n' || params[plen - 1] == '\r'))
+		plen--;
+	params[plen] = 0;
+	say("mkdump-init: loading /module.ko (");
+	say_number(size);
+	say(" bytes) with \"");
+	say(params);
+	say("\"\n");
+	ret = syscall3(NR_init_module, (long)image, size, (long)params);
+	say("mkdump-init: init_module returned ");
+	say_number(ret);
+	say("\n");
+	power_off();
+}

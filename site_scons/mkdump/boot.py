@@ -1,0 +1,421 @@
+"""Boot proofs: run a built 2.6.9 kernel under QEMU (software emulation) and read its serial console.
+
+Every QEMU option comes from kernel/qemu.toml. A boot is bounded in time: QEMU is stopped at the timeout, or a few
+seconds after the console shows the kernel's last words (panic, power down) if it does not exit by itself.
+"""
+import hashlib
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mkdump import initramfs
+from mkdump.errors import MkdumpError
+
+ROOT = Path(__file__).resolve().parents[2]
+QEMU_TOML = ROOT / "kernel" / "qemu.toml"
+MODULE_SOURCE = ROOT / "kernel" / "boot-test" / "module"
+MODULE_NAME = "mkdump_boot_test"
+
+# Kept in step with kernel/boot-test/module/mkdump_boot_test.c and kernel/boot-test/init.c.
+MODULE_MARKER = "mkdump-boot-test-module: init ran"
+INIT_PREFIX = "mkdump-init:"
+
+KINDS = ("minik", "system")
+TAIL_LINES = 25
+
+# The line each kind of boot must reach. The mini kernel is booted with neither a root disk nor an initrd, so the
+# furthest it can get is the root mount. The system kernel runs our /init, which reports init_module's result.
+LATE_POINTS = {
+    "minik": [r"Kernel panic - not syncing: VFS: Unable to mount root fs\b.*"],
+    "system": [re.escape(INIT_PREFIX) + r" init_module returned -?\d+"],
+}
+# Said by the kernel when it is done one way or another; after these QEMU only has to exit.
+FINAL_WORDS = [r"Kernel panic - not syncing", r"^Power down\.", r"System halted\."]
+# Failures seen before the late point make the boot a failure even if it got there.
+FAULTS = [r"Kernel BUG at", r"^Oops:", r"Unable to handle kernel", r"general protection fault",
+          r"invalid operand:", r"Kernel panic - not syncing"]
+
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[@-Z\\-_])")
+_BANNER = re.compile(r"Linux version (\S+) \((.*)")
+_MEMORY = re.compile(r"Memory: (\d+)k/(\d+)k available")
+_INIT_MODULE = re.compile(re.escape(INIT_PREFIX) + r" init_module returned (-?\d+)")
+_ERRNO_NAMES = {1: "EPERM", 2: "ENOENT", 8: "ENOEXEC", 12: "ENOMEM", 14: "EFAULT", 17: "EEXIST", 22: "EINVAL",
+                38: "ENOSYS"}
+
+
+class BootError(MkdumpError):
+    """A boot proof failed. str() is the sentence, then the console tail; .result is the BootResult."""
+
+    def __init__(self, sentence, result=None):
+        self.sentence = sentence
+        self.result = result
+        self.tail = console_tail(result.console) if result is not None else ""
+        text = sentence
+        if result is not None:
+            text += f"\n--- last console lines ({result.exit_reason} after {result.seconds:.1f} s) ---\n"
+            text += self.tail or "(the console stayed empty)"
+        super().__init__(text)
+
+
+@dataclass
+class BootResult:
+    console: str          # the serial console, normalised: "\n" line ends, no terminal escapes
+    exit_reason: str      # "exited" (QEMU ended by itself), "stopped" (after the final words), "timeout"
+    seconds: float
+    returncode: int = None
+    command: list = field(default_factory=list)
+    qemu_stderr: str = ""
+    append: str = ""
+
+    def lines(self):
+        return console_lines(self.console)
+
+
+def normalise_console(raw):
+    """Console bytes or text to plain lines: CRLF and lone CR become LF, terminal escapes go, a partial last
+    line is kept as it is."""
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", errors="replace")
+    text = _ANSI.sub("", raw).replace("\r\n", "\n").replace("\r", "\n")
+    return "".join(ch for ch in text if ch in "\n\t" or ch >= " ")
+
+
+def console_lines(text):
+    return [line.rstrip() for line in text.split("\n")]
+
+
+def console_tail(text, lines=TAIL_LINES):
+    kept = [line for line in console_lines(text) if line.strip()]
+    return "\n".join(kept[-lines:])
+
+
+def load_qemu_config(arch, kind=None, *, path=QEMU_TOML):
+    """The QEMU settings for arch (and kernel kind): the arch table overlaid with its [arch.kind] table."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise MkdumpError(f"cannot read the QEMU settings {path}: {e.strerror}; restore kernel/qemu.toml.") from None
+    except tomllib.TOMLDecodeError as e:
+        raise MkdumpError(f"the QEMU settings {path} are not valid TOML ({e}): fix the file.") from None
+    if arch not in data:
+        raise MkdumpError(f"{path} has no [{arch}] table: boot proofs exist for "
+                          f"{', '.join(sorted(data))}; add a table for {arch}.")
+    table = dict(data[arch])
+    if kind is not None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown kernel kind {kind!r}")
+        table.update(table.get(kind, {}))
+    for k in KINDS:
+        table.pop(k, None)
+    missing = [k for k in ("binary", "machine", "accel", "memory_mb", "console", "baud", "earlyprintk",
+                           "timeout_seconds", "grace_seconds", "args") if k not in table]
+    if missing:
+        raise MkdumpError(f"{path} [{arch}] lacks {', '.join(missing)}: add them (see the keys listed at the top "
+                          "of the file).")
+    return table
+
+
+_machine_cache = {}
+
+
+def machines_known(binary):
+    """The machine type names this QEMU binary supports, or None if it cannot be asked."""
+    if binary not in _machine_cache:
+        try:
+            proc = subprocess.run([binary, "-machine", "help"], stdin=subprocess.DEVNULL, capture_output=True,
+                                  text=True, timeout=30)
+            names = {line.split()[0] for line in proc.stdout.splitlines()[1:] if line.strip()}
+            _machine_cache[binary] = names if proc.returncode == 0 else None
+        except (OSError, subprocess.TimeoutExpired):
+            _machine_cache[binary] = None
+    return _machine_cache[binary]
+
+
+def choose_machine(config, known):
+    """The configured machine if this QEMU knows it (or cannot tell), else the configured fallback."""
+    machine = config["machine"]
+    if known is not None and machine not in known and config.get("machine_fallback"):
+        return config["machine_fallback"]
+    return machine
+
+
+def kernel_append(config, append, *, earlyprintk=False):
+    """The kernel command line: the serial console first, then what the caller asks for."""
+    parts = [f"console={config['console']},{config['baud']}"]
+    if earlyprintk:
+        parts.append(config["earlyprintk"])
+    parts.append(append)
+    return " ".join(p for p in parts if p)
+
+
+def qemu_command(config, kernel_image, *, append, memory_mb=None, initrd=None, machine=None):
+    """The QEMU argument list (no shell) for one boot."""
+    cmd = [config["binary"],
+           "-machine", f"{machine or config['machine']},accel={config['accel']}"]
+    if config.get("cpu"):
+        cmd += ["-cpu", config["cpu"]]
+    cmd += ["-m", str(memory_mb if memory_mb is not None else config["memory_mb"])]
+    cmd += list(config["args"])
+    cmd += ["-kernel", os.fspath(kernel_image), "-append", append]
+    if initrd is not None:
+        cmd += ["-initrd", os.fspath(initrd)]
+    return cmd
+
+
+def _default_log(message):
+    print(message, file=sys.stderr)
+
+
+def _stop(proc):
+    """End QEMU: SIGTERM lets it close its files, SIGKILL if it does not go."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def boot(arch, kernel_image, *, append, memory_mb=None, initrd=None, timeout=None, log=None, kind=None,
+         earlyprintk=False, console_log=None, qemu_toml=QEMU_TOML):
+    """Boot kernel_image under QEMU and return what its console said.
+
+    memory_mb and timeout default to kernel/qemu.toml ([arch] or [arch.kind]). console_log, if given, receives
+    the raw console as it arrives (useful when a boot hangs). Raises MkdumpError if QEMU is missing or the image
+    does not exist; a kernel that misbehaves is not an error here (see expect_boot).
+    """
+    log = log or _default_log
+    config = load_qemu_config(arch, kind, path=qemu_toml)
+    kernel_image = Path(kernel_image)
+    if not kernel_image.is_file():
+        raise MkdumpError(f"the kernel image {kernel_image} does not exist: build the kernel first.")
+    if initrd is not None and not Path(initrd).is_file():
+        raise MkdumpError(f"the initrd {initrd} does not exist: build it first.")
+    if shutil.which(config["binary"]) is None:
+        raise MkdumpError(f"{config['binary']} (named in {qemu_toml}) was not found: install Debian's "
+                          "qemu-system-x86 package.")
+    timeout = config["timeout_seconds"] if timeout is None else timeout
+    full_append = kernel_append(config, append, earlyprintk=earlyprintk)
+    machine = choose_machine(config, machines_known(config["binary"]))
+    cmd = qemu_command(config, kernel_image, append=full_append, memory_mb=memory_mb, initrd=initrd,
+                       machine=machine)
+    log(f"boot {arch}: {kernel_image.name} under {config['binary']} (bounded to {timeout:g} s)")
+
+    final = re.compile("|".join(FINAL_WORDS), re.M)
+    raw = bytearray()
+    sink = open(console_log, "wb") if console_log else None
+    with tempfile.TemporaryFile() as err:
+        start = time.monotonic()
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+        except OSError as e:
+            raise MkdumpError(f"cannot start {config['binary']}: {e.strerror}; check the QEMU installation.") \
+                from None
+        deadline = start + timeout
+        stop_at = None
+        reason = "exited"
+        try:
+            with selectors.DefaultSelector() as sel:
+                sel.register(proc.stdout, selectors.EVENT_READ)
+                while True:
+                    now = time.monotonic()
+                    limit = deadline if stop_at is None else min(deadline, stop_at)
+                    if now >= limit:
+                        reason = "timeout" if now >= deadline else "stopped"
+                        break
+                    if not sel.select(limit - now):
+                        continue
+                    chunk = os.read(proc.stdout.fileno(), 65536)
+                    if not chunk:
+                        break
+                    raw += chunk
+                    if sink:
+                        sink.write(chunk)
+                        sink.flush()
+                    if stop_at is None and final.search(normalise_console(bytes(raw))):
+                        stop_at = time.monotonic() + config["grace_seconds"]
+        finally:
+            _stop(proc)
+            proc.stdout.close()
+            if sink:
+                sink.close()
+        seconds = time.monotonic() - start
+        err.seek(0)
+        stderr = err.read().decode("utf-8", errors="replace")
+    result = BootResult(console=normalise_console(bytes(raw)), exit_reason=reason, seconds=seconds,
+                        returncode=proc.returncode, command=cmd, qemu_stderr=stderr, append=full_append)
+    log(f"boot {arch}: {reason} after {seconds:.1f} s")
+    return result
+
+
+def _find(lines, pattern):
+    """Index and match of the first line matching pattern, or (None, None)."""
+    rx = re.compile(pattern)
+    for i, line in enumerate(lines):
+        m = rx.search(line)
+        if m:
+            return i, m
+    return None, None
+
+
+def expect_boot(result, *, kind, expect_memory_kb=None, memory_slack_kb=1024, expect_version="2.6.9",
+                late_points=None, module_token=None):
+    """Check a boot's console; return the checks that passed, one line each; raise BootError on the first failure.
+
+    Checks: the banner names expect_version; the "Memory: <free>k/<total>k available" line, with total at most
+    expect_memory_kb and at most memory_slack_kb below it (firmware keeps a little of the top); the kind's late
+    point, with no oops, BUG or other panic before it. For kind="system": init_module returned 0 and the test
+    module's init printed its marker (with module_token, if given).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown kernel kind {kind!r}")
+    lines = result.lines()
+    passed = []
+    if not result.console.strip():
+        qemu_said = result.qemu_stderr.strip()
+        raise BootError("the kernel printed nothing on the serial console"
+                        + (f" and QEMU said: {qemu_said}" if qemu_said else "")
+                        + "; boot it again with earlyprintk (boot(..., earlyprintk=True), which appends "
+                        "earlyprintk=serial,ttyS0,115200) to see an early failure.", result)
+
+    i_banner, m = _find(lines, _BANNER.pattern)
+    if m is None:
+        raise BootError("the console shows no 'Linux version' banner: the kernel did not start (the output is the "
+                        "firmware's or the boot loader's); rerun with earlyprintk=True.", result)
+    version = m.group(1)
+    if version != expect_version and not version.startswith(expect_version):
+        raise BootError(f"the banner names Linux {version}, not {expect_version}: the wrong kernel image was "
+                        "booted.", result)
+    passed.append(f"banner: {lines[i_banner].strip()}")
+
+    i_mem, m = _find(lines, _MEMORY.pattern)
+    if m is None:
+        raise BootError("the kernel never reported its memory (no 'Memory: ...k/...k available' line): it stopped "
+                        "before mem_init.", result)
+    free_kb, total_kb = int(m.group(1)), int(m.group(2))
+    if expect_memory_kb is not None:
+        if not expect_memory_kb - memory_slack_kb <= total_kb <= expect_memory_kb:
+            raise BootError(f"the kernel reports {total_kb}k of memory, but it was given {expect_memory_kb}k "
+                            f"(accepted: {expect_memory_kb - memory_slack_kb}k to {expect_memory_kb}k): check the "
+                            "mem= option and QEMU's -m.", result)
+        passed.append(f"memory: {free_kb}k/{total_kb}k available, given {expect_memory_kb}k")
+    else:
+        passed.append(f"memory: {free_kb}k/{total_kb}k available")
+
+    patterns = late_points if late_points is not None else LATE_POINTS[kind]
+    i_late = None
+    for pattern in patterns:
+        i, m = _find(lines, pattern)
+        if m is not None and (i_late is None or i < i_late):
+            i_late = i
+    for pattern in FAULTS:
+        i, m = _find(lines[:i_late] if i_late is not None else lines, pattern)
+        if m is not None:
+            raise BootError(f"the kernel failed at line {i + 1} of its console: {lines[i].strip()!r}.", result)
+    if i_late is None:
+        how = {"timeout": "QEMU was stopped at the time limit", "stopped": "QEMU was stopped after the kernel "
+               "gave up", "exited": "QEMU exited"}[result.exit_reason]
+        raise BootError(f"the {kind} kernel never reached its late point ({' or '.join(patterns)}); {how}.",
+                        result)
+    passed.append(f"late point: {lines[i_late].strip()}")
+
+    if kind == "system":
+        i, m = _find(lines, _INIT_MODULE.pattern)
+        if m is None:
+            raise BootError("our /init never reported init_module's result: it did not run or stopped early.",
+                            result)
+        ret = int(m.group(1))
+        if ret != 0:
+            name = _ERRNO_NAMES.get(-ret, "")
+            hint = (" (on x86_64 an 'Unknown rela relocation' line means the PLT32 compat patch is missing)"
+                    if ret == -8 else "")
+            raise BootError(f"init_module returned {ret} {name}: the system kernel refused the test module{hint}.",
+                            result)
+        passed.append("init_module returned 0")
+        marker = MODULE_MARKER + (f" token={module_token}" if module_token is not None else "")
+        i, m = _find(lines, re.escape(marker))
+        if m is None:
+            raise BootError(f"the test module's init did not print {marker!r}: init_module claimed success but the "
+                            "module's init did not run.", result)
+        passed.append(f"module init: {lines[i].strip()}")
+    return passed
+
+
+def _report(arch, kind, result, checks, extra):
+    report = {"arch": arch, "kind": kind, "seconds": round(result.seconds, 2), "exit_reason": result.exit_reason,
+              "append": result.append, "command": result.command, "checks": checks}
+    report.update(extra)
+    return report
+
+
+def minik_append(arch, mem_mb, dump_dev):
+    """The README's step-4 command line. On x86_64, 2.6.9 adds the first megabyte to mem= (end_user_pfn is
+    mem= plus HIGH_MEMORY), which is why the README asks for "the real value minus 1" there."""
+    mem_arg = mem_mb - 1 if arch == "x86_64" else mem_mb
+    return f"mem={mem_arg}M dump_dev={dump_dev} panic=1"
+
+
+def prove_minik(arch, bzimage, *, mem_mb=8, dump_dev="0x300000", timeout=None, log=None, console_log=None,
+                qemu_toml=QEMU_TOML):
+    """Boot the mini kernel stand-alone as README step 4 does and check banner, memory (at most mem_mb) and the
+    root-mount panic. Returns a JSON-able report; raises BootError (or MkdumpError for a missing QEMU/image)."""
+    config = load_qemu_config(arch, "minik", path=qemu_toml)
+    memory_mb = min(config["memory_mb"], mem_mb) if mem_mb else config["memory_mb"]
+    result = boot(arch, bzimage, append=minik_append(arch, mem_mb, dump_dev), memory_mb=memory_mb,
+                  timeout=timeout, log=log, kind="minik", console_log=console_log, qemu_toml=qemu_toml)
+    checks = expect_boot(result, kind="minik", expect_memory_kb=mem_mb * 1024)
+    return _report(arch, "minik", result, checks, {"memory_mb": memory_mb, "mem_mb": mem_mb})
+
+
+def module_token(module_bytes):
+    """A token the kernel has never seen, fixed by the module's bytes so the initramfs stays reproducible."""
+    return hashlib.sha256(module_bytes).hexdigest()[:16]
+
+
+def prove_system(arch, bzimage, module_ko, *, toolchain_cc, timeout=None, log=None, console_log=None,
+                 workdir=None, qemu_toml=QEMU_TOML):
+    """Boot the system kernel with an initramfs holding our /init and module_ko; pass only if init_module
+    returned 0 and the module's init printed its marker with our token. Returns a JSON-able report."""
+    module_bytes = Path(module_ko).read_bytes()
+    token = module_token(module_bytes)
+    with tempfile.TemporaryDirectory(prefix="mkdump-boot-", dir=workdir) as tmp:
+        init_path = initramfs.build_init(arch, toolchain_cc=toolchain_cc, out_path=Path(tmp) / "init", log=log)
+        image = initramfs.gzip_bytes(initramfs.newc_archive(
+            initramfs.boot_test_entries(init_path.read_bytes(), module_bytes, f"token={token}")))
+        initrd = Path(tmp) / "initramfs.cpio.gz"
+        initrd.write_bytes(image)
+        result = boot(arch, bzimage, append="panic=1", initrd=initrd, timeout=timeout, log=log, kind="system",
+                      console_log=console_log, qemu_toml=qemu_toml)
+    checks = expect_boot(result, kind="system", module_token=token)
+    return _report(arch, "system", result, checks, {"initramfs_bytes": len(image), "module_token": token})
+
+
+def build_test_module(tree, out_dir, *, make_args, jobs=1, log=None):
+    """Build the boot-test module against a configured, built kernel tree, 2.6.9 external-module style
+    (make -C tree <make_args> SUBDIRS=<dir> modules). make_args carries ARCH= and CC=. Returns the .ko path."""
+    log = log or _default_log
+    out_dir = Path(out_dir).resolve()
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    shutil.copytree(MODULE_SOURCE, out_dir)
+    cmd = ["make", "-C", os.fspath(tree), *make_args, f"-j{jobs}", f"SUBDIRS={out_dir}", "modules"]
+    log(f"boot-test: building the test module against {tree}")
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+    ko = out_dir / f"{MODULE_NAME}.ko"
+    if proc.returncode != 0 or not ko.is_file():
+        tail = "\n".join(proc.stdout.strip().splitlines()[-20:])
+        raise MkdumpError(f"building the boot-test module against {tree} failed with `{' '.join(cmd)}`: build "
+                          f"the kernel's modules first. Last output:\n{tail}")
+    return ko
