@@ -1,0 +1,704 @@
+"""The configure stage: fragments applied to a kernel tree, `make oldconfig`, then an audit that explains.
+
+A configuration is built in four steps:
+
+1. every fragment is parsed and checked against the tree's Kconfig (read with kconfiglib from a normalised shadow
+   copy, see `load_kconfig`): syntax, unknown symbols, values of the wrong type, conflicts between fragments, and
+   requests the rules forbid are all reported together, before make runs;
+2. the start configuration is made (`make allnoconfig`, or the user's own .config for the system kernel), the
+   requests are applied with kconfiglib and the result is written as `.config`;
+3. the kernel's own `make oldconfig` normalises it, with stdin at EOF and a timeout, so it can neither prompt nor
+   hang;
+4. the audit compares every requested value and every rule with the final `.config`; any difference stops the
+   build with the symbol, the requested and actual values, the fragment line, the Kconfig definition and the reason
+   (unmet dependencies with their values, the symbols that select it, a hidden prompt).
+
+Fragment conflicts: our own fragments must agree with each other (a difference is an error naming both lines).
+A fragment marked `overrides=True` (the user's `minik_fragment=`) may change a value set by an earlier fragment;
+each override is logged and listed in the summary. It can never override a rule: the rules are checked on the
+request itself and again on the final `.config`, and are never silently re-imposed.
+"""
+import dataclasses
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+
+import kconfiglib
+
+from mkdump.errors import MkdumpError
+
+KINDS = ("minik", "system")
+OLDCONFIG_TIMEOUT = 600
+
+_ASSIGN_RE = re.compile(r"^CONFIG_([A-Za-z0-9_]+)=(.*)$")
+_UNSET_RE = re.compile(r"^# CONFIG_([A-Za-z0-9_]+) is not set$")
+_SOURCE_RE = re.compile(r'^\s*source\s+"?([^"\s]+)"?\s*$')
+# 2.6.9 still has 21 `depends X` lines from before `depends on` became the only spelling (zconf accepted both).
+_LEGACY_DEPENDS_RE = re.compile(r"^(\s*)depends(\s+)(?!on\b)(\S)")
+
+TRISTATE_NAMES = {0: "n", 1: "m", 2: "y"}
+
+
+class ConfigError(MkdumpError):
+    """A configuration that cannot be made as asked, or breaks a rule; the message explains each problem."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """One symbol value asked for by one fragment line."""
+    symbol: str
+    value: str
+    origin: str          # "file:line", or a description for generated values
+    fragment: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Fragment:
+    """An ordered set of requests. `path` is the file it was read from (None for generated fragments)."""
+    name: str
+    requests: tuple
+    path: str = None
+    overrides: bool = False
+
+    def describe(self):
+        d = {"name": self.name, "overrides": self.overrides,
+             "requests": {r.symbol: r.value for r in self.requests}}
+        if self.path:
+            with open(self.path, "rb") as f:
+                d["sha256"] = hashlib.sha256(f.read()).hexdigest()
+        return d
+
+
+# ---------------------------------------------------------------------------------------------------- fragments
+
+def parse_fragment(path, *, overrides=False, name=None):
+    """Read a fragment file: `CONFIG_X=value` and `# CONFIG_X is not set` lines, comments, blank lines.
+
+    Raises ConfigError naming file:line for anything else, and for a symbol set twice in the same file.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise ConfigError(f"cannot read the config fragment {path}: {e.strerror}; check the path") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"the config fragment {path} is not UTF-8 text; save it as UTF-8") from None
+    requests, problems, seen = [], [], {}
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        origin = f"{path}:{number}"
+        m = _ASSIGN_RE.match(text) or _UNSET_RE.match(text)
+        if m is None:
+            # A comment is skipped, but a line that looks like a mistyped "is not set" line is not.
+            if not text or (text.startswith("#") and not re.match(r"#\s*CONFIG_", text)):
+                continue
+            problems.append(f"{origin}: '{text}' is neither 'CONFIG_NAME=value' nor '# CONFIG_NAME is not set'")
+            continue
+        symbol = m.group(1)
+        value = m.group(2).strip() if m.re is _ASSIGN_RE else "n"
+        if value.startswith('"'):
+            if len(value) < 2 or not value.endswith('"'):
+                problems.append(f"{origin}: CONFIG_{symbol} has an unterminated string value {value}")
+                continue
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        if symbol in seen and seen[symbol].value != value:
+            problems.append(f"{origin}: CONFIG_{symbol}={value} contradicts CONFIG_{symbol}={seen[symbol].value} "
+                            f"at {seen[symbol].origin} in the same fragment")
+            continue
+        req = Request(symbol, value, origin, name or path)
+        seen[symbol] = req
+        requests.append(req)
+    if problems:
+        raise ConfigError(f"the config fragment {path} has {len(problems)} bad line(s); fix them:\n  "
+                          + "\n  ".join(problems))
+    return Fragment(name or path, tuple(requests), path=path, overrides=overrides)
+
+
+def _as_fragment(item):
+    if isinstance(item, Fragment):
+        return item
+    return parse_fragment(item)
+
+
+# ---------------------------------------------------------------------------------------- configs/ data files
+
+def _read_toml(path):
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}; the configs/ directory is incomplete") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path} is not valid TOML ({e}); fix the file") from None
+
+
+def _line_of(path, section_header, needle):
+    """The line number of the first line holding `needle` after `section_header` (for file:line origins)."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    inside = False
+    for number, line in enumerate(lines, 1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            inside = stripped == section_header
+        elif inside and needle in line:
+            return number
+    return 0
+
+
+def dump_driver_families(configs_dir):
+    """The dump driver families of configs/dump-drivers.toml, in file order, the default family first.
+
+    Returns {family: {"description": str, "symbols": [..], "default": bool}}. Each symbol must end up =y in the
+    mini kernel (the dump is written by a driver that is built in, never a module).
+    """
+    path = os.path.join(os.fspath(configs_dir), "dump-drivers.toml")
+    data = _read_toml(path)
+    families = data.get("family", {})
+    default = data.get("default")
+    if default not in families:
+        raise ConfigError(f"{path}: 'default = {default!r}' does not name a [family.*] table; fix the file")
+    out = {}
+    for name in [default] + [n for n in families if n != default]:
+        fam = families[name]
+        symbols = fam.get("symbols")
+        if not isinstance(symbols, list) or not symbols or not isinstance(fam.get("description"), str):
+            raise ConfigError(f"{path}: [family.{name}] needs a description and a non-empty symbols list")
+        out[name] = {"description": fam["description"], "symbols": list(symbols), "default": name == default}
+    return out
+
+
+def _dump_driver_fragment(configs_dir, family):
+    path = os.path.join(os.fspath(configs_dir), "dump-drivers.toml")
+    families = dump_driver_families(configs_dir)
+    if family not in families:
+        raise ConfigError(f"dump_driver={family} is not a known dump driver family; choose one of "
+                          f"{', '.join(families)} (see scons -h)")
+    header = f"[family.{family}]"
+    name = f"dump_driver={family}"
+    requests = []
+    for sym in families[family]["symbols"]:
+        line = _line_of(path, header, '"' + sym + '"')
+        requests.append(Request(sym, "y", f"{path}:{line} ({name})", name))
+    return Fragment(name, tuple(requests))
+
+
+def _rules(configs_dir, kind):
+    path = os.path.join(os.fspath(configs_dir), "rules.toml")
+    rules = []
+    for i, rule in enumerate(_read_toml(path).get(kind, {}).get("rule", [])):
+        if not {"symbol", "value", "why"} <= set(rule):
+            raise ConfigError(f"{path}: rule {i + 1} of [{kind}] needs symbol, value and why; fix the file")
+        line = _line_of(path, f"[[{kind}.rule]]", f'symbol = "{rule["symbol"]}"')
+        rules.append(Rule(rule["symbol"], rule["value"], rule["why"], f"{path}:{line}"))
+    return rules
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    symbol: str
+    value: str
+    why: str
+    origin: str
+
+
+def fragments_for(configs_dir, *, arch, kind, dump_driver=None, pae=None, user_fragment=None):
+    """The ordered fragment list for one kernel: our files under configs/, generated ones, then the user's.
+
+    minik: minik-common.config, minik-<arch>.config, the dump driver family (default family when None), the PAE
+    choice (i386 only: pae True/False, None means True, the minik patch's default), then user_fragment
+    (overrides=True).
+    system: system-<arch>.config, then user_fragment. Paths are returned for files, Fragment objects for the rest.
+    """
+    configs_dir = os.fspath(configs_dir)
+    if kind not in KINDS:
+        raise ConfigError(f"kernel kind {kind!r} is unknown; use one of {', '.join(KINDS)}")
+    if kind == "minik":
+        out = [os.path.join(configs_dir, "minik-common.config"), os.path.join(configs_dir, f"minik-{arch}.config")]
+        if dump_driver is None:
+            dump_driver = next(iter(dump_driver_families(configs_dir)))
+        out.append(_dump_driver_fragment(configs_dir, dump_driver))
+        if pae is not None and arch != "i386":
+            raise ConfigError(f"pae= applies to i386 only (the README's Pentium M note), not to arch={arch}; "
+                              "drop the pae option")
+        if arch == "i386":
+            # The minik patch's default is PAE on; asking for it explicitly makes it part of the audit.
+            pae = True if pae is None else pae
+            value = "y" if pae else "n"
+            name = f"pae={'yes' if pae else 'no'}"
+            out.append(Fragment(name, (Request("X86_PAE", value, f"option {name}", name),)))
+    else:
+        if dump_driver is not None or pae is not None:
+            raise ConfigError("dump_driver= and pae= apply to the mini kernel only; drop them for the system kernel")
+        out = [os.path.join(configs_dir, f"system-{arch}.config")]
+    for p in out:
+        if isinstance(p, str) and not os.path.isfile(p):
+            raise ConfigError(f"{p} is missing: arch={arch} has no {kind} configuration in configs/; "
+                              "choose a supported arch")
+    if user_fragment is not None:
+        out.append(parse_fragment(user_fragment, overrides=True))
+    return out
+
+
+# ------------------------------------------------------------------------------------------- Kconfig loading
+
+def _shadow_copy(tree, arch, dest):
+    """Copy the Kconfig files reachable from arch/<arch>/Kconfig into dest, normalised for kconfiglib.
+
+    Files are latin-1 (2.6.9 has a few non-ASCII names in help texts); legacy `depends X` is rewritten as
+    `depends on X`. Line numbers are kept, so file:line in messages is the tree's own.
+    """
+    top = f"arch/{arch}/Kconfig"
+    todo, done = [top], set()
+    while todo:
+        rel = todo.pop()
+        if rel in done:
+            continue
+        done.add(rel)
+        src = os.path.join(tree, rel)
+        try:
+            with open(src, encoding="latin-1") as f:
+                lines = f.read().split("\n")
+        except OSError as e:
+            raise ConfigError(f"cannot read {src} ({e.strerror}): the kernel tree is incomplete or arch={arch} "
+                              "is not in it; unpack the tree again") from None
+        for i, line in enumerate(lines):
+            m = _SOURCE_RE.match(line)
+            # Help texts may hold a line that reads like a source statement; a file that is truly missing is
+            # reported by kconfiglib when it reads the shadow copy.
+            if m and os.path.isfile(os.path.join(tree, m.group(1))):
+                todo.append(m.group(1))
+            lines[i] = _LEGACY_DEPENDS_RE.sub(r"\1depends\2on \3", line)
+        out = os.path.join(dest, rel)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with open(out, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines))
+    return sorted(done)
+
+
+def load_kconfig(tree, arch):
+    """kconfiglib's view of tree's Kconfig for arch (from a shadow copy), with warnings kept, not printed."""
+    tree = os.fspath(tree)
+    with tempfile.TemporaryDirectory(prefix="mkdump-kconfig-") as shadow:
+        _shadow_copy(tree, arch, shadow)
+        # kconfiglib resolves `source` against $srctree (read once, in the constructor); 2.6.9's Kconfig uses no
+        # other environment variable.
+        saved = os.environ.get("srctree")
+        os.environ["srctree"] = shadow
+        try:
+            kconf = kconfiglib.Kconfig(f"arch/{arch}/Kconfig", warn_to_stderr=False, suppress_traceback=False)
+        except kconfiglib.KconfigError as e:
+            raise ConfigError(f"the Kconfig files of {tree} cannot be read for arch={arch}: {e}") from None
+        finally:
+            if saved is None:
+                del os.environ["srctree"]
+            else:
+                os.environ["srctree"] = saved
+    return kconf
+
+
+# ------------------------------------------------------------------------------------------------ explanations
+
+def _val(sym):
+    """A symbol's current value as text ('n'/'m'/'y' or the string)."""
+    if sym.orig_type in (kconfiglib.BOOL, kconfiglib.TRISTATE):
+        return TRISTATE_NAMES[sym.tri_value]
+    return sym.str_value
+
+
+def _defined_at(sym):
+    return ", ".join(f"{n.filename}:{n.linenr}" for n in sym.nodes) or "(no definition)"
+
+
+def _expr_values(expr):
+    """'A (=y), B (=n)' for the symbols of an expression."""
+    items = []
+    for s in kconfiglib.expr_items(expr):
+        if isinstance(s, kconfiglib.Symbol) and not s.is_constant:
+            items.append(f"{s.name} (={_val(s)})")
+    return ", ".join(dict.fromkeys(items))
+
+
+def _unmet(expr, need):
+    """The top-level `&&` operands of expr whose value is below need, as 'expr (=v)' strings."""
+    out = []
+    for op in kconfiglib.split_expr(expr, kconfiglib.AND):
+        v = kconfiglib.expr_value(op)
+        if v < need:
+            text = kconfiglib.expr_str(op)
+            if isinstance(op, kconfiglib.Symbol):
+                out.append(f"{text} (={TRISTATE_NAMES[v]})")
+            else:
+                out.append(f"{text} [{_expr_values(op)}]")
+    return out
+
+
+def _hidden_prompt(sym, need):
+    """Why sym's prompt is not visible at level need: the unmet conditions of its `if` clauses, or ''."""
+    hidden = []
+    for n in sym.nodes:
+        if n.prompt:
+            hidden += _unmet(n.prompt[1], need)
+    return "its prompt is hidden" + (" (needs " + ", ".join(hidden) + ")" if hidden else "")
+
+
+def explain(kconf, sym, wanted):
+    """Why sym does not have the value `wanted` in kconf's current configuration (one or more clauses)."""
+    reasons = []
+    tri = sym.orig_type in (kconfiglib.BOOL, kconfiglib.TRISTATE) and wanted in ("n", "m", "y")
+    want = {"n": 0, "m": 1, "y": 2}[wanted] if tri else 2
+    have = sym.tri_value if tri else 0
+    prompted = any(n.prompt for n in sym.nodes)
+    if want > have or not tri:
+        # Raising a value (or setting a string/int) needs the dependencies and a visible prompt.
+        unmet = _unmet(sym.direct_dep, want)
+        if unmet:
+            reasons.append("unmet dependencies: " + ", ".join(unmet)
+                           + f" (depends on {kconfiglib.expr_str(sym.direct_dep)})")
+        elif not prompted:
+            reasons.append("it has no prompt, so only its defaults and selects set it")
+        elif sym.visibility < want:
+            reasons.append(_hidden_prompt(sym, want))
+        if sym.choice is not None and sym.choice.selection not in (None, sym):
+            reasons.append(f"it is in a choice where {sym.choice.selection.name} is selected")
+        if tri and want == 1 and sym.orig_type == kconfiglib.BOOL:
+            reasons.append("it is a bool: m is not possible")
+        if not tri and not reasons and sym.ranges:
+            reasons.append("allowed range: " + ", ".join(
+                f"{kconfiglib.expr_str(lo)}..{kconfiglib.expr_str(hi)}" for lo, hi, _ in sym.ranges))
+    else:
+        # Lowering a value: something holds it up.
+        if want == 1 and kconf.modules.tri_value == 0:
+            reasons.append(f"m needs {kconf.modules.name}=y ({kconf.modules.name}=n here), so m becomes y")
+        selectors = [op for op in kconfiglib.split_expr(sym.rev_dep, kconfiglib.OR)
+                     if kconfiglib.expr_value(op) > want]
+        if selectors:
+            reasons.append("selected by " + ", ".join(
+                f"{kconfiglib.expr_str(op)} [{_expr_values(op)}]" for op in selectors))
+        elif sym.choice is not None and sym.choice.selection is sym:
+            reasons.append("it is the selected member of its choice; select another member instead")
+        elif sym.visibility < have:
+            text = _hidden_prompt(sym, have) if prompted else "it has no prompt"
+            defaults = [f"default {kconfiglib.expr_str(d)} at {_default_origin(sym, d)}"
+                        for d, cond in sym.defaults if kconfiglib.expr_value(cond)]
+            reasons.append(text + ", so its default applies" + (f" ({defaults[0]})" if defaults else ""))
+    if not reasons:
+        reasons.append("Kconfig gives no direct reason; check the symbols it depends on "
+                       f"({kconfiglib.expr_str(sym.direct_dep)})")
+    return "; ".join(reasons)
+
+
+def _default_origin(sym, default_expr):
+    for n in sym.nodes:
+        for d, _ in n.defaults:
+            if d is default_expr:
+                return f"{n.filename}:{n.linenr}"
+    return _defined_at(sym)
+
+
+# ------------------------------------------------------------------------------------------------ filesystems
+
+_FS_MAKEFILE_RE = re.compile(r"^obj-\$\(CONFIG_([A-Z0-9_]+)\)\s*\+=\s*([\w.-]+)/")
+PSEUDO_FS_MENU = "Pseudo filesystems"
+NOT_FS_MENUS = ("Native Language Support", "Partition Types")
+
+
+def _in_menu(node, titles):
+    node = node.parent
+    while node is not None:
+        if node.item == kconfiglib.MENU and node.prompt and node.prompt[0] in titles:
+            return True
+        node = node.parent
+    return False
+
+
+def filesystem_symbols(kconf, tree):
+    """The symbols the 'no filesystem' rule of the mini kernel covers, for this tree and arch.
+
+    A filesystem symbol gates the build of a filesystem's own directory (`obj-$(CONFIG_X) += dir/` in fs/Makefile),
+    is defined on this arch with a prompt (so a user could switch it on), and is not in the Kconfig menu
+    "Pseudo filesystems" (PROC_FS, SYSFS, TMPFS, RAMFS, ...: allowed) nor in "Native Language Support" or
+    "Partition Types" (not filesystems). Options without a prompt (JBD, FAT_FS) follow the filesystems that
+    need them, so their filesystem is what gets reported.
+    """
+    path = os.path.join(os.fspath(tree), "fs", "Makefile")
+    try:
+        with open(path, encoding="latin-1") as f:
+            gated = [m.group(1) for m in map(_FS_MAKEFILE_RE.match, f.read().splitlines()) if m]
+    except OSError as e:
+        raise ConfigError(f"cannot read {path} ({e.strerror}): the kernel tree is incomplete; unpack it again") \
+            from None
+    out = []
+    for name in dict.fromkeys(gated):
+        sym = kconf.syms.get(name)
+        if sym is None or not sym.nodes:
+            continue
+        prompted = [n for n in sym.nodes if n.prompt]
+        if not prompted or any(_in_menu(n, (PSEUDO_FS_MENU,) + NOT_FS_MENUS) for n in sym.nodes):
+            continue
+        out.append(name)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ .config I/O
+
+def read_config_values(path):
+    """{symbol: value} of a .config file (strings unquoted; '# CONFIG_X is not set' is 'n')."""
+    values = {}
+    with open(path, encoding="latin-1") as f:
+        for line in f.read().splitlines():
+            m = _ASSIGN_RE.match(line)
+            if m:
+                v = m.group(2)
+                if v.startswith('"') and v.endswith('"') and len(v) >= 2:
+                    v = re.sub(r"\\(.)", r"\1", v[1:-1])
+                values[m.group(1)] = v
+            else:
+                m = _UNSET_RE.match(line)
+                if m:
+                    values[m.group(1)] = "n"
+    return values
+
+
+def _final_value(values, sym):
+    v = values.get(sym.name)
+    if v is None and sym.orig_type in (kconfiglib.BOOL, kconfiglib.TRISTATE):
+        return "n"
+    return v
+
+
+def _same(sym, requested, actual):
+    if actual is None:
+        return False
+    if sym.orig_type in (kconfiglib.INT, kconfiglib.HEX):
+        try:
+            return int(requested, 0 if sym.orig_type == kconfiglib.INT else 16) == \
+                int(actual, 0 if sym.orig_type == kconfiglib.INT else 16)
+        except ValueError:
+            return False
+    return requested == actual
+
+
+def _valid_for_type(sym, value):
+    t = sym.orig_type
+    if t == kconfiglib.BOOL:
+        return value in ("n", "y")
+    if t == kconfiglib.TRISTATE:
+        return value in ("n", "m", "y")
+    if t == kconfiglib.INT:
+        return re.fullmatch(r"-?\d+", value) is not None
+    if t == kconfiglib.HEX:
+        return re.fullmatch(r"(0[xX])?[0-9a-fA-F]+", value) is not None
+    return t == kconfiglib.STRING
+
+
+# ------------------------------------------------------------------------------------------------ make
+
+def run_make(argv, cwd, *, timeout=OLDCONFIG_TIMEOUT):
+    """Run make with stdin at EOF (conf then takes defaults instead of prompting) and a timeout; output text."""
+    try:
+        proc = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=timeout)
+    except FileNotFoundError:
+        raise ConfigError(f"cannot run {argv[0]}: it is not installed or not on PATH; install make") from None
+    except subprocess.TimeoutExpired:
+        raise ConfigError(f"'{' '.join(argv)}' in {cwd} did not finish within {timeout} s (waiting for input?); "
+                          "check the kernel tree's scripts/kconfig") from None
+    out = proc.stdout.decode("latin-1", "replace")
+    if proc.returncode != 0:
+        tail = "\n    ".join(out.strip().splitlines()[-15:])
+        raise ConfigError(f"'{' '.join(argv)}' failed in {cwd} (exit {proc.returncode}); its last lines:\n    {tail}")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ configure
+
+def _kind_label(kind, arch):
+    return f"the {'mini kernel' if kind == 'minik' else 'system kernel'} configuration for {arch}"
+
+
+def _fail(kind, arch, problems, what):
+    head = (f"{_kind_label(kind, arch)} {what}: {len(problems)} problem{'s' if len(problems) != 1 else ''}, "
+            "listed below; change the fragment lines or options named there")
+    raise ConfigError(head + "\n" + "\n".join(problems))
+
+
+def _merge(fragments, kconf, log):
+    """Validate every request and merge them in order: {symbol: Request}, overrides list, problems list."""
+    merged, overrides, problems = {}, [], []
+    for frag in fragments:
+        for req in frag.requests:
+            sym = kconf.syms.get(req.symbol)
+            if sym is None or not sym.nodes:
+                problems.append(f"  CONFIG_{req.symbol}: unknown symbol, requested at {req.origin}; "
+                                "no Kconfig file of this tree and arch defines it (misspelt, or from another "
+                                "kernel version?)")
+                continue
+            if not _valid_for_type(sym, req.value):
+                problems.append(f"  CONFIG_{req.symbol}: value {req.value!r} requested at {req.origin} is not a "
+                                f"valid {kconfiglib.TYPE_TO_STR[sym.orig_type]} (defined at {_defined_at(sym)})")
+                continue
+            prev = merged.get(req.symbol)
+            if prev is not None and not _same(sym, prev.value, req.value):
+                if frag.overrides:
+                    overrides.append({"symbol": req.symbol, "from": prev.value, "from_origin": prev.origin,
+                                      "to": req.value, "origin": req.origin})
+                    log(f"config: CONFIG_{req.symbol}={req.value} at {req.origin} overrides "
+                        f"{prev.value} from {prev.origin}")
+                else:
+                    problems.append(f"  CONFIG_{req.symbol}: {req.origin} asks for {req.value} but {prev.origin} "
+                                    f"asks for {prev.value}; our fragments must agree (only the user fragment may "
+                                    "override), remove one of the two lines")
+                    continue
+            merged[req.symbol] = req
+    return merged, overrides, problems
+
+
+def _rule_problem(rule, actual, kconf):
+    sym = kconf.syms[rule.symbol]
+    return (f"  CONFIG_{rule.symbol}: actual {actual}, but must be {rule.value}: {rule.why} (rule at {rule.origin})"
+            f"\n      defined at {_defined_at(sym)}; " + explain(kconf, sym, rule.value))
+
+
+def configure(tree, *, arch, kind, fragments, make_args=(), log=None, base_config=None, options=None,
+              configs_dir=None, make=run_make, make_cmd=("make",)):
+    """Write tree/.config for `kind` ("minik" or "system") on `arch` and audit it; return a JSON-able summary.
+
+    fragments: the list from fragments_for (paths or Fragment objects), applied in order. make_args are appended
+    to every make command (toolchain settings such as CC=..., HOSTCC=...). base_config (system kernel only): the
+    user's own .config to start from instead of allnoconfig. options: the user's options, recorded in the summary.
+    configs_dir: where rules.toml is (default: the repository's configs/). make: the runner (argv, cwd) -> output,
+    replaceable in tests. Raises ConfigError with every problem explained.
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    tree = os.fspath(tree)
+    if kind not in KINDS:
+        raise ConfigError(f"kernel kind {kind!r} is unknown; use one of {', '.join(KINDS)}")
+    if base_config is not None and kind != "system":
+        raise ConfigError("a base .config (system_config=) applies to the system kernel only")
+    if configs_dir is None:
+        configs_dir = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
+    started = time.monotonic()
+    frags = [_as_fragment(f) for f in fragments]
+    rules = _rules(configs_dir, kind)
+
+    kconf = load_kconfig(tree, arch)
+    for rule in rules:
+        sym = kconf.syms.get(rule.symbol)
+        if sym is None or not sym.nodes:
+            if rule.symbol == "DUMP_MINI_KERNEL":
+                raise ConfigError(f"CONFIG_DUMP_MINI_KERNEL is not defined by any Kconfig file of {tree} "
+                                  f"(arch={arch}): the minik patch did not apply or is not the expected one; "
+                                  "check the patch stage and the minik patch file")
+            raise ConfigError(f"CONFIG_{rule.symbol}, named by the rule at {rule.origin}, is not defined for "
+                              f"arch={arch} in {tree}; this tree is not the expected Linux 2.6.9")
+
+    merged, overrides, problems = _merge(frags, kconf, log)
+    # A request the rules forbid fails now, before make runs, with the rule's reason.
+    driver_family = next((f for f in frags if f.name.startswith("dump_driver=")), None)
+    driver_symbols = {r.symbol for r in driver_family.requests} if driver_family else set()
+    for rule in rules:
+        req = merged.get(rule.symbol)
+        if req is not None and not _same(kconf.syms[rule.symbol], rule.value, req.value):
+            problems.append(f"  CONFIG_{rule.symbol}: requested {req.value} at {req.origin}, but must be "
+                            f"{rule.value}: {rule.why} (rule at {rule.origin})")
+    fs_symbols = filesystem_symbols(kconf, tree) if kind == "minik" else []
+    for name in fs_symbols:
+        req = merged.get(name)
+        if req is not None and req.value != "n":
+            problems.append(f"  CONFIG_{name}: requested {req.value} at {req.origin}, but the mini kernel must "
+                            "have no filesystem (README step 2: 'no filesystem need'; pseudo filesystems such as "
+                            "PROC_FS, SYSFS, TMPFS, RAMFS are allowed)")
+    for name in sorted(driver_symbols):
+        req = merged.get(name)
+        if req is not None and req.value != "y":
+            problems.append(f"  CONFIG_{name}: requested {req.value} at {req.origin}, but the dump driver "
+                            f"({driver_family.name}) must be built in (=y), never a module or off: the mini "
+                            "kernel has no module loader and must reach the dump disk by itself")
+    if problems:
+        _fail(kind, arch, problems, "cannot be made as asked")
+
+    config = os.path.join(tree, ".config")
+    arch_arg = f"ARCH={arch}"
+    if base_config is not None:
+        try:
+            shutil.copyfile(base_config, config + ".mkdump-tmp")
+        except OSError as e:
+            raise ConfigError(f"cannot read the system_config file {base_config}: {e.strerror}; "
+                              "check the path") from None
+        os.replace(config + ".mkdump-tmp", config)
+        log(f"config: {kind} {arch}: starting from {base_config}")
+    else:
+        log(f"config: {kind} {arch}: make {arch_arg} allnoconfig")
+        make([*make_cmd, arch_arg, "allnoconfig", *make_args], tree)
+    kconf.load_config(config)
+    for req in merged.values():
+        kconf.syms[req.symbol].set_value(req.value)
+    written = config + ".mkdump-tmp"
+    kconf.write_config(written, save_old=False)
+    os.replace(written, config)
+    before = read_config_values(config)
+
+    log(f"config: {kind} {arch}: make {arch_arg} oldconfig")
+    make([*make_cmd, arch_arg, "oldconfig", *make_args], tree)
+    after = read_config_values(config)
+    kconf.load_config(config)
+
+    problems = {}
+    for req in merged.values():
+        sym = kconf.syms[req.symbol]
+        actual = _final_value(after, sym)
+        if not _same(sym, req.value, actual):
+            problems[req.symbol] = (f"  CONFIG_{req.symbol}: requested {req.value} at {req.origin}, actual "
+                                    f"{actual if actual is not None else '(unset)'}\n      defined at "
+                                    f"{_defined_at(sym)}; " + explain(kconf, sym, req.value))
+    for rule in rules:
+        sym = kconf.syms[rule.symbol]
+        actual = _final_value(after, sym)
+        if not _same(sym, rule.value, actual) and rule.symbol not in problems:
+            problems[rule.symbol] = _rule_problem(rule, actual, kconf)
+    for name in fs_symbols:
+        sym = kconf.syms[name]
+        actual = _final_value(after, sym)
+        if actual != "n" and name not in problems:
+            problems[name] = (f"  CONFIG_{name}: actual {actual}, but the mini kernel must have no filesystem "
+                              f"(README step 2)\n      defined at {_defined_at(sym)}; " + explain(kconf, sym, "n"))
+    if problems:
+        _fail(kind, arch, list(problems.values()), "does not hold after make oldconfig")
+
+    audited = sorted(set(merged) | {r.symbol for r in rules} | set(fs_symbols))
+    # conf writes "is not set" lines for invisible symbols that kconfiglib leaves out: both mean n.
+    changed = {}
+    for name in sorted(set(before) | set(after)):
+        sym = kconf.syms.get(name)
+        old, new = (before.get(name), after.get(name)) if sym is None else \
+            (_final_value(before, sym), _final_value(after, sym))
+        if old != new:
+            changed[name] = {"written": old, "final": new}
+    if changed:
+        log(f"config: make oldconfig changed {len(changed)} value(s): {', '.join(changed)}")
+    with open(config, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    seconds = round(time.monotonic() - started, 2)
+    log(f"config: {kind} {arch}: audited {len(audited)} symbols, all as requested ({seconds} s)")
+    return {
+        "kind": kind,
+        "arch": arch,
+        "options": dict(options or {}),
+        "base_config": os.fspath(base_config) if base_config is not None else None,
+        "fragments": [f.describe() for f in frags],
+        "requested": {k: {"value": r.value, "origin": r.origin} for k, r in sorted(merged.items())},
+        "overrides": overrides,
+        "rules": [dataclasses.asdict(r) for r in rules],
+        "filesystem_symbols": fs_symbols,
+        "audited": {k: _final_value(after, kconf.syms[k]) for k in audited},
+        "oldconfig_changed": changed,
+        "config_sha256": digest,
+    }
