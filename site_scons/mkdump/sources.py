@@ -1,0 +1,163 @@
+"""The source manifest (patches/sources.toml) and the trust-on-first-use lock file (patches/sources.lock)."""
+import fcntl
+import os
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from mkdump.errors import MkdumpError
+from mkdump.narhash import normalize_sha256
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    file: str
+    urls: tuple[str, ...]
+    sha256: str | None = None           # hex
+    tree_sha256: str | None = None      # hex
+    alternatives: tuple[str, ...] = ()
+
+    @property
+    def names(self):
+        """Every file name that can satisfy this source: alternatives only count when the tree is pinned."""
+        return (self.file,) + (self.alternatives if self.tree_sha256 else ())
+
+
+_KEYS = {"file", "urls", "sha256", "tree_sha256", "alternatives"}
+
+
+def check_file_name(name, where):
+    """A cache entry name: a plain file name, so it can never point outside the cache or a sources= directory."""
+    if (not isinstance(name, str) or not name or name in (".", "..") or "/" in name
+            or any(ord(c) < 32 or ord(c) == 127 for c in name)):
+        raise MkdumpError(f"{where}: {name!r} is not a plain file name; give the file name without any directory.")
+    return name
+
+
+def load_sources(path):
+    """Read the manifest into {name: Source}. Raises MkdumpError naming the file and key when malformed."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise MkdumpError(f"cannot read the source manifest {path}: {e.strerror}.") from None
+    except tomllib.TOMLDecodeError as e:
+        raise MkdumpError(f"{path} is not valid TOML ({e}); fix its syntax.") from None
+    sources = {}
+    owner = {}
+    for name, table in data.items():
+        where = f"{path}: [{name}]"
+        if not isinstance(table, dict):
+            raise MkdumpError(f"{where} is not a table; each source is a [name] table with file and urls.")
+        unknown = sorted(set(table) - _KEYS)
+        if unknown:
+            raise MkdumpError(f"{where} has unknown key {unknown[0]!r}; the keys are {', '.join(sorted(_KEYS))}.")
+        if "file" not in table:
+            raise MkdumpError(f"{where} has no 'file'; add the file name the source is stored under.")
+        file = check_file_name(table["file"], f"{where} file")
+        urls = table.get("urls")
+        if (not isinstance(urls, list) or not urls
+                or not all(isinstance(u, str) and urlsplit(u).scheme in ("http", "https") for u in urls)):
+            raise MkdumpError(f"{where} urls must be a non-empty list of http(s) URLs.")
+        pins = {}
+        for key in ("sha256", "tree_sha256"):
+            if key in table:
+                try:
+                    pins[key] = normalize_sha256(table[key])
+                except MkdumpError as e:
+                    raise MkdumpError(f"{where} {key}: {e}") from None
+        alternatives = table.get("alternatives", [])
+        if not isinstance(alternatives, list):
+            raise MkdumpError(f"{where} alternatives must be a list of file names.")
+        if alternatives and "tree_sha256" not in pins:
+            raise MkdumpError(f"{where} has alternatives but no tree_sha256; other archives can only be accepted "
+                              "when the unpacked tree is pinned, so add tree_sha256 or drop alternatives.")
+        alternatives = tuple(check_file_name(a, f"{where} alternatives") for a in alternatives)
+        source = Source(name=name, file=file, urls=tuple(urls), sha256=pins.get("sha256"),
+                        tree_sha256=pins.get("tree_sha256"), alternatives=alternatives)
+        for n in source.names:
+            if n in owner:
+                raise MkdumpError(f"{where} uses the file name {n!r} that [{owner[n]}] uses too; "
+                                  "each file name may belong to one source only.")
+            owner[n] = name
+        sources[name] = source
+    return sources
+
+
+def _toml_str(s):
+    """A TOML basic string. File names are already free of control characters (check_file_name)."""
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_LOCK_HEADER = """\
+# SHA-256 of files that have no pin in sources.toml, recorded on first use (trust on first use).
+# Written by mkdump-build; commit it, so every later fetch must produce exactly these files.
+"""
+
+
+class LockFile:
+    """patches/sources.lock: `"<file>" = "<sha256 hex>"` lines, sorted.
+
+    Rewrites go through a temporary file and a rename, under an flock on the containing directory, so two
+    builds recording at once both land and a reader never sees half a file.
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+
+    def _read(self):
+        try:
+            with open(self.path, "rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            return {}
+        except OSError as e:
+            raise MkdumpError(f"cannot read the lock file {self.path}: {e.strerror}.") from None
+        except tomllib.TOMLDecodeError as e:
+            raise MkdumpError(f"{self.path} is not valid TOML ({e}); restore it from version control.") from None
+        for file, value in data.items():
+            try:
+                data[file] = normalize_sha256(value)
+            except MkdumpError:
+                raise MkdumpError(f"{self.path}: the entry for {file!r} is not a SHA-256; restore the file "
+                                  "from version control or delete that line.") from None
+        return data
+
+    def entries(self):
+        return dict(self._read())
+
+    def get(self, file):
+        return self._read().get(file)
+
+    def record(self, file, sha256):
+        """Record `file`'s hash. Raises MkdumpError if a different hash was recorded meanwhile."""
+        sha256 = normalize_sha256(sha256)
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        # The lock file itself is replaced by rename, so the lock must live on something stable: the directory.
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            fcntl.flock(dfd, fcntl.LOCK_EX)
+            data = self._read()
+            old = data.get(file)
+            if old == sha256:
+                return
+            if old is not None:
+                raise MkdumpError(f"{self.path} already records SHA-256 {old} for {file}, not {sha256}; "
+                                  "find out which file is genuine before changing that line.")
+            data[file] = sha256
+            text = _LOCK_HEADER + "".join(f"{_toml_str(k)} = \"{data[k]}\"\n" for k in sorted(data))
+            fd, tmp = tempfile.mkstemp(prefix=".sources.lock-", dir=directory)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(text)
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, self.path)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        finally:
+            os.close(dfd)
