@@ -1,0 +1,310 @@
+"""The mkexec archive: unpack it, check its layout against README.mkdump, build mkexec.ko against the system kernel.
+
+README.mkdump's "Make mkexec" is hand work: edit KVER, KDIR and KMODDIR in kernel/Makefile.base, make the
+include/asm link, run `make ARCH=<arch>`. Here the unpacked archive stays untouched: the build happens in a copy
+that gets the include/asm link, the three settings go on make's command line (which overrides plain `=` and `:=`
+assignments), and only when a probe shows the archive's Makefiles defeat that (an `override`) does the copy get a
+generated Makefile.base.
+"""
+import bz2
+import gzip
+import io
+import lzma
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+
+from .errors import MkdumpError
+
+ARCHES = ("i386", "x86_64")
+SETTINGS = ("KVER", "KDIR", "KMODDIR")
+
+PATCH = "PATCH/mkexec-v1.patch"
+MAKEFILE_BASE = "kernel/Makefile.base"
+KERNEL_MAKEFILE = "kernel/Makefile"
+TOP_MAKEFILE = "Makefile"
+MODULE = "kernel/mkexec.ko"
+
+README_LAYOUT = ("README.mkdump (\"Make mkexec\") expects a top Makefile, PATCH/mkexec-v1.patch, "
+                 "kernel/Makefile.base (KVER, KDIR, KMODDIR), kernel/Makefile and include/asm-i386, "
+                 "include/asm-x86_64")
+
+_PROBE_TAG = "mkdump-probe:"
+_PROBE_MAKEFILE = "".join(f"$(info {_PROBE_TAG}{v}=$({v}))\n" for v in SETTINGS) + \
+    ".PHONY: mkdump-probe\nmkdump-probe: ;\n"
+
+# Lines worth showing from a failed make: compiler/linker errors, make's own `***` lines, modpost's warnings.
+_ERROR_LINE = re.compile(r"error|\*\*\*|undefined|No such file|not found", re.IGNORECASE)
+_MODPOST_UNDEFINED = re.compile(r'\*\*\* Warning: "([^"]+)" \[[^]]*mkexec\.ko\] undefined!')
+
+
+def _stderr(msg):
+    print(msg, file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Unpacking
+
+def detect_compression(path):
+    """The compression of a .taz from its magic bytes (the name says nothing: .taz was used for gzip and .Z)."""
+    with open(path, "rb") as f:
+        head = f.read(262)
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if head[:2] == b"\x1f\x9d":
+        return "compress"
+    if head[:3] == b"BZh":
+        return "bzip2"
+    if head[:6] == b"\xfd7zXZ\x00":
+        return "xz"
+    if head[257:262] == b"ustar":
+        return "none"
+    raise MkdumpError(f"{path} is neither a tar archive nor one compressed with gzip, compress, bzip2 or xz; "
+                      "fetch the mkexec archive again")
+
+
+def _decompress(path, kind):
+    if kind == "compress":
+        # Python has no LZW decoder; gzip (essential on every Debian system) reads .Z.
+        done = subprocess.run(["gzip", "-dc", os.fspath(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if done.returncode != 0:
+            raise MkdumpError(f"{path} looks compress'ed (.Z) but gzip -dc cannot read it "
+                              f"({done.stderr.decode(errors='replace').strip()}); fetch the mkexec archive again")
+        return done.stdout
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        if kind == "gzip":
+            return gzip.decompress(data)
+        if kind == "bzip2":
+            return bz2.decompress(data)
+        if kind == "xz":
+            return lzma.decompress(data)
+    except (OSError, EOFError, ValueError, lzma.LZMAError) as e:
+        raise MkdumpError(f"{path} is a corrupt {kind} stream ({e}); fetch the mkexec archive again") from e
+    return data
+
+
+def _replace_dir(staged, dest):
+    """Move the finished directory `staged` to `dest`, replacing an older `dest` only once `staged` is complete."""
+    old = None
+    if os.path.lexists(dest):
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(dest)}.old-", dir=os.path.dirname(dest))
+        os.rename(dest, os.path.join(old, "x"))
+    os.rename(staged, dest)
+    if old:
+        shutil.rmtree(old)
+
+
+def unpack(archive, dest_dir, *, arch=None, log=None):
+    """Unpack the mkexec archive so that `dest_dir` is its single top directory (upstream's `mkexec/`).
+
+    The compression is detected from the magic bytes. Members that would land outside the directory, device
+    nodes and the like are refused (tarfile's "data" filter). Returns find_layout(dest_dir, arch=arch).
+    """
+    log = log or _stderr
+    archive = os.fspath(archive)
+    dest_dir = os.path.abspath(dest_dir)
+    kind = detect_compression(archive)
+    data = _decompress(archive, kind)
+    parent = os.path.dirname(dest_dir)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(dest_dir)}.tmp-", dir=parent)
+    try:
+        try:
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+                tar.extractall(staging, filter="data")
+        except (tarfile.TarError, EOFError) as e:
+            raise MkdumpError(f"{archive} ({kind}) is not a readable tar archive ({e}); "
+                              "fetch the mkexec archive again") from e
+        tops = sorted(os.listdir(staging))
+        if len(tops) != 1 or not os.path.isdir(os.path.join(staging, tops[0])):
+            raise MkdumpError(f"{archive} should hold one top directory (mkexec/) but holds "
+                              f"{', '.join(tops) or 'nothing'}; check that it is the mkexec archive")
+        top = os.path.join(staging, tops[0])
+        find_layout(top, arch=arch)
+        _replace_dir(top, dest_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log(f"mkexec: unpacked {os.path.basename(archive)} ({kind}) into {dest_dir}")
+    return find_layout(dest_dir, arch=arch)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Layout
+
+def find_layout(src_dir, *, arch=None):
+    """Check an unpacked mkexec archive against the README's layout and return where its parts are.
+
+    With `arch`, only include/asm-<arch> is required; without, both arches the README names. Returns a dict:
+    root, patch, top_makefile, makefile_base, kernel_makefile, asm (arch -> directory), all absolute paths.
+    """
+    root = os.path.abspath(src_dir)
+    if arch is not None and arch not in ARCHES:
+        raise MkdumpError(f"arch {arch!r} is not one mkexec supports; use one of {', '.join(ARCHES)}")
+    if not os.path.isdir(root):
+        raise MkdumpError(f"the unpacked mkexec archive {root} does not exist; run the unpack stage first")
+    files = {"top_makefile": TOP_MAKEFILE, "patch": PATCH, "makefile_base": MAKEFILE_BASE,
+             "kernel_makefile": KERNEL_MAKEFILE}
+    layout = {"root": root, "asm": {}}
+    missing = []
+    for key, rel in files.items():
+        path = os.path.join(root, rel)
+        if os.path.isfile(path):
+            layout[key] = path
+        else:
+            missing.append(rel)
+    for a in ([arch] if arch else ARCHES):
+        path = os.path.join(root, "include", f"asm-{a}")
+        if os.path.isdir(path):
+            layout["asm"][a] = path
+        else:
+            missing.append(f"include/asm-{a}/")
+    if missing:
+        hint = ""
+        entries = os.listdir(root)
+        if len(entries) == 1 and os.path.isfile(os.path.join(root, entries[0], PATCH)):
+            hint = f" (it holds only {entries[0]}/, which looks like the archive's top directory: use that)"
+        raise MkdumpError(f"the mkexec archive at {root} lacks {', '.join(missing)}{hint}; {README_LAYOUT}, "
+                          "so check that the archive is mkexec-2.6.9-1.0-update1.taz")
+    return layout
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Building
+
+def _check_setting(name, value):
+    # make splits on whitespace and expands `$` even in command-line values, so such paths cannot be passed.
+    if not value or re.search(r"[\s$#]", value):
+        raise MkdumpError(f"{name}={value!r} cannot be passed to make (empty, or holds whitespace, `$` or `#`); "
+                          "use a path without them")
+
+
+def _make_env(cwd):
+    env = dict(os.environ)
+    env["LC_ALL"] = "C"
+    # What a user's shell would have after `cd ~/mkexec`, for Makefiles that read $(PWD).
+    env["PWD"] = cwd
+    return env
+
+
+def _probe_settings(kernel_dir, settings):
+    """What KVER/KDIR/KMODDIR the mkexec Makefiles end up with when we pass `settings` on the command line."""
+    fd, probe = tempfile.mkstemp(prefix=".mkdump-probe-", suffix=".mk", dir=kernel_dir)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(_PROBE_MAKEFILE)
+        argv = ["make", "-s", "--no-print-directory", "-f", "Makefile", "-f", os.path.basename(probe),
+                "mkdump-probe"] + [f"{k}={v}" for k, v in settings.items()]
+        done = subprocess.run(argv, cwd=kernel_dir, env=_make_env(kernel_dir), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    finally:
+        os.unlink(probe)
+    if done.returncode != 0:
+        raise MkdumpError(f"make cannot read the mkexec archive's kernel/Makefile with Makefile.base "
+                          f"({done.stdout.strip().splitlines()[-1:] or done.returncode}); check the archive")
+    seen = {}
+    for line in done.stdout.splitlines():
+        if line.startswith(_PROBE_TAG):
+            key, _, value = line[len(_PROBE_TAG):].partition("=")
+            seen[key] = value
+    return seen
+
+
+def _generated_makefile_base(original, settings):
+    lines = ["# Generated by mkdump-build from the archive's Makefile.base: its own assignments use `override`,",
+             "# which beats make's command line, so the settings are appended with `override` too.",
+             original.rstrip("\n"), ""]
+    lines += [f"override {k} := {v}" for k, v in settings.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _error_excerpt(log_path, count=8):
+    with open(log_path, errors="replace") as f:
+        lines = [line.rstrip("\n") for line in f]
+    picked = [line for line in lines if _ERROR_LINE.search(line)] or lines
+    return " | ".join(picked[-count:])
+
+
+def _run_logged(argv, cwd, log_path, verbose, log):
+    with open(log_path, "w") as logf:
+        logf.write("$ " + shlex.join(argv) + "\n")
+        logf.flush()
+        proc = subprocess.Popen(argv, cwd=cwd, env=_make_env(cwd), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, errors="replace")
+        for line in proc.stdout:
+            logf.write(line)
+            if verbose:
+                log(line.rstrip("\n"))
+        return proc.wait()
+
+
+def build_module(src_dir, build_dir, *, arch, kdir, kver, kmoddir, make_args, log_path, verbose=False,
+                 log=None):
+    """Build mkexec.ko from the unpacked archive `src_dir` into `build_dir` and return the module's path.
+
+    `kdir` is the built system kernel tree, `kver` its release, `kmoddir` where a `make install` would put the
+    module; make_args carries the toolchain (CC=..., -j2, ...). The copy is made in a sibling temporary
+    directory and renamed to `build_dir` only when kernel/mkexec.ko exists, so a failure leaves an older
+    `build_dir` as it was. Raises MkdumpError with the command, the last error lines and the log path when make
+    fails, and when modpost reports symbols the system kernel does not export (PATCH/mkexec-v1.patch missing).
+    """
+    log = log or _stderr
+    layout = find_layout(src_dir, arch=arch)
+    kdir = os.path.abspath(kdir)
+    settings = {"KVER": kver, "KDIR": kdir, "KMODDIR": kmoddir}
+    for name, value in settings.items():
+        _check_setting(name, value)
+    if not os.path.isfile(os.path.join(kdir, "Makefile")):
+        raise MkdumpError(f"KDIR {kdir} is not a kernel tree (no Makefile); build the system kernel first")
+    build_dir = os.path.abspath(build_dir)
+    parent = os.path.dirname(build_dir)
+    os.makedirs(parent, exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(build_dir)}.tmp-", dir=parent)
+    try:
+        shutil.copytree(layout["root"], staging, symlinks=True, dirs_exist_ok=True)
+        link = os.path.join(staging, "include", "asm")
+        if os.path.islink(link) or os.path.isfile(link):
+            os.unlink(link)
+        elif os.path.isdir(link):
+            shutil.rmtree(link)
+        os.symlink(f"asm-{arch}", link)
+
+        kernel_dir = os.path.join(staging, "kernel")
+        if _probe_settings(kernel_dir, settings) != settings:
+            base = os.path.join(staging, MAKEFILE_BASE)
+            with open(base) as f:
+                original = f.read()
+            with open(base, "w") as f:
+                f.write(_generated_makefile_base(original, settings))
+            seen = _probe_settings(kernel_dir, settings)
+            if seen != settings:
+                raise MkdumpError(f"the mkexec archive's kernel/Makefile sets {seen} even with a generated "
+                                  f"Makefile.base, not {settings}; its Makefiles need a patch")
+            log("mkexec: Makefile.base uses `override`; generated one with KVER/KDIR/KMODDIR in the build copy")
+
+        argv = ["make", f"ARCH={arch}"] + [f"{k}={v}" for k, v in settings.items()] + list(make_args)
+        command = shlex.join(argv)
+        log(f"mkexec: {command} (log: {log_path})")
+        rc = _run_logged(argv, staging, log_path, verbose, log)
+        if rc != 0:
+            raise MkdumpError(f"building mkexec.ko failed: `{command}` exited with {rc}: "
+                              f"{_error_excerpt(log_path)}; see the full log {log_path}")
+        with open(log_path, errors="replace") as f:
+            undefined = sorted(set(_MODPOST_UNDEFINED.findall(f.read())))
+        if undefined:
+            raise MkdumpError(f"mkexec.ko uses {', '.join(undefined)}, which the system kernel in {kdir} does not "
+                              f"export; apply {PATCH} to the system kernel and rebuild it (log: {log_path})")
+        if not os.path.isfile(os.path.join(staging, MODULE)):
+            raise MkdumpError(f"`{command}` succeeded but left no {MODULE}; check the archive's "
+                              f"kernel/Makefile (log: {log_path})")
+        _replace_dir(staging, build_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return os.path.join(build_dir, MODULE)
