@@ -383,6 +383,7 @@ def _check_relocations(f, info, allowed):
             continue
         if sec["sh_type"] != info.reloc_section:
             wrong_kind.append(sec.name)
+            continue
         symtab = symtab_cache.setdefault(sec["sh_link"], f.elf.get_section(sec["sh_link"]))
         for rel in sec.iter_relocations():
             kind = rel["r_info_type"]
@@ -435,10 +436,13 @@ _CHUNK = 1 << 16
 
 
 def _first_difference(a, b):
-    for i in range(0, min(len(a), len(b)), 4096):
-        if a[i:i + 4096] != b[i:i + 4096]:
-            return i + next(j for j, (x, y) in enumerate(zip(a[i:i + 4096], b[i:i + 4096])) if x != y)
-    return None
+    """Index of the first differing byte, or of the end of the shorter one; None when equal."""
+    n = min(len(a), len(b))
+    for i in range(0, n, 4096):
+        x, y = a[i:min(i + 4096, n)], b[i:min(i + 4096, n)]
+        if x != y:
+            return i + next(j for j, (p, q) in enumerate(zip(x, y)) if p != q)
+    return None if len(a) == len(b) else n
 
 
 def check_vmlinux_bin(vmlinux_path, bin_path, *, removed=(".note", ".comment")):
@@ -473,8 +477,6 @@ def check_vmlinux_bin(vmlinux_path, bin_path, *, removed=(".note", ".comment")):
                     out.seek(offset + i)
                     got = out.read(len(want))
                     d = _first_difference(want, got)
-                    if d is None and len(got) < len(want):
-                        d = len(got)
                     if d is not None:
                         at = offset + i + d
                         return Check(label, False, f"differs from {f.label} at offset {at:#x} ({where})",

@@ -1,0 +1,202 @@
+"""mkexec.ko checks on fake modules built with gcc for x86_64 and i386."""
+import pytest
+
+from mkdump import elfcheck
+from mkdump.errors import MkdumpError
+from support import elf_fixtures
+from test_elfcheck_text import I386_MODULE_C, X86_64_MODULE_C
+
+ARCHES = ["x86_64", "i386"]
+LOADERS = {"x86_64": X86_64_MODULE_C, "i386": I386_MODULE_C}
+VERMAGIC = "2.6.9 gcc-12.2"
+
+
+class Kernels(dict):
+    """Per arch, built on first use: a system kernel image exporting printk and kmalloc, and kmalloc_gpl to
+    GPL-compatible modules only."""
+
+    def __init__(self, factory):
+        super().__init__()
+        self.factory = factory
+
+    def __missing__(self, arch):
+        elf_fixtures.require_toolchain(arch)
+        self[arch] = elf_fixtures.build_image(self.factory.mktemp(f"kernel-{arch}"), arch,
+                                              exports=("printk", "kmalloc"), gpl_exports=("kmalloc_gpl",))
+        return self[arch]
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    return Kernels(tmp_path_factory)
+
+
+def run(tmp_path, arch, kernel, **module_args):
+    ko = elf_fixtures.build_module(tmp_path, arch, **module_args)
+    exports = elfcheck.kernel_exports(kernel[arch])
+    gpl_only = exports - elfcheck.kernel_exports(kernel[arch], include_gpl_only=False)
+    checks = elfcheck.check_module(ko, arch=arch, vermagic=VERMAGIC,
+                                   allowed_relocs=elfcheck.loader_allowed_relocs(LOADERS[arch], arch),
+                                   exports=exports, gpl_only=gpl_only)
+    return {c.name.split(" ", 1)[1]: c for c in checks}
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_good_module_passes_every_check(tmp_path, arch, kernel):
+    checks = run(tmp_path, arch, kernel)
+    assert list(checks) == ["ELF type", "license", "vermagic", "relocations", "undefined symbols", "entry points"]
+    assert all(c.ok for c in checks.values()), [str(c) for c in checks.values()]
+    assert str(checks["relocations"]).startswith("PASS mkexec.ko relocations: ")
+
+
+def test_kernel_exports_reads_ksymtab_and_gpl(kernel):
+    assert elfcheck.kernel_exports(kernel["x86_64"]) == {"printk", "kmalloc", "kmalloc_gpl"}
+    assert elfcheck.kernel_exports(kernel["i386"], include_gpl_only=False) == {"printk", "kmalloc"}
+
+
+def test_kernel_exports_from_extra_modules(tmp_path, kernel):
+    body = elf_fixtures.MODULE_BODY + """
+struct kernel_symbol { unsigned long value; const char *name; };
+int helper_api(void) { return 1; }
+static const char __kstrtab_helper_api[] __attribute__((section("__ksymtab_strings"))) = "helper_api";
+const struct kernel_symbol __ksymtab_helper_api __attribute__((section("__ksymtab")))
+    = { (unsigned long)&helper_api, __kstrtab_helper_api };
+"""
+    other = elf_fixtures.build_module(tmp_path, "x86_64", name="helper", body=body)
+    assert elfcheck.kernel_exports(kernel["x86_64"], [other]) == {"printk", "kmalloc", "kmalloc_gpl",
+                                                                   "helper_api"}
+
+
+def test_x86_64_relocation_types_from_gcc(tmp_path, kernel):
+    figure = run(tmp_path, "x86_64", kernel)["relocations"].figure
+    # 64 (table), PC32 (store), PLT32 (call, binutils >= 2.31), 32S (address of static data)
+    assert "types {1,2,4,11}" in figure
+
+
+def test_x86_64_stock_loader_refuses_plt32(tmp_path, kernel):
+    ko = elf_fixtures.build_module(tmp_path, "x86_64")
+    stock = elfcheck.loader_allowed_relocs(X86_64_MODULE_C.replace("case R_X86_64_PLT32:", ""), "x86_64")
+    checks = elfcheck.check_module(ko, arch="x86_64", vermagic=VERMAGIC, allowed_relocs=stock,
+                                   exports=elfcheck.kernel_exports(kernel["x86_64"]))
+    reloc = checks[3]
+    assert not reloc.ok
+    assert "4 (R_X86_64_PLT32) x1" in reloc.figure and "(printk)" in reloc.detail
+
+
+def test_x86_64_fno_plt_gotpcrelx_is_refused(tmp_path, kernel):
+    check = run(tmp_path, "x86_64", kernel, cflags=["-fno-plt"])["relocations"]
+    assert not check.ok
+    assert "41 (R_X86_64_GOTPCRELX)" in check.figure
+
+
+def test_x86_64_rex_gotpcrelx_from_assembler_is_refused(tmp_path, kernel):
+    asm = ".text\n.globl load_ptr\nload_ptr:\n\tmovq printk@GOTPCREL(%rip), %rax\n\tret\n"
+    check = run(tmp_path, "x86_64", kernel, asm=asm)["relocations"]
+    assert not check.ok
+    assert "42 (R_X86_64_REX_GOTPCRELX) x1" in check.figure and "(printk)" in check.detail
+
+
+def test_i386_plt32_from_assembler_is_refused(tmp_path, kernel):
+    asm = ".text\n.globl call_it\ncall_it:\n\tcall printk@PLT\n\tret\n"
+    check = run(tmp_path, "i386", kernel, asm=asm)["relocations"]
+    assert not check.ok
+    assert "4 (R_386_PLT32) x1" in check.figure
+
+
+def test_relocations_of_non_allocated_sections_are_skipped_like_the_loader(tmp_path, kernel):
+    asm = '.section .debug_fake,"",@progbits\n\t.quad printk@GOTPCREL\n'
+    check = run(tmp_path, "x86_64", kernel, asm=asm)["relocations"]
+    assert check.ok, str(check)
+    assert "1 in non-allocated sections skipped" in check.detail
+
+
+def test_i386_rela_section_is_refused(tmp_path, kernel):
+    ko = elf_fixtures.build_module(tmp_path, "i386")
+    elf_fixtures.retype_section(ko, ".rel.text", 4, 12)   # SHT_RELA, Elf32_Rela
+    checks = elfcheck.check_module(ko, arch="i386", vermagic=VERMAGIC,
+                                   allowed_relocs=elfcheck.loader_allowed_relocs(I386_MODULE_C, "i386"),
+                                   exports=elfcheck.kernel_exports(kernel["i386"]))
+    assert not checks[3].ok
+    assert ".rel.text are not SHT_REL" in checks[3].figure
+
+
+def test_wrong_class_and_machine(tmp_path, kernel):
+    ko = elf_fixtures.build_module(tmp_path, "i386")
+    checks = elfcheck.check_module(ko, arch="x86_64", vermagic=VERMAGIC,
+                                   allowed_relocs=elfcheck.loader_allowed_relocs(X86_64_MODULE_C, "x86_64"),
+                                   exports=elfcheck.kernel_exports(kernel["x86_64"]))
+    assert not checks[0].ok
+    assert checks[0].figure == "32-bit ET_REL EM_386"
+    assert "64-bit ET_REL EM_X86_64" in checks[0].detail
+
+
+def test_linked_executable_is_not_a_module(kernel):
+    checks = elfcheck.check_module(kernel["x86_64"], arch="x86_64", vermagic=VERMAGIC,
+                                   allowed_relocs={2: "R_X86_64_PC32"}, exports=set())
+    assert not checks[0].ok and "ET_EXEC" in checks[0].figure
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_vermagic_mismatch(tmp_path, arch, kernel):
+    check = run(tmp_path, arch, kernel, vermagic="2.6.9 SMP gcc-3.4")["vermagic"]
+    assert not check.ok
+    assert "'2.6.9 SMP gcc-3.4'" in check.figure and VERMAGIC in check.detail
+
+
+def test_missing_license(tmp_path, kernel):
+    checks = run(tmp_path, "x86_64", kernel, license=None)
+    assert not checks["license"].ok and checks["vermagic"].ok
+
+
+def test_missing_modinfo(tmp_path, kernel):
+    checks = run(tmp_path, "i386", kernel, modinfo=False)
+    assert not checks["license"].ok and not checks["vermagic"].ok
+    assert "no .modinfo" in checks["vermagic"].figure
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_unexported_symbols_are_named(tmp_path, arch, kernel):
+    body = elf_fixtures.MODULE_BODY + "extern int mystery(void); extern int enigma(void);\n" \
+        "int use_them(void) { return mystery() + enigma(); }\n"
+    check = run(tmp_path, arch, kernel, body=body)["undefined symbols"]
+    assert not check.ok
+    assert check.figure == "2 of 4 not exported by the system kernel: enigma, mystery"
+
+
+def test_weak_undefined_symbol_is_accepted(tmp_path, kernel):
+    body = elf_fixtures.MODULE_BODY + "extern int optional_hook(void) __attribute__((weak));\n" \
+        "int maybe(void) { return optional_hook ? optional_hook() : 0; }\n"
+    check = run(tmp_path, "x86_64", kernel, body=body)["undefined symbols"]
+    assert check.ok, str(check)
+    assert check.figure.startswith("3 undefined")
+
+
+def test_gpl_only_export_needs_gpl_license(tmp_path, kernel):
+    body = elf_fixtures.MODULE_BODY + "extern int kmalloc_gpl(void);\nint g(void) { return kmalloc_gpl(); }\n"
+    assert run(tmp_path / "gpl", "i386", kernel, body=body)["undefined symbols"].ok
+    check = run(tmp_path, "i386", kernel, body=body, license="Proprietary")["undefined symbols"]
+    assert not check.ok
+    assert "kmalloc_gpl" in check.figure and "GPL-compatible" in check.detail
+
+
+def test_common_symbol_is_refused(tmp_path, kernel):
+    body = elf_fixtures.MODULE_BODY + "int shared_counter;\nint bump(void) { return ++shared_counter; }\n"
+    check = run(tmp_path, "x86_64", kernel, body=body, cflags=["-fcommon"])["undefined symbols"]
+    assert not check.ok
+    assert "shared_counter" in check.figure and "-fno-common" in check.detail
+
+
+def test_missing_entry_points(tmp_path, kernel):
+    body = elf_fixtures.MODULE_BODY.replace('void cleanup_module(void) __attribute__((alias("mkexec_exit")));',
+                                            "void keep(void) { mkexec_exit(); }")
+    check = run(tmp_path, "x86_64", kernel, body=body)["entry points"]
+    assert not check.ok and check.figure == "missing cleanup_module"
+
+
+def test_not_elf_and_missing_files_name_the_file(tmp_path):
+    junk = tmp_path / "junk.ko"
+    junk.write_bytes(b"not an elf file at all" * 4)
+    with pytest.raises(MkdumpError, match="junk.ko"):
+        elfcheck.check_module(junk, arch="x86_64", vermagic=VERMAGIC, allowed_relocs={}, exports=set())
+    with pytest.raises(MkdumpError, match="absent.ko"):
+        elfcheck.kernel_exports(tmp_path / "absent.ko")
