@@ -44,7 +44,7 @@ FINAL_WORDS = [r"Kernel panic - not syncing", r"^Power down\.", r"System halted\
 FAULTS = [r"Kernel BUG at", r"^Oops:", r"Unable to handle kernel", r"general protection fault",
           r"invalid operand:", r"Kernel panic - not syncing"]
 
-_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[@-Z\\-_])")
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[@-Z\\-~])")
 _BANNER = re.compile(r"Linux version (\S+) \((.*)")
 _MEMORY = re.compile(r"Memory: (\d+)k/(\d+)k available")
 _INIT_MODULE = re.compile(re.escape(INIT_PREFIX) + r" init_module returned (-?\d+)")

@@ -1,0 +1,64 @@
+"""A stand-in for qemu-system-*: an executable script that prints a given console text, then exits, waits for
+ever (a hung kernel) or prints more after a delay. It records its argument list so tests can check it.
+
+The script answers `-machine help` with a fixed list, as QEMU does, so machine fallback can be tested."""
+import json
+import os
+import sys
+from pathlib import Path
+
+SCRIPT = r'''#!{python}
+import json, sys, time
+spec = json.load(open({spec!r}))
+if sys.argv[1:] == ["-machine", "help"]:
+    print("Supported machines are:")
+    for name in spec["machines"]:
+        print(f"{{name:20}} some machine")
+    sys.exit(0)
+with open(spec["argv_file"], "w") as f:
+    json.dump(sys.argv[1:], f)
+for chunk in spec["chunks"]:
+    time.sleep(chunk["delay"])
+    sys.stdout.buffer.write(chunk["text"].encode())
+    sys.stdout.buffer.flush()
+sys.stderr.write(spec["stderr"])
+if spec["hang"]:
+    time.sleep(3600)
+sys.exit(spec["exit"])
+'''
+
+
+def make(tmp_path, chunks, *, hang=False, exit_code=0, stderr="", machines=("pc", "pc-i440fx-7.0")):
+    """Write the fake QEMU and a qemu.toml pointing at it; return (qemu_toml_path, argv_file).
+
+    chunks: a list of (delay_seconds, text) printed in order."""
+    tmp_path = Path(tmp_path)
+    spec = tmp_path / "fakeqemu.json"
+    argv_file = tmp_path / "fakeqemu-argv.json"
+    spec.write_text(json.dumps({"chunks": [{"delay": d, "text": t} for d, t in chunks], "hang": hang,
+                                "exit": exit_code, "stderr": stderr, "machines": list(machines),
+                                "argv_file": str(argv_file)}))
+    script = tmp_path / "fake-qemu"
+    script.write_text(SCRIPT.format(python=sys.executable, spec=str(spec)))
+    os.chmod(script, 0o755)
+    toml = tmp_path / "qemu.toml"
+    table = f'''
+binary = "{script}"
+machine = "pc-i440fx-7.0"
+machine_fallback = "pc"
+accel = "tcg"
+cpu = "qemu64"
+memory_mb = 64
+console = "ttyS0"
+baud = 115200
+earlyprintk = "earlyprintk=serial,ttyS0,115200"
+timeout_seconds = 20
+grace_seconds = 1
+args = ["-nographic", "-nodefaults", "-serial", "stdio", "-no-reboot"]
+'''
+    toml.write_text(f"[x86_64]{table}\n[x86_64.minik]\nmemory_mb = 8\n\n[i386]{table}")
+    return toml, argv_file
+
+
+def argv(argv_file):
+    return json.loads(Path(argv_file).read_text())
