@@ -1,0 +1,164 @@
+"""Differential test: our patch engine against GNU patch 2.7 on generated cases.
+
+Each case: a random small tree, random edits, `diff -urN` for the patch, then a perturbed copy of the tree as the
+target (lines inserted or removed so hunks need offsets, a line changed so a hunk cannot apply, a file removed or
+created so a section cannot apply). Wherever `patch --fuzz=N` succeeds, our tree must be byte-identical to its
+tree; wherever we reject, GNU patch must fail too, and our target must be untouched. The generated text has no
+CVS keywords, so here the two must also agree on every failure. Seeds are fixed, so CI runs
+the same cases every time.
+"""
+
+import os
+import random
+import shutil
+import subprocess
+
+import pytest
+
+from mkdump import patching
+
+GNU_PATCH = shutil.which("patch")
+GNU_DIFF = shutil.which("diff")
+
+pytestmark = pytest.mark.skipif(not (GNU_PATCH and GNU_DIFF), reason="GNU patch and diff are needed as the oracle")
+
+# A small vocabulary makes repeated lines common, so the offset search order matters.
+VOCAB = [b"alpha\n", b"beta\n", b"gamma\n", b"delta\n", b"\n", b"{\n", b"}\n", b"x = 1;\n", b"return 0;\n",
+         b"\tindent\n", b"alpha\n", b"beta\n"]
+NAMES = ["f.c", "g.h", "sub/h.S", "sub/deep/k.txt"]
+CASES_PER_SEED = 30
+
+
+def _random_lines(rng, lo=0, hi=24):
+    lines = [rng.choice(VOCAB) for _ in range(rng.randint(lo, hi))]
+    if lines and rng.random() < 0.15:
+        lines[-1] = b"tail without newline"
+    return lines
+
+
+def _edit(rng, lines):
+    lines = list(lines)
+    for _ in range(rng.randint(1, 4)):
+        op = rng.choice(["insert", "delete", "replace"])
+        pos = rng.randint(0, len(lines))
+        if op == "insert" or not lines:
+            lines[pos:pos] = [rng.choice(VOCAB + [b"new line\n"]) for _ in range(rng.randint(1, 3))]
+        elif op == "delete":
+            del lines[pos:pos + rng.randint(1, 3)]
+        else:
+            lines[pos:pos + 1] = [rng.choice([b"changed\n", b"CHANGED\n", b"beta\n"])]
+    if lines and rng.random() < 0.1:
+        lines[-1] = lines[-1].rstrip(b"\n") or b"x"
+    return lines
+
+
+def _perturb(rng, lines):
+    lines = list(lines)
+    kind = rng.random()
+    if kind < 0.25:
+        return lines
+    if kind < 0.7:
+        for _ in range(rng.randint(1, 3)):
+            pos = rng.randint(0, len(lines))
+            if rng.random() < 0.6 or not lines:
+                lines[pos:pos] = [rng.choice(VOCAB) for _ in range(rng.randint(1, 4))]
+            else:
+                del lines[pos:pos + rng.randint(1, 2)]
+    elif lines:
+        pos = rng.randrange(len(lines))
+        lines[pos] = lines[pos].replace(b"a", b"A", 1) if b"a" in lines[pos] else b"one char off\n"
+    return lines
+
+
+def _write_tree(root, files):
+    for name, lines in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"".join(lines))
+
+
+def _snapshot(root):
+    state = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        state[rel + "/"] = None
+        for name in filenames:
+            with open(os.path.join(dirpath, name), "rb") as f:
+                state[os.path.join(rel, name)] = f.read()
+    return state
+
+
+def _make_case(rng, tmp):
+    old = {name: _random_lines(rng) for name in rng.sample(NAMES, rng.randint(1, 3))}
+    new = {name: _edit(rng, lines) for name, lines in old.items()}
+    if rng.random() < 0.2:
+        del new[rng.choice(sorted(new))]                              # a deleted file
+    for name in NAMES:
+        if name not in old and rng.random() < 0.15:
+            new[name] = _random_lines(rng, 1)                          # a created file
+    for side, files in (("a", old), ("b", new)):
+        shutil.rmtree(tmp / side, ignore_errors=True)
+        (tmp / side).mkdir()
+        _write_tree(tmp / side, files)
+    context = rng.choice([3, 3, 3, 2, 1, 0])
+    patch = subprocess.run([GNU_DIFF, "-urN", f"-U{context}", "a", "b"], cwd=tmp, capture_output=True).stdout
+    target = {name: _perturb(rng, lines) if rng.random() < 0.5 else lines for name, lines in old.items()}
+    if target and rng.random() < 0.05:
+        del target[rng.choice(sorted(target))]                         # the file to patch is missing
+    for name in new:
+        if name not in old and rng.random() < 0.2:
+            target[name] = _random_lines(rng, 1)                       # the file to create exists
+    return patch, target
+
+
+def _run_case(tmp, patch, target, fuzz):
+    for d in ("gnu", "ours"):
+        shutil.rmtree(tmp / d, ignore_errors=True)
+        (tmp / d).mkdir()
+        _write_tree(tmp / d, target)
+    (tmp / "p.diff").write_bytes(patch)
+    gnu = subprocess.run([GNU_PATCH, "-p1", f"--fuzz={fuzz}", "--forward", "--batch", "--no-backup-if-mismatch",
+                          "-i", str(tmp / "p.diff")], cwd=tmp / "gnu", capture_output=True,
+                         stdin=subprocess.DEVNULL)
+    before = _snapshot(tmp / "ours")
+    try:
+        patching.apply_series(tmp / "ours", [("p.diff", patch, 1)], fuzz=fuzz, log=lambda msg: None)
+        ours_ok = True
+    except patching.PatchRejected:
+        ours_ok = False
+    ours = _snapshot(tmp / "ours")
+    return gnu, ours_ok, before, ours
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_same_result_as_gnu_patch_fuzz0(tmp_path, seed):
+    _differential(tmp_path, seed, lambda rng: 0)
+
+
+@pytest.mark.parametrize("seed", range(100, 102))
+def test_same_result_as_gnu_patch_with_fuzz(tmp_path, seed):
+    _differential(tmp_path, seed, lambda rng: rng.choice([1, 2]))
+
+
+def _differential(tmp_path, seed, pick_fuzz):
+    rng = random.Random(seed)
+    outcomes = {"both applied": 0, "both failed": 0}
+    for case in range(CASES_PER_SEED):
+        patch, target = _make_case(rng, tmp_path)
+        if not patch:
+            continue
+        fuzz = pick_fuzz(rng)
+        gnu, ours_ok, before, ours = _run_case(tmp_path, patch, target, fuzz)
+        where = f"seed {seed} case {case} fuzz {fuzz}\n--- patch:\n{patch.decode()}\n--- gnu:\n{gnu.stdout.decode()}"
+        if gnu.returncode == 0:
+            assert ours_ok, "GNU patch applied this, we rejected it: " + where
+            assert ours == _snapshot(tmp_path / "gnu"), "results differ: " + where
+            outcomes["both applied"] += 1
+        elif not ours_ok:
+            assert ours == before, "a rejected series changed the tree: " + where
+            outcomes["both failed"] += 1
+        else:
+            # The vocabulary has no CVS keywords, so the keyword rule never applies and GNU patch must agree.
+            pytest.fail("we applied what GNU patch rejected: " + where)
+    # Both directions must actually be exercised, or the seeds test nothing.
+    assert outcomes["both applied"] >= 5 and outcomes["both failed"] >= 3, outcomes
