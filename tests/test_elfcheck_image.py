@@ -131,7 +131,7 @@ def test_load_address_matches_stock_head_s(tmp_path, arch, with_at):
     vmlinux = image(tmp_path, arch, with_at=with_at)
     check = elfcheck.check_load_address(vmlinux, elfcheck.head_s_load_address(HEADS[arch]))
     assert check.ok, str(check)
-    assert check.figure == "image at 0x100000, entry at 0x100000, head.S jumps to 0x100000"
+    assert check.figure == "image at 0x100000, startup_32 at 0x100000, head.S jumps to 0x100000"
 
 
 @pytest.mark.parametrize("arch", ARCHES)
@@ -140,7 +140,7 @@ def test_load_address_differs_from_patched_head_s(tmp_path, arch):
     head = "#define MINIK_LOAD 0x1000000\n" + HEADS[arch].replace("$0x100000", "$MINIK_LOAD")
     check = elfcheck.check_load_address(vmlinux, elfcheck.head_s_load_address(head))
     assert not check.ok
-    assert check.figure == "image at 0x100000, entry at 0x100000, head.S jumps to 0x1000000"
+    assert check.figure == "image at 0x100000, startup_32 at 0x100000, head.S jumps to 0x1000000"
 
 
 def test_image_linked_for_the_patched_address_passes(tmp_path):
@@ -148,11 +148,13 @@ def test_image_linked_for_the_patched_address_passes(tmp_path):
     assert elfcheck.check_load_address(vmlinux, 0x1000000).ok
 
 
-def test_entry_point_away_from_image_start_fails(tmp_path):
-    vmlinux = image(tmp_path, "x86_64", entry="init_setup")
-    check = elfcheck.check_load_address(vmlinux, 0x100000)
+def test_startup_code_away_from_image_start_fails(tmp_path):
+    vmlinux = image(tmp_path, "x86_64")
+    check = elfcheck.check_load_address(vmlinux, 0x100000, entry_symbol="init_setup")
     assert not check.ok
-    assert "the jump would not land on the entry point" in check.detail
+    assert check.detail == "the jump would not land on init_setup"
+    missing = elfcheck.check_load_address(vmlinux, 0x100000, entry_symbol="startup_64")
+    assert not missing.ok and "startup_64 at missing" in missing.figure
 
 
 # --- constraints --------------------------------------------------------------------------------------------

@@ -86,7 +86,7 @@ def build_module(tmp, arch, *, name="mkexec", license="GPL", vermagic="2.6.9 gcc
 
 
 IMAGE_SCRIPT = """
-ENTRY({entry})
+ENTRY(startup_32)
 SECTIONS
 {{
   . = {link:#x};
@@ -117,7 +117,7 @@ SECTIONS
 
 def build_image(tmp, arch, *, name="vmlinux", load_base=0x100000, link_base=None, with_at=True,
                 functions=(), exports=("printk", "kmalloc"), gpl_exports=(), cond_syscalls=(), raw_symbols=(),
-                bss_kib=64, init_kib=8, entry="startup"):
+                bss_kib=64, init_kib=8):
     """A linked kernel-like image.
 
     Linked at link_base (the arch's kernel virtual address by default). With `with_at`, AT() puts every section
@@ -132,7 +132,7 @@ def build_image(tmp, arch, *, name="vmlinux", load_base=0x100000, link_base=None
     link = flags["link_base"] if link_base is None else link_base
     lines = [
         "struct kernel_symbol { unsigned long value; const char *name; };",
-        '__attribute__((section(".text.head"), used)) void startup(void) { for (;;) ; }',
+        '__attribute__((section(".text.head"), used)) void startup_32(void) { for (;;) ; }',
         "long sys_ni_syscall(void) { return -38; }",
         f'static char bss_blob[{bss_kib * 1024}] __attribute__((used));',
         f'static char init_blob[{init_kib * 1024}] __attribute__((section(".init.data"), used)) = {{1}};',
@@ -156,7 +156,7 @@ def build_image(tmp, arch, *, name="vmlinux", load_base=0x100000, link_base=None
     obj = compile_c(tmp, f"{name}_src", "\n".join(lines) + "\n", arch)
     script = re.sub(r"@AT\((\S+)\)@",
                     lambda m: f"AT(ADDR({m.group(1)}) - {link - load_base:#x})" if with_at else "",
-                    IMAGE_SCRIPT.format(link=link, entry=entry))
+                    IMAGE_SCRIPT.format(link=link))
     lds = tmp / f"{name}.lds"
     lds.write_text(script)
     image = tmp / name
