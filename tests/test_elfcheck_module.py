@@ -54,6 +54,20 @@ def test_kernel_exports_reads_ksymtab_and_gpl(kernel):
     assert elfcheck.kernel_exports(kernel["i386"], include_gpl_only=False) == {"printk", "kmalloc"}
 
 
+@pytest.mark.parametrize("arch", ARCHES)
+def test_vmlinux_vermagic_is_what_modules_must_carry(tmp_path, arch):
+    magic = elfcheck.kernel_vermagic(release="2.6.9", smp=False, preempt=False, gcc_version="12.2",
+                                     arch_tokens=("686",) if arch == "i386" else ())
+    elf_fixtures.require_toolchain(arch)
+    vmlinux = elf_fixtures.build_image(tmp_path, arch, vermagic=magic)
+    assert elfcheck.vmlinux_vermagic(vmlinux) == magic
+
+
+def test_vmlinux_without_module_support_has_no_vermagic(kernel):
+    with pytest.raises(MkdumpError, match="CONFIG_MODULES=y"):
+        elfcheck.vmlinux_vermagic(kernel["x86_64"])
+
+
 def test_kernel_exports_from_extra_modules(tmp_path, kernel):
     body = elf_fixtures.MODULE_BODY + """
 struct kernel_symbol { unsigned long value; const char *name; };

@@ -293,6 +293,20 @@ def kernel_vermagic(*, release, smp, preempt, gcc_version, arch_tokens=()):
     return " ".join(words) + f" gcc-{major_minor}"
 
 
+def vmlinux_vermagic(vmlinux_path):
+    """The vermagic string the system kernel's loader compares modules with: kernel/module.c's
+    `static const char vermagic[] = VERMAGIC_STRING;`, read from vmlinux."""
+    with _Elf(vmlinux_path) as f:
+        found = [s for s in f.symbols() if s.name == "vermagic" and s["st_info"]["type"] == "STT_OBJECT"
+                 and isinstance(s["st_shndx"], int)]
+        if not found:
+            raise MkdumpError(f"{f.path} has no vermagic object: build the system kernel with CONFIG_MODULES=y.")
+        sym = found[0]
+        section = f.sections[sym["st_shndx"]]
+        start = sym["st_value"] - section["sh_addr"]
+        return section.data()[start:start + sym["st_size"]].split(b"\0", 1)[0].decode("latin-1")
+
+
 def kernel_exports(vmlinux_path, extra_module_paths=(), *, include_gpl_only=True):
     """Names exported by the system kernel (and by the given modules) through EXPORT_SYMBOL*.
 

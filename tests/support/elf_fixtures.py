@@ -117,7 +117,7 @@ SECTIONS
 
 def build_image(tmp, arch, *, name="vmlinux", load_base=0x100000, link_base=None, with_at=True,
                 functions=(), exports=("printk", "kmalloc"), gpl_exports=(), cond_syscalls=(), raw_symbols=(),
-                bss_kib=64, init_kib=8):
+                bss_kib=64, init_kib=8, vermagic=None):
     """A linked kernel-like image.
 
     Linked at link_base (the arch's kernel virtual address by default). With `with_at`, AT() puts every section
@@ -125,7 +125,7 @@ def build_image(tmp, arch, *, name="vmlinux", load_base=0x100000, link_base=None
     addresses equal link addresses, as in 2.6.9's own vmlinux.lds.S.
     `functions`: extra global functions by name; `exports`/`gpl_exports`: functions exported 2.6.9-style;
     `cond_syscalls`: weak aliases of sys_ni_syscall, as 2.6.9's cond_syscall(); `raw_symbols`: functions
-    with names C cannot spell (e.g. GCC clones "name.isra.0").
+    with names C cannot spell (e.g. GCC clones "name.isra.0"); `vermagic`: kernel/module.c's vermagic[] string.
     """
     tmp = Path(tmp)
     flags = ARCH_FLAGS[arch]
@@ -148,6 +148,8 @@ def build_image(tmp, arch, *, name="vmlinux", load_base=0x100000, link_base=None
                      f'= "{fn}";')
         lines.append(f'static const struct kernel_symbol __ksymtab_{fn} __attribute__((section("{section}"), '
                      f'used)) = {{ (unsigned long)&{fn}, __kstrtab_{fn} }};')
+    if vermagic is not None:
+        lines.append(f'static const char vermagic[] __attribute__((used)) = "{vermagic}";')
     for fn in cond_syscalls:
         lines.append(f'asm(".weak {fn}\\n.set {fn}, sys_ni_syscall");')
     for i, raw in enumerate(raw_symbols):
