@@ -138,7 +138,7 @@ def unpack(archive, dest, *, expect_tree_sha256=None, log=None):
     the temporary directory. Raises MkdumpError for an unreadable, damaged or unsafe archive or a tree hash
     that is not the expected one.
     """
-    log = log or _stderr_log
+    log = _stderr_log if log is None else log
     archive = os.fspath(archive)
     dest = os.path.abspath(os.fspath(dest))
     expected = normalize_sha256(expect_tree_sha256) if expect_tree_sha256 is not None else None

@@ -1,0 +1,420 @@
+import bz2
+import gzip
+import hashlib
+import io
+import multiprocessing
+import os
+import tarfile
+
+import pytest
+
+import mkdump.fetch
+from mkdump.errors import MkdumpError
+from mkdump.fetch import Fetched, Fetcher
+from mkdump.narhash import nar_sha256
+from mkdump.sources import LockFile, Source
+from support.httpserver import serve
+
+PATCH = b"--- a/Makefile\n+++ b/Makefile\n" + bytes(range(256)) * 400     # ~100 kB, several chunks
+OTHER = b"--- a/Makefile\n+++ b/Makefile\n(someone else's file)\n"
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+class Log(list):
+    def __call__(self, line):
+        self.append(line)
+
+    @property
+    def text(self):
+        return "\n".join(self)
+
+
+class NoNetwork:
+    def get(self, *args, **kwargs):
+        raise AssertionError("the network was used")
+
+
+@pytest.fixture
+def server():
+    with serve() as s:
+        yield s
+
+
+def source(file="m.patch", urls=(), sha256=None, tree=None, alternatives=(), name="m"):
+    return Source(name=name, file=file, urls=tuple(urls), sha256=sha256, tree_sha256=tree,
+                  alternatives=tuple(alternatives))
+
+
+def fetcher(tmp_path, **kw):
+    kw.setdefault("log", Log())
+    kw.setdefault("backoff", 0.001)
+    kw.setdefault("retries", 2)
+    kw.setdefault("timeout", 5)
+    kw.setdefault("progress", io.StringIO())
+    return Fetcher(tmp_path / "cache", **kw)
+
+
+def listing(path):
+    return sorted(p.name for p in path.iterdir()) if path.exists() else []
+
+
+# -- the happy paths -------------------------------------------------------------------------------------------
+
+def test_download_then_cache(tmp_path, server):
+    route = server.add("/dl/m.patch", PATCH)
+    src = source(urls=[server.url + "/dl/m.patch"], sha256=sha(PATCH))
+    got = fetcher(tmp_path).fetch(src)
+    path = str(tmp_path / "cache" / "files" / "m.patch")
+    assert got == Fetched("m", "m.patch", path, sha(PATCH), None, server.url + "/dl/m.patch", "download")
+    assert open(path, "rb").read() == PATCH
+    assert listing(tmp_path / "cache" / "tmp") == []
+    again = fetcher(tmp_path, session=NoNetwork()).fetch(src)
+    assert again == Fetched("m", "m.patch", path, sha(PATCH), None, server.url + "/dl/m.patch", "cache")
+    assert route.hits == 1
+
+
+def test_mirrors_first_in_order(tmp_path, server):
+    server.add("/m2/m.patch", PATCH)
+    server.add("/up/m.patch", PATCH)
+    f = fetcher(tmp_path, mirrors=[server.url + "/m1/", server.url + "/m2"])
+    got = f.fetch(source(urls=[server.url + "/up/m.patch"], sha256=sha(PATCH)))
+    assert got.url == server.url + "/m2/m.patch"
+    assert [p for p, _ in server.requests] == ["/m1/m.patch", "/m2/m.patch"]
+
+
+def test_fall_through_and_retry(tmp_path, server):
+    server.add("/gone/m.patch", status=404)
+    broken = server.add("/broken/m.patch", PATCH, fail_first=100)
+    flaky = server.add("/flaky/m.patch", PATCH, fail_first=2, fail_status=503)
+    log = Log()
+    f = fetcher(tmp_path, retries=2, log=log)
+    got = f.fetch(source(urls=[server.url + p for p in ("/gone/m.patch", "/broken/m.patch", "/flaky/m.patch")],
+                         sha256=sha(PATCH)))
+    assert got.url == server.url + "/flaky/m.patch"
+    assert broken.hits == 3 and flaky.hits == 3      # 1 try + 2 retries each; 404 is not retried
+    assert server.hits("/gone/m.patch") == 1
+    assert "HTTP 503; retrying" in log.text
+
+
+def test_every_url_failing_is_listed(tmp_path, server):
+    server.add("/a/m.patch", status=404)
+    server.add("/b/m.patch", PATCH, fail_first=100)
+    urls = [server.url + "/a/m.patch", server.url + "/b/m.patch", "http://127.0.0.1:1/m.patch"]
+    with pytest.raises(MkdumpError) as err:
+        fetcher(tmp_path, retries=1).fetch(source(urls=urls, sha256=sha(PATCH)))
+    message = str(err.value)
+    assert f"{urls[0]}: HTTP 404" in message
+    assert f"{urls[1]}: gave up after 2 attempts, last: HTTP 500" in message
+    assert f"{urls[2]}: gave up after 2 attempts, last: connection failed ([Errno 111] Connection refused)" in message
+    assert "m.patch" in message and "sources= directory" in message
+    assert listing(tmp_path / "cache" / "files") == []
+
+
+def test_timeout_is_retried_then_next_url(tmp_path, server):
+    slow = server.add("/slow/m.patch", PATCH, delay=1.0)
+    server.add("/fast/m.patch", PATCH)
+    f = fetcher(tmp_path, timeout=0.2, retries=1)
+    got = f.fetch(source(urls=[server.url + "/slow/m.patch", server.url + "/fast/m.patch"], sha256=sha(PATCH)))
+    assert got.url.endswith("/fast/m.patch")
+    assert slow.hits == 2
+
+
+def test_resume_after_dropped_connection(tmp_path, server):
+    route = server.add("/dl/m.patch", PATCH, truncate_at=30000, truncate_times=1, etag='"v1"')
+    got = fetcher(tmp_path).fetch(source(urls=[server.url + "/dl/m.patch"], sha256=sha(PATCH)))
+    assert open(got.path, "rb").read() == PATCH
+    assert route.hits == 2
+    assert route.headers[1]["Range"] == "bytes=30000-"
+    assert route.headers[1]["If-Range"] == '"v1"'
+
+
+def test_resume_through_repeated_drops(tmp_path, server):
+    # Every answer is cut after 20000 bytes; each attempt still progresses, so the download completes.
+    route = server.add("/dl/m.patch", PATCH, truncate_at=20000)
+    got = fetcher(tmp_path, retries=1).fetch(source(urls=[server.url + "/dl/m.patch"], sha256=sha(PATCH)))
+    assert open(got.path, "rb").read() == PATCH
+    assert route.hits == -(-len(PATCH) // 20000)
+
+
+def test_server_ignoring_range(tmp_path, server):
+    route = server.add("/dl/m.patch", PATCH, truncate_at=30000, truncate_times=1, ranges=False)
+    got = fetcher(tmp_path).fetch(source(urls=[server.url + "/dl/m.patch"], sha256=sha(PATCH)))
+    assert open(got.path, "rb").read() == PATCH
+    assert route.hits == 2 and route.headers[1]["Range"] == "bytes=30000-"
+
+
+def test_no_progress_gives_up(tmp_path, server):
+    server.add("/dl/m.patch", PATCH, truncate_at=30000, ranges=False)
+    with pytest.raises(MkdumpError, match=f"closed after 30000 of {len(PATCH)} bytes"):
+        fetcher(tmp_path, retries=2).fetch(source(urls=[server.url + "/dl/m.patch"], sha256=sha(PATCH)))
+    assert listing(tmp_path / "cache" / "files") == []
+
+
+def test_stale_part_file_is_not_resumed(tmp_path, server):
+    (tmp_path / "cache" / "tmp").mkdir(parents=True)
+    (tmp_path / "cache" / "tmp" / "m.patch.part").write_bytes(OTHER)
+    route = server.add("/dl/m.patch", PATCH)
+    got = fetcher(tmp_path).fetch(source(urls=[server.url + "/dl/m.patch"], sha256=sha(PATCH)))
+    assert open(got.path, "rb").read() == PATCH
+    assert "Range" not in route.headers[0]
+
+
+# -- verification ----------------------------------------------------------------------------------------------
+
+def test_wrong_bytes_are_rejected_and_kept(tmp_path, server):
+    server.add("/bad/m.patch", OTHER)
+    url = server.url + "/bad/m.patch"
+    with pytest.raises(MkdumpError) as err:
+        fetcher(tmp_path).fetch(source(urls=[url], sha256=sha(PATCH)))
+    message = str(err.value)
+    assert url in message and sha(PATCH) in message and sha(OTHER) in message
+    assert listing(tmp_path / "cache" / "files") == []
+    kept = tmp_path / "cache" / "rejected" / f"m.patch.{sha(OTHER)[:16]}"
+    assert kept.read_bytes() == OTHER
+
+
+def test_wrong_mirror_falls_through_to_good_url(tmp_path, server):
+    server.add("/mirror/m.patch", OTHER)
+    server.add("/up/m.patch", PATCH)
+    log = Log()
+    got = fetcher(tmp_path, mirrors=[server.url + "/mirror"], log=log).fetch(
+        source(urls=[server.url + "/up/m.patch"], sha256=sha(PATCH)))
+    assert got.origin == "download" and got.url.endswith("/up/m.patch")
+    assert f"{server.url}/mirror/m.patch: SHA-256 is {sha(OTHER)}, expected {sha(PATCH)}" in log.text
+
+
+def test_tampered_cache_entry_is_moved_aside(tmp_path, server):
+    route = server.add("/dl/m.patch", PATCH)
+    src = source(urls=[server.url + "/dl/m.patch"], sha256=sha(PATCH))
+    first = fetcher(tmp_path).fetch(src)
+    with open(first.path, "ab") as f:
+        f.write(b"tampered")
+    log = Log()
+    again = fetcher(tmp_path, log=log).fetch(src)
+    assert again.origin == "download" and open(again.path, "rb").read() == PATCH
+    assert route.hits == 2
+    assert listing(tmp_path / "cache" / "rejected") == [f"m.patch.{sha(PATCH + b'tampered')[:16]}"]
+    assert "failed verification" in log.text
+
+
+def test_tampered_cache_entry_offline(tmp_path, server):
+    server.add("/dl/m.patch", PATCH)
+    src = source(urls=[server.url + "/dl/m.patch"], sha256=sha(PATCH))
+    first = fetcher(tmp_path).fetch(src)
+    with open(first.path, "wb") as f:
+        f.write(OTHER)
+    with pytest.raises(MkdumpError) as err:
+        fetcher(tmp_path, offline=True, session=NoNetwork()).fetch(src)
+    assert "offline=1" in str(err.value) and sha(OTHER) in str(err.value)
+    assert listing(tmp_path / "cache" / "files") == []
+
+
+# -- trust on first use ----------------------------------------------------------------------------------------
+
+def test_trust_on_first_use(tmp_path, server):
+    route = server.add("/dl/m.patch", PATCH)
+    lock = LockFile(tmp_path / "patches" / "sources.lock")
+    src = source(urls=[server.url + "/dl/m.patch"])
+    log = Log()
+    fetcher(tmp_path, lock=lock, log=log).fetch(src)
+    assert lock.get("m.patch") == sha(PATCH)
+    warning = [line for line in log if "TRUSTED ON FIRST USE" in line]
+    assert len(warning) == 1
+    assert sha(PATCH) in warning[0] and lock.path in warning[0] and "Commit" in warning[0]
+
+    # A fresh cache and the same bytes: accepted quietly.
+    log = Log()
+    other_cache = fetcher(tmp_path / "second", lock=lock, log=log).fetch(src)
+    assert other_cache.origin == "download" and "TRUSTED" not in log.text
+
+    # Upstream changed: refused, naming the URL, the recorded and the actual hash.
+    route.body = OTHER
+    with pytest.raises(MkdumpError) as err:
+        fetcher(tmp_path / "third", lock=lock).fetch(src)
+    message = str(err.value)
+    assert server.url + "/dl/m.patch" in message and sha(PATCH) in message and sha(OTHER) in message
+    assert lock.get("m.patch") == sha(PATCH)
+    assert listing(tmp_path / "third" / "cache" / "rejected") == [f"m.patch.{sha(OTHER)[:16]}"]
+
+
+def test_trust_on_first_use_from_a_sources_dir(tmp_path):
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "m.patch").write_bytes(PATCH)
+    lock = LockFile(tmp_path / "sources.lock")
+    log = Log()
+    got = fetcher(tmp_path, sources_dirs=[local], lock=lock, log=log, offline=True).fetch(source(urls=["http://x/m"]))
+    assert got.origin == "sources" and got.path == str(local / "m.patch")
+    assert lock.get("m.patch") == sha(PATCH) and "TRUSTED ON FIRST USE" in log.text
+
+
+# -- local sources and offline ---------------------------------------------------------------------------------
+
+def test_sources_dir_first_and_untouched(tmp_path, server):
+    route = server.add("/dl/m.patch", PATCH)
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "m.patch").write_bytes(PATCH)
+    (tmp_path / "empty").mkdir()
+    before = {p.name: p.stat().st_mtime_ns for p in local.iterdir()}
+    got = fetcher(tmp_path, sources_dirs=[tmp_path / "empty", local]).fetch(
+        source(urls=[server.url + "/dl/m.patch"], sha256=sha(PATCH)))
+    assert got.origin == "sources" and got.path == str(local / "m.patch")
+    assert route.hits == 0
+    assert {p.name: p.stat().st_mtime_ns for p in local.iterdir()} == before
+    assert listing(tmp_path / "cache" / "files") == []
+
+
+def test_bad_file_in_sources_dir_is_skipped(tmp_path, server):
+    server.add("/dl/m.patch", PATCH)
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "m.patch").write_bytes(OTHER)
+    log = Log()
+    got = fetcher(tmp_path, sources_dirs=[local], log=log).fetch(
+        source(urls=[server.url + "/dl/m.patch"], sha256=sha(PATCH)))
+    assert got.origin == "download"
+    assert (local / "m.patch").read_bytes() == OTHER
+    assert f"not using {local / 'm.patch'}: SHA-256 is {sha(OTHER)}, expected {sha(PATCH)}" in log.text
+
+
+def test_offline_without_the_file(tmp_path):
+    local = tmp_path / "local"
+    local.mkdir()
+    with pytest.raises(MkdumpError) as err:
+        fetcher(tmp_path, offline=True, sources_dirs=[local], session=NoNetwork()).fetch(
+            source(urls=["https://example.org/m.patch"]))
+    message = str(err.value)
+    assert str(tmp_path / "cache" / "files" / "m.patch") in message
+    assert str(local) in message and "scons fetch" in message and "sources=" in message
+
+
+def test_offline_with_the_file_cached(tmp_path, server):
+    server.add("/dl/m.patch", PATCH)
+    src = source(urls=[server.url + "/dl/m.patch"], sha256=sha(PATCH))
+    fetcher(tmp_path).fetch(src)
+    got = fetcher(tmp_path, offline=True, session=NoNetwork()).fetch(src)
+    assert got.origin == "cache" and got.url == server.url + "/dl/m.patch"
+
+
+def test_bad_options(tmp_path):
+    with pytest.raises(MkdumpError, match="sources=.*not a directory"):
+        fetcher(tmp_path, sources_dirs=[tmp_path / "missing"])
+    with pytest.raises(MkdumpError, match="mirror='/srv/files' is not an http"):
+        fetcher(tmp_path, mirrors=["/srv/files"])
+
+
+# -- tree-pinned sources ---------------------------------------------------------------------------------------
+
+@pytest.fixture
+def kernel(tmp_path):
+    """A tiny kernel-shaped tree, its tree hash, and it as .tar.bz2 and .tar.gz."""
+    tree = tmp_path / "k-1.0"
+    (tree / "kernel").mkdir(parents=True)
+    (tree / "Makefile").write_text("VERSION = 1\n")
+    (tree / "kernel" / "sched.c").write_text("/* sched */\n")
+    (tree / "scripts").mkdir()
+    (tree / "scripts" / "mkver").write_text("#!/bin/sh\n")
+    os.chmod(tree / "scripts" / "mkver", 0o755)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(tree, arcname="k-1.0")
+    return nar_sha256(tree), bz2.compress(buf.getvalue()), gzip.compress(buf.getvalue())
+
+
+def kernel_source(server, tree_hash):
+    return source(name="k", file="k-1.0.tar.bz2", alternatives=["k-1.0.tar.gz"], tree=tree_hash,
+                  urls=[server.url + "/up/k-1.0.tar.bz2", server.url + "/up/k-1.0.tar.gz"])
+
+
+def test_tree_pin_accepts_another_compression(tmp_path, server, kernel, monkeypatch):
+    tree_hash, _, tgz = kernel
+    server.add("/up/k-1.0.tar.gz", tgz)
+    src = kernel_source(server, tree_hash)
+    got = fetcher(tmp_path).fetch(src)
+    assert got.file == "k-1.0.tar.gz" and got.tree_sha256 == tree_hash and got.sha256 == sha(tgz)
+    assert got.path == str(tmp_path / "cache" / "files" / "k-1.0.tar.gz")
+    assert listing(tmp_path / "cache" / "tmp") == []
+
+    # Proved once: a later fetch trusts the record instead of unpacking again.
+    def no_unpack(archive, scratch):
+        raise AssertionError("unpacked again")
+
+    monkeypatch.setattr(mkdump.fetch, "tree_sha256_of_archive", no_unpack)
+    again = fetcher(tmp_path, offline=True).fetch(src)
+    assert again.origin == "cache" and again.tree_sha256 == tree_hash
+
+
+def test_tree_pin_via_mirror_and_alternative_name(tmp_path, server, kernel):
+    tree_hash, tbz, tgz = kernel
+    server.add("/mirror/k-1.0.tar.gz", tgz)
+    server.add("/up/k-1.0.tar.bz2", tbz)
+    got = fetcher(tmp_path, mirrors=[server.url + "/mirror"]).fetch(kernel_source(server, tree_hash))
+    assert got.url == server.url + "/mirror/k-1.0.tar.gz"
+    assert [p for p, _ in server.requests] == ["/mirror/k-1.0.tar.bz2", "/mirror/k-1.0.tar.gz"]
+
+
+def test_tree_pin_refuses_another_tree(tmp_path, server, kernel):
+    tree_hash, tbz, _ = kernel
+    wrong = "f" * 64
+    server.add("/up/k-1.0.tar.bz2", tbz)
+    with pytest.raises(MkdumpError) as err:
+        fetcher(tmp_path).fetch(kernel_source(server, wrong))
+    message = str(err.value)
+    assert f"{server.url}/up/k-1.0.tar.bz2: its unpacked tree hashes to {tree_hash}, expected {wrong}" in message
+    assert listing(tmp_path / "cache" / "rejected") == [f"k-1.0.tar.bz2.{sha(tbz)[:16]}"]
+
+
+def test_tree_pin_refuses_a_non_archive(tmp_path, server, kernel):
+    tree_hash, _, _ = kernel
+    server.add("/up/k-1.0.tar.bz2", b"<html>not found</html>")
+    with pytest.raises(MkdumpError, match="cannot be unpacked"):
+        fetcher(tmp_path).fetch(kernel_source(server, tree_hash))
+
+
+# -- progress and concurrency ----------------------------------------------------------------------------------
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path, server):
+    server.add("/dl/m.patch", PATCH, chunk_delay=0.005)
+    src = source(urls=[server.url + "/dl/m.patch"], sha256=sha(PATCH))
+    tty, log = Terminal(), Log()
+    fetcher(tmp_path / "a", progress=tty, log=log).fetch(src)
+    assert "\r" in tty.getvalue() and "100%" in tty.getvalue()
+    plain, log = io.StringIO(), Log()
+    fetcher(tmp_path / "b", progress=plain, log=log).fetch(src)
+    assert plain.getvalue() == ""
+    assert f"Downloading m.patch from {server.url}/dl/m.patch" in log and not any("\r" in line for line in log)
+
+
+def _fetch_in_process(cache, url, queue):
+    log = Log()
+    got = Fetcher(cache, log=log, progress=io.StringIO()).fetch(source(urls=[url], sha256=sha(PATCH)))
+    queue.put((got.origin, got.path, log.text))
+
+
+def test_concurrent_fetchers_share_one_cache(tmp_path, server):
+    route = server.add("/dl/m.patch", PATCH, chunk_delay=0.01)     # about 0.25 s per download
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_fetch_in_process, args=(tmp_path / "cache", server.url + "/dl/m.patch", queue))
+             for _ in range(3)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join()
+        assert p.exitcode == 0
+    assert route.hits == 1
+    assert sorted(origin for origin, _, _ in results) == ["cache", "cache", "download"]
+    assert {path for _, path, _ in results} == {str(tmp_path / "cache" / "files" / "m.patch")}
+    assert sum("Waiting for another build" in text for _, _, text in results) >= 1
+    assert (tmp_path / "cache" / "files" / "m.patch").read_bytes() == PATCH
+    assert listing(tmp_path / "cache" / "tmp") == []
