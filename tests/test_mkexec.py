@@ -1,0 +1,294 @@
+"""mkexec archive handling: unpacking each compression, the README layout check, and build_module() driving make
+against a fake kernel tree whose Makefile records what it was given."""
+import io
+import os
+import tarfile
+
+import pytest
+
+from mkdump import mkexec
+from mkdump.errors import MkdumpError
+from support import standin_mkexec
+
+
+def quiet(_msg):
+    pass
+
+
+@pytest.fixture
+def patch_text(tmp_path):
+    return standin_mkexec.kernel_patch(standin_mkexec.tiny_tree(tmp_path / "tiny"))
+
+
+@pytest.fixture
+def src(tmp_path, patch_text):
+    return standin_mkexec.write_tree(tmp_path / "unpacked", patch_text=patch_text)
+
+
+# --- the stand-in itself ---------------------------------------------------------------------------------------
+
+def test_standin_patch_applies_to_tiny_tree(tmp_path, patch_text):
+    tree = tmp_path / "tiny"
+    standin_mkexec.apply_patch(tree, patch_text)
+    assert (tree / "kernel" / "Makefile").read_text().endswith(standin_mkexec.MAKEFILE_LINE)
+    assert "EXPORT_SYMBOL(mkexec_stub_version)" in (tree / "kernel" / "mkexec_stub.c").read_text()
+
+
+def test_standin_archive_is_deterministic(tmp_path, patch_text):
+    a = standin_mkexec.make_taz(tmp_path / "a.taz", patch_text=patch_text).read_bytes()
+    b = standin_mkexec.make_taz(tmp_path / "b.taz", patch_text=patch_text).read_bytes()
+    assert a == b
+
+
+# --- find_layout -----------------------------------------------------------------------------------------------
+
+def test_find_layout_complete(src):
+    layout = mkexec.find_layout(src)
+    assert layout["root"] == str(src)
+    assert layout["patch"] == str(src / "PATCH" / "mkexec-v1.patch")
+    assert layout["makefile_base"] == str(src / "kernel" / "Makefile.base")
+    assert layout["kernel_makefile"] == str(src / "kernel" / "Makefile")
+    assert layout["top_makefile"] == str(src / "Makefile")
+    assert layout["asm"] == {"i386": str(src / "include" / "asm-i386"),
+                             "x86_64": str(src / "include" / "asm-x86_64")}
+
+
+@pytest.mark.parametrize("omit, named", [
+    ("PATCH/mkexec-v1.patch", "PATCH/mkexec-v1.patch"),
+    ("PATCH", "PATCH/mkexec-v1.patch"),
+    ("kernel/Makefile.base", "kernel/Makefile.base"),
+    ("kernel/Makefile", "kernel/Makefile"),
+    ("Makefile", "lacks Makefile"),
+    ("include/asm-i386", "include/asm-i386/"),
+    ("include/asm-x86_64", "include/asm-x86_64/"),
+])
+def test_find_layout_names_each_missing_piece(tmp_path, patch_text, omit, named):
+    root = standin_mkexec.write_tree(tmp_path / "u", patch_text=patch_text, omit=[omit])
+    with pytest.raises(MkdumpError) as e:
+        mkexec.find_layout(root)
+    msg = str(e.value)
+    assert named in msg
+    assert "README.mkdump" in msg and "expects" in msg
+    assert str(root) in msg
+
+
+def test_find_layout_lists_everything_missing_at_once(tmp_path, patch_text):
+    root = standin_mkexec.write_tree(tmp_path / "u", patch_text=patch_text, omit=["kernel", "include"])
+    with pytest.raises(MkdumpError, match=r"lacks kernel/Makefile.base, kernel/Makefile, include/asm-i386/, "
+                                          r"include/asm-x86_64/;"):
+        mkexec.find_layout(root)
+
+
+def test_find_layout_with_arch_needs_only_that_asm_dir(tmp_path, patch_text):
+    root = standin_mkexec.write_tree(tmp_path / "u", patch_text=patch_text, omit=["include/asm-i386"])
+    assert mkexec.find_layout(root, arch="x86_64")["asm"] == {"x86_64": str(root / "include" / "asm-x86_64")}
+    with pytest.raises(MkdumpError, match="include/asm-i386/"):
+        mkexec.find_layout(root, arch="i386")
+
+
+def test_find_layout_points_at_nested_top_directory(src):
+    with pytest.raises(MkdumpError, match=r"holds only mkexec/, which looks like the archive's top directory"):
+        mkexec.find_layout(src.parent)
+
+
+def test_find_layout_refuses_unknown_arch_and_missing_dir(src, tmp_path):
+    with pytest.raises(MkdumpError, match="'arm' is not one mkexec supports"):
+        mkexec.find_layout(src, arch="arm")
+    with pytest.raises(MkdumpError, match="does not exist"):
+        mkexec.find_layout(tmp_path / "nope")
+
+
+# --- unpack ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("compression", ["gzip", "bzip2", "compress", "none"])
+def test_unpack_detects_compression_from_magic(tmp_path, patch_text, compression):
+    if compression == "compress" and not standin_mkexec.compress_available():
+        pytest.skip("the `compress` program (Debian package ncompress) is not installed, so no .Z archive "
+                    "can be made")
+    taz = standin_mkexec.make_taz(tmp_path / "mkexec.taz", patch_text=patch_text, compression=compression)
+    assert mkexec.detect_compression(taz) == compression
+    messages = []
+    layout = mkexec.unpack(taz, tmp_path / "src" / "mkexec", log=messages.append)
+    assert layout["root"] == str(tmp_path / "src" / "mkexec")
+    assert (tmp_path / "src" / "mkexec" / "PATCH" / "mkexec-v1.patch").read_text() == patch_text
+    assert os.listdir(tmp_path / "src") == ["mkexec"]
+    assert f"({compression})" in messages[0]
+
+
+def test_unpack_replaces_older_tree(tmp_path, patch_text):
+    dest = tmp_path / "src" / "mkexec"
+    (dest / "stale").mkdir(parents=True)
+    taz = standin_mkexec.make_taz(tmp_path / "mkexec.taz", patch_text=patch_text)
+    mkexec.unpack(taz, dest, log=quiet)
+    assert not (dest / "stale").exists()
+    assert os.listdir(tmp_path / "src") == ["mkexec"]
+
+
+def _tar(members):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"PK\x03\x04 a zip file", "neither a tar archive nor one compressed"),
+    (b"\x1f\x8b\x08\x00garbage", "corrupt gzip stream"),
+    (b"BZh9garbage", "corrupt bzip2 stream"),
+    (_tar([("mkexec/Makefile", b""), ("other/x", b"")]), "one top directory .* holds mkexec, other"),
+    (_tar([("mkexec/../../evil", b"x")]), "not a readable tar archive"),
+    (_tar([("mkexec/Makefile", b"")]), "lacks PATCH/mkexec-v1.patch"),
+])
+def test_unpack_refusals_leave_older_tree(tmp_path, content, match):
+    dest = tmp_path / "src" / "mkexec"
+    (dest / "keep").mkdir(parents=True)
+    bad = tmp_path / "bad.taz"
+    bad.write_bytes(content)
+    with pytest.raises(MkdumpError, match=match):
+        mkexec.unpack(bad, dest, log=quiet)
+    assert os.listdir(dest) == ["keep"]
+    assert os.listdir(tmp_path / "src") == ["mkexec"]
+    assert not (tmp_path / "evil").exists()
+
+
+# --- build_module against a recording fake kernel tree ----------------------------------------------------------
+
+RECORDER = """\
+modules:
+\t@printf '%s\\n' 'CURDIR=$(CURDIR)' 'ARCH=$(ARCH)' 'CC=$(CC)' 'KVER=$(KVER)' 'KDIR=$(KDIR)' \\
+\t\t'KMODDIR=$(KMODDIR)' 'SUBDIRS=$(SUBDIRS)' > $(SUBDIRS)/received.txt
+\t@grep -h MKEXEC_ARCH_NAME $(SUBDIRS)/../include/asm/mkexec_arch.h >> $(SUBDIRS)/received.txt
+{extra}\t@printf 'not really a module' > $(SUBDIRS)/mkexec.ko
+"""
+
+
+def fake_kdir(path, extra=""):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "Makefile").write_text(RECORDER.format(extra=extra))
+    return path
+
+
+def received(build_dir):
+    lines = (build_dir / "kernel" / "received.txt").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#")), lines
+
+
+def build(src, tmp_path, kdir, **kw):
+    args = dict(arch="x86_64", kdir=kdir, kver="2.6.9", kmoddir="/lib/modules/2.6.9/extra",
+                make_args=["CC=gcc -fno-pie -fgnu89-inline"], log_path=tmp_path / "logs" / "mkexec.log", log=quiet)
+    args.update(kw)
+    return mkexec.build_module(src, tmp_path / "build" / "mkexec", **args)
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "i386"])
+def test_build_passes_settings_on_command_line(src, tmp_path, arch):
+    kdir = fake_kdir(tmp_path / "kdir")
+    ko = build(src, tmp_path, kdir, arch=arch)
+    out = tmp_path / "build" / "mkexec"
+    assert ko == str(out / "kernel" / "mkexec.ko")
+    got, lines = received(out)
+    assert got["CURDIR"] == str(kdir)
+    assert got["KDIR"] == str(kdir)
+    assert got["ARCH"] == arch
+    assert got["CC"] == "gcc -fno-pie -fgnu89-inline"
+    assert got["KVER"] == "2.6.9"
+    assert got["KMODDIR"] == "/lib/modules/2.6.9/extra"
+    # kbuild was pointed at the build copy's kernel/ (a staging directory at the time, renamed since).
+    assert os.path.basename(got["SUBDIRS"]) == "kernel"
+    assert os.path.basename(os.path.dirname(got["SUBDIRS"])).startswith(".mkexec.tmp-")
+    # <asm/mkexec_arch.h> resolved through the include/asm link to this arch's header.
+    assert f'#define MKEXEC_ARCH_NAME "{arch}"' in lines
+    assert os.readlink(out / "include" / "asm") == f"asm-{arch}"
+    # Plain `=` assignments lose to the command line: the copy's Makefile.base is upstream's, unedited.
+    assert (out / "kernel" / "Makefile.base").read_text() == (src / "kernel" / "Makefile.base").read_text()
+    assert not (src / "include" / "asm").exists()
+    assert os.listdir(tmp_path / "build") == ["mkexec"]
+
+
+def test_build_generates_makefile_base_when_upstream_overrides(tmp_path, patch_text):
+    src = standin_mkexec.write_tree(tmp_path / "u", patch_text=patch_text, override_settings=True)
+    original = (src / "kernel" / "Makefile.base").read_text()
+    assert "override KDIR = /usr/src/linux-$(KVER)" in original
+    kdir = fake_kdir(tmp_path / "kdir")
+    messages = []
+    build(src, tmp_path, kdir, log=messages.append)
+    out = tmp_path / "build" / "mkexec"
+    got, _ = received(out)
+    assert (got["KDIR"], got["KVER"], got["KMODDIR"]) == (str(kdir), "2.6.9", "/lib/modules/2.6.9/extra")
+    generated = (out / "kernel" / "Makefile.base").read_text()
+    assert generated.endswith(f"override KVER := 2.6.9\noverride KDIR := {kdir}\n"
+                              "override KMODDIR := /lib/modules/2.6.9/extra\n")
+    assert (src / "kernel" / "Makefile.base").read_text() == original
+    assert any("uses `override`" in m for m in messages)
+
+
+def test_build_without_generation_would_have_missed_kdir(tmp_path, patch_text):
+    """The probe is what tells the two cases apart: with `override`, make -C goes to upstream's default KDIR."""
+    src = standin_mkexec.write_tree(tmp_path / "u", patch_text=patch_text, override_settings=True)
+    settings = {"KVER": "2.6.9", "KDIR": str(tmp_path), "KMODDIR": "/x"}
+    seen = mkexec._probe_settings(str(src / "kernel"), settings)
+    assert seen["KDIR"] == "/usr/src/linux-2.6.9-mkexec"
+    assert os.listdir(src / "kernel") == ["Makefile", "Makefile.base", "mkexec.c"]
+
+
+def test_build_failure_keeps_previous_build_and_reports(src, tmp_path):
+    kdir = fake_kdir(tmp_path / "kdir")
+    build(src, tmp_path, kdir)
+    out = tmp_path / "build" / "mkexec"
+    before = (out / "kernel" / "received.txt").read_text()
+    fake_kdir(kdir, extra="\t@echo 'mkexec.c:42: error: frobnicate undeclared' >&2; exit 1\n")
+    with pytest.raises(MkdumpError) as e:
+        build(src, tmp_path, kdir, arch="i386")
+    msg = str(e.value)
+    assert "`make ARCH=i386 KVER=2.6.9" in msg
+    assert "'CC=gcc -fno-pie -fgnu89-inline'" in msg
+    assert "mkexec.c:42: error: frobnicate undeclared" in msg
+    assert str(tmp_path / "logs" / "mkexec.log") in msg
+    assert "frobnicate" in (tmp_path / "logs" / "mkexec.log").read_text()
+    assert (out / "kernel" / "received.txt").read_text() == before
+    assert os.listdir(tmp_path / "build") == ["mkexec"]
+
+
+def test_build_refuses_module_with_symbols_kernel_lacks(src, tmp_path):
+    warn = "\t@echo '*** Warning: \"mkexec_stub_version\" [$(SUBDIRS)/mkexec.ko] undefined!'\n"
+    kdir = fake_kdir(tmp_path / "kdir", extra=warn)
+    with pytest.raises(MkdumpError, match=r"uses mkexec_stub_version, which the system kernel .* does not export; "
+                                          r"apply PATCH/mkexec-v1.patch"):
+        build(src, tmp_path, kdir)
+    assert os.listdir(tmp_path / "build") == []
+
+
+def test_build_refuses_when_no_module_appears(src, tmp_path):
+    kdir = tmp_path / "kdir"
+    kdir.mkdir()
+    (kdir / "Makefile").write_text("modules:\n\t@true\n")
+    with pytest.raises(MkdumpError, match="succeeded but left no kernel/mkexec.ko"):
+        build(src, tmp_path, kdir)
+    assert os.listdir(tmp_path / "build") == []
+
+
+def test_build_verbose_streams_make_output(src, tmp_path):
+    kdir = fake_kdir(tmp_path / "kdir", extra="\t@echo compiling-for-real\n")
+    messages = []
+    build(src, tmp_path, kdir, verbose=True, log=messages.append)
+    assert "compiling-for-real" in messages
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(kver="2.6.9 smp"), "KVER='2.6.9 smp' cannot be passed to make"),
+    (dict(kmoddir="/lib/$(evil)"), "KMODDIR='/lib/\\$\\(evil\\)' cannot be passed"),
+    (dict(kver=""), "KVER='' cannot be passed"),
+    (dict(arch="ppc64"), "'ppc64' is not one mkexec supports"),
+])
+def test_build_refuses_bad_settings(src, tmp_path, kw, match):
+    with pytest.raises(MkdumpError, match=match):
+        build(src, tmp_path, fake_kdir(tmp_path / "kdir"), **kw)
+
+
+def test_build_refuses_kdir_that_is_not_a_tree(src, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MkdumpError, match="is not a kernel tree .*build the system kernel first"):
+        build(src, tmp_path, tmp_path / "empty")
