@@ -200,3 +200,19 @@ def test_stripped_vmlinux_is_an_error(tmp_path):
     subprocess.run(["strip", "-s", vmlinux], check=True)
     with pytest.raises(MkdumpError, match="no symbol table"):
         elfcheck.check_constraints(vmlinux)
+
+
+def test_kernel_map_base_override(tmp_path):
+    # a kernel linked without AT() at 0xffffffff80100000 whose boot page tables map base + x to x
+    vmlinux = image(tmp_path, "x86_64", with_at=False)
+    base = 0xffffffff80100000 - 0x200000
+    assert elfcheck.check_load_address(vmlinux, 0x200000, kernel_map_base=base).ok
+    assert "image 0x200000-" in elfcheck.check_footprint(vmlinux, minik_mem_mb=8, kernel_map_base=base).detail
+
+
+def test_truncated_vmlinux_is_an_error(tmp_path):
+    vmlinux = image(tmp_path, "i386")
+    short = tmp_path / "short"
+    short.write_bytes(vmlinux.read_bytes()[:200])
+    with pytest.raises(MkdumpError, match="short is not a readable ELF file"):
+        elfcheck.check_footprint(short, minik_mem_mb=8)
