@@ -1,0 +1,180 @@
+"""`scons install DESTDIR=... PREFIX=/usr`: lay the finished artifacts out for the target machine.
+
+Installed layout (every path below is under DESTDIR; <arch> is i386 or x86_64, <release> the system kernel's
+release, e.g. 2.6.9):
+
+    <PREFIX>/share/mkdump/<arch>/vmlinux.bin      the mini kernel image the load script hands to mkexec   0644
+    <PREFIX>/share/mkdump/<arch>/System.map       the mini kernel's symbol map (for reading its messages)  0644
+    <PREFIX>/share/mkdump/<arch>/manifest.json    provenance: inputs, outputs and check results             0644
+    <PREFIX>/sbin/mkdump-load-<arch>              the load script (README "Run Mini Kernel Dump" 1-2)       0755
+    /lib/modules/<release>/extra/mkexec.ko        where modprobe/depmod look for out-of-tree modules        0644
+    /boot/vmlinuz-<release>                       the system kernel image, named as 2.6.9's `make install`  0644
+
+The mini kernel files are per arch, so both arches can share a DESTDIR; the module and the system kernel image
+follow the kernel's own conventions and are per release, so installing both arches into one DESTDIR needs distinct
+releases. The load script's defaults are the paths above without DESTDIR (see target_paths()).
+
+Nothing is written outside DESTDIR: PREFIX and the release may not climb out of it, and a symlink inside DESTDIR
+that leads outside is refused before anything is created through it. Each file is written to a temporary file
+beside its destination and renamed into place, so a reader sees the old file or the new one, never half of one.
+"""
+import os
+import re
+import shutil
+import sys
+import tempfile
+
+from .errors import MkdumpError
+from .loadscript import script_name
+
+ARCHES = ("i386", "x86_64")
+# Role -> file mode, in the order files are installed and reported.
+ROLES = {
+    "vmlinux.bin": 0o644,
+    "System.map": 0o644,
+    "manifest.json": 0o644,
+    "load-script": 0o755,
+    "mkexec.ko": 0o644,
+    "kernel-image": 0o644,
+}
+
+
+def _check_prefix(prefix):
+    if not isinstance(prefix, str) or not prefix.startswith("/"):
+        raise MkdumpError(f"PREFIX={prefix!r} must be an absolute path such as /usr")
+    if ".." in prefix.split("/") or "\n" in prefix or "\0" in prefix:
+        raise MkdumpError(f"PREFIX={prefix!r} may not contain `..` or control characters; give a plain path "
+                          "such as /usr")
+    return os.path.normpath(prefix)
+
+
+def _check_release(release):
+    if not isinstance(release, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", release):
+        raise MkdumpError(f"kernel release {release!r} must be a plain name such as 2.6.9 (letters, digits, "
+                          "`.`, `_`, `+`, `-`)")
+    return release
+
+
+def _check_arch(arch):
+    if arch not in ARCHES:
+        raise MkdumpError(f"arch {arch!r} cannot be installed; use one of {', '.join(ARCHES)}")
+    return arch
+
+
+def target_paths(*, arch, release, prefix="/usr"):
+    """Role -> absolute path on the target machine (without DESTDIR)."""
+    _check_arch(arch)
+    release = _check_release(release)
+    prefix = _check_prefix(prefix)
+    data = os.path.join(prefix, "share", "mkdump", arch)
+    return {
+        "vmlinux.bin": os.path.join(data, "vmlinux.bin"),
+        "System.map": os.path.join(data, "System.map"),
+        "manifest.json": os.path.join(data, "manifest.json"),
+        "load-script": os.path.join(prefix, "sbin", script_name(arch)),
+        "mkexec.ko": f"/lib/modules/{release}/extra/mkexec.ko",
+        "kernel-image": f"/boot/vmlinuz-{release}",
+    }
+
+
+def _inside(path, root):
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _confined_dir(root, relative, create):
+    """Walk `relative` under the real directory `root` one component at a time, refusing symlinks that lead out,
+    and creating missing directories when `create` (without, the walk stops where nothing exists yet: no symlink
+    can lie beyond). Returns the real path of the directory.
+    """
+    current = root
+    for part in [p for p in relative.split("/") if p]:
+        candidate = os.path.join(current, part)
+        if os.path.islink(candidate):
+            resolved = os.path.realpath(candidate)
+            if not _inside(resolved, root):
+                raise MkdumpError(f"{candidate} is a symlink to {resolved}, outside DESTDIR {root}; installing "
+                                  "through it would write outside DESTDIR, so remove the link or pick another "
+                                  "DESTDIR")
+            candidate = resolved
+        if os.path.lexists(candidate):
+            if not os.path.isdir(candidate):
+                raise MkdumpError(f"{candidate} is in the way of the install layout (a file where a directory "
+                                  "belongs); remove it")
+        elif create:
+            os.mkdir(candidate, 0o755)
+        else:
+            return None
+        current = candidate
+    return current
+
+
+def _copy_atomically(source, dest, mode):
+    directory = os.path.dirname(dest)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+            shutil.copyfileobj(src, out)
+            os.fchmod(out.fileno(), mode)
+        # Keep the artifact's own mtime so two installs of one build are identical.
+        st = os.stat(source)
+        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.replace(tmp, dest)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def install(out_dir, *, destdir, prefix="/usr", release, files, arch=None, log=None):
+    """Install `files` (role -> source path; relative paths are taken in `out_dir`) under `destdir`.
+
+    Roles: vmlinux.bin, System.map, manifest.json, load-script, mkexec.ko, kernel-image (all required; see the
+    module docstring for where each goes). `arch` defaults to the name of out_dir's parent directory
+    (build/<arch>/out). Returns the installed paths (under destdir) in role order. Raises MkdumpError for a
+    missing or unknown role, a missing source, a bad PREFIX/release/arch, anything that would land outside
+    destdir, and a failed write (the file being written keeps its old content).
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    out_dir = os.path.abspath(out_dir)
+    if arch is None:
+        arch = os.path.basename(os.path.dirname(out_dir))
+        if arch not in ARCHES:
+            raise MkdumpError(f"cannot tell the arch from {out_dir} (expected build/<arch>/out); pass arch=")
+    paths = target_paths(arch=arch, release=release, prefix=prefix)
+    if not isinstance(destdir, str) or not destdir:
+        raise MkdumpError("DESTDIR is empty; give the directory to install into (DESTDIR=/ for this machine)")
+    unknown = sorted(set(files) - set(ROLES))
+    if unknown:
+        raise MkdumpError(f"install was given unknown roles {', '.join(unknown)}; the roles are "
+                          f"{', '.join(ROLES)}")
+    missing = [role for role in ROLES if role not in files]
+    if missing:
+        raise MkdumpError(f"install lacks {', '.join(missing)}; build them first (scons arch={arch})")
+    sources = {}
+    for role in ROLES:
+        source = os.path.join(out_dir, os.fspath(files[role]))
+        if not os.path.isfile(source):
+            raise MkdumpError(f"{role} {source} does not exist; build it first (scons arch={arch})")
+        sources[role] = source
+
+    os.makedirs(destdir, exist_ok=True)
+    root = os.path.realpath(destdir)
+    # Check every destination before writing any, so a refused path does not leave half an install behind.
+    for role in ROLES:
+        directory = _confined_dir(root, os.path.dirname(paths[role]), create=False)
+        dest = directory and os.path.join(directory, os.path.basename(paths[role]))
+        if dest and os.path.isdir(dest) and not os.path.islink(dest):
+            raise MkdumpError(f"{dest} is a directory where the {role} file belongs; remove it")
+    installed = []
+    for role, mode in ROLES.items():
+        target = paths[role]
+        shown = os.path.join(os.path.abspath(destdir), target.lstrip("/"))
+        try:
+            directory = _confined_dir(root, os.path.dirname(target), create=True)
+            _copy_atomically(sources[role], os.path.join(directory, os.path.basename(target)), mode)
+        except OSError as e:
+            raise MkdumpError(f"installing {role} to {shown} failed ({e.strerror or e}); check space and "
+                              "permissions in DESTDIR, then install again") from e
+        log(f"install: {role} -> {shown}")
+        installed.append(shown)
+    return installed
