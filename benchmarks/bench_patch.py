@@ -54,7 +54,7 @@ def bulk_sections(tree, budget):
     for path in sorted(p.relative_to(tree).as_posix() for d in BULK_DIRS for p in (tree / d).glob("*.c")):
         if budget <= 0:
             break
-        old = standin_minik._lines((tree / path).read_bytes())
+        old = standin_minik.split_lines((tree / path).read_bytes())
         new = list(old)
         for i in range(len(new) - 1, 0, -97):          # every ~100 lines: a comment, and an edited statement
             if new[i] == b"\n":

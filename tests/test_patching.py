@@ -359,7 +359,7 @@ def test_bare_keyword_in_file_matches_expanded_one_in_context(tmp_path):
 
 def test_near_miss_outside_the_keyword_rejects(tmp_path):
     tree_of(tmp_path, {"head.S": HEAD_FILE})
-    near = THEIR_ID.replace(b" *  $Id", b" *  $Id").replace(b" *  ", b" *   ", 1)   # one extra space
+    near = THEIR_ID.replace(b" *  ", b" *   ", 1)   # one extra space, outside the keyword
     patch = (b"--- a/head.S\n+++ b/head.S\n@@ -4,7 +4,7 @@\n" + b" " + near + b"\n  */\n \n-code1\n+CODE1\n"
              b" code2\n code3\n code4\n")
     with pytest.raises(patching.PatchRejected) as e:
@@ -411,6 +411,20 @@ def test_creating_an_existing_file_and_deleting_a_changed_one_reject(tmp_path):
         apply(tmp_path, b"--- /dev/null\n+++ b/n.c\n@@ -0,0 +1 @@\n+new\n")
     with pytest.raises(patching.PatchRejected, match="would remain"):
         apply(tmp_path, b"--- a/d.c\n+++ /dev/null\n@@ -1 +0,0 @@\n-x\n")
+
+
+def test_paths_that_are_not_regular_files_reject(tmp_path):
+    tree_of(tmp_path, {"f.c": TEN, "dir/x": b"x\n"})
+    os.symlink("f.c", tmp_path / "link.c")
+    before = snapshot(tmp_path)
+    for patch, fragment in [
+        (MODIFY.replace(b"f.c", b"link.c"), "symbolic link"),
+        (b"--- /dev/null\n+++ b/f.c/sub.c\n@@ -0,0 +1 @@\n+new\n", "f.c is a file"),
+        (MODIFY.replace(b"f.c", b"dir"), "not a regular file"),
+    ]:
+        with pytest.raises(patching.PatchRejected, match=fragment):
+            apply(tmp_path, patch)
+    assert snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize("patch, fragment", [

@@ -490,11 +490,11 @@ def _place_hunk(state, hunk, index, fuzz):
         found = _closest(state, pattern, hunk.first + state.in_offset)
         return HunkResult(index, header, "rejected", expected=list(enumerate(pattern, hunk.first)), found=found,
                           reason=_why_not_there(state, hunk, pattern, found))
-    result = HunkResult(index, header, status, line=where, offset=state.in_offset, fuzz=f,
-                        keyword_lines=kw_lines or [])
     if where <= 0:
         return HunkResult(index, header, "rejected", reason="its position lies before the start of the file",
                           expected=list(enumerate(pattern, hunk.first)), found=_closest(state, pattern, 1))
+    result = HunkResult(index, header, status, line=where, offset=state.in_offset, fuzz=f,
+                        keyword_lines=kw_lines or [])
     if status != "keyword-skipped":
         try:
             state.apply(lines, where)
@@ -521,6 +521,21 @@ class _Overlay:
             else:
                 self.files[path] = [None, None, None, None]
         return self.files[path]
+
+    def obstacle(self, path):
+        """Why `path` cannot be read or written as a regular file (empty when it can)."""
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            entry = self.files.get(parent)
+            if (entry is not None and entry[0] is not None) or (entry is None and (self.root / parent).is_file()):
+                return f"{parent} is a file, so {path} cannot be created below it"
+        full = self.root / path
+        if full.is_symlink():
+            return "it is a symbolic link; the patch stage patches regular files only"
+        if full.exists() and not full.is_file():
+            return "it exists but is not a regular file"
+        return ""
 
     def changes(self):
         return [(p, e) for p, e in sorted(self.files.items()) if (e[0], e[1]) != (e[2], e[3])]
@@ -566,6 +581,10 @@ def _apply_file(fs, fp, patch_name, strip, fuzz):
     else:
         # Like GNU patch, prefer the old name, then the new one, whichever exists.
         path = next((p for p in paths if fs.get(p)[0] is not None), paths[0])
+    obstacle = fs.obstacle(path)
+    if obstacle:
+        return FileResult(path, "delete" if fp.new_missing else "create" if fp.old_missing else "modify",
+                          error=obstacle)
     entry = fs.get(path)
     creating = fp.old_missing or (entry[0] is None and len(fp.hunks) == 1 and fp.hunks[0].old_len == 0
                                   and fp.hunks[0].old_start == 0)

@@ -79,7 +79,7 @@ class FilePatch:
     hunks: list = field(default_factory=list)
 
 
-def _split_lines(data):
+def split_lines(data):
     """Lines of `data`, each with its b"\\n" (the last may lack it); only b"\\n" ends a line."""
     parts = data.split(b"\n")
     lines = [p + b"\n" for p in parts[:-1]]
@@ -87,8 +87,6 @@ def _split_lines(data):
         lines.append(parts[-1])
     return lines
 
-
-split_lines = _split_lines
 
 
 def _unquote(s):
@@ -220,7 +218,7 @@ def parse_patch(data, *, name="patch"):
     Raises PatchFormatError (a MkdumpError) naming the patch and line for malformed text, for git renames, copies
     and binary diffs (which this stage does not apply), and for a patch with no file section at all.
     """
-    lines = _split_lines(data)
+    lines = split_lines(data)
     files = []
     i = 0
     while i < len(lines):

@@ -86,7 +86,7 @@ class MinikStandin:
     files: tuple            # every path the patch touches, in patch order
 
 
-def _lines(data):
+def split_lines(data):
     # Only b"\n" ends a line: kernel sources contain form feeds, which bytes.splitlines() would split at.
     if data and not data.endswith(b"\n"):
         raise ValueError("the stand-in expects files that end with a newline")
@@ -145,7 +145,7 @@ def build_minik_standin(tree):
     keyword_hunks = {}
     files = []
     for kf in KEYWORD_FILES:
-        real = _lines((tree / kf.path).read_bytes())
+        real = split_lines((tree / kf.path).read_bytes())
         id_index = next(i for i, line in enumerate(real) if ID_RE.search(line))
         patch_old = list(real)
         patch_old[id_index] = ID_RE.sub(lambda m: kf.patch_id, real[id_index])
@@ -167,9 +167,9 @@ def build_minik_standin(tree):
         if old.count(KCONFIG_ANCHOR) != 1:
             raise ValueError(f"{path} does not look like 2.6.9's: no single {KCONFIG_ANCHOR!r}")
         new = old.replace(KCONFIG_ANCHOR, KCONFIG_ANCHOR + KCONFIG_ADDITION)
-        sections.append(file_diff(path, _lines(old), _lines(new))[0])
+        sections.append(file_diff(path, split_lines(old), split_lines(new))[0])
         files.append(path)
-    sections.append(file_diff(NEW_FILE, [], _lines(NEW_FILE_TEXT), created=True)[0])
+    sections.append(file_diff(NEW_FILE, [], split_lines(NEW_FILE_TEXT), created=True)[0])
     files.append(NEW_FILE)
     if sorted(path for path, _ in keyword_hunks) != sorted(kf.path for kf in KEYWORD_FILES):
         raise ValueError(f"{tree} does not look like a 2.6.9 tree: a $Id$ hunk is missing")
