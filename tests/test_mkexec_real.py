@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from mkdump import mkexec
+from mkdump import mkexec, unpack
 from support import standin_mkexec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +57,8 @@ def test_standin_module_builds_against_real_kernel(real_linux_tarball, tmp_path,
     tree, patch_text = _system_kernel(real_linux_tarball, tmp_path, arch)
     taz = standin_mkexec.make_taz(tmp_path / "mkexec-2.6.9-1.0-update1.taz", patch_text=patch_text)
     src = tmp_path / "build" / arch / "src" / "mkexec"
-    mkexec.unpack(taz, src, arch=arch, log=lambda m: None)
+    unpack.unpack(taz, src, log=lambda m: None)
+    mkexec.find_layout(src, arch=arch)
     ko = mkexec.build_module(src, tmp_path / "build" / arch / "mkexec", arch=arch, kdir=tree, kver="2.6.9",
                              kmoddir="/lib/modules/2.6.9/extra", make_args=[f"CC={CC[arch]}"],
                              log_path=tmp_path / "mkexec.log", log=lambda m: None)

@@ -1,4 +1,7 @@
-"""The mkexec archive: unpack it, check its layout against README.mkdump, build mkexec.ko against the system kernel.
+"""The mkexec archive: check its layout against README.mkdump, build mkexec.ko against the system kernel.
+
+Unpacking (compression from the magic bytes, .Z included) is mkdump.unpack's job; find_layout() then checks the
+unpacked tree.
 
 README.mkdump's "Make mkexec" is hand work: edit KVER, KDIR and KMODDIR in kernel/Makefile.base, make the
 include/asm link, run `make ARCH=<arch>`. Here the unpacked archive stays untouched: the build happens in a copy
@@ -6,17 +9,12 @@ that gets the include/asm link, the three settings go on make's command line (wh
 assignments), and only when a probe shows the archive's Makefiles defeat that (an `override`) does the copy get a
 generated Makefile.base.
 """
-import bz2
-import gzip
-import io
-import lzma
 import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 
 from .errors import MkdumpError
@@ -45,94 +43,6 @@ _MODPOST_UNDEFINED = re.compile(r'\*\*\* Warning: "([^"]+)" \[[^]]*mkexec\.ko\] 
 
 def _stderr(msg):
     print(msg, file=sys.stderr)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Unpacking
-
-def detect_compression(path):
-    """The compression of a .taz from its magic bytes (the name says nothing: .taz was used for gzip and .Z)."""
-    with open(path, "rb") as f:
-        head = f.read(262)
-    if head[:2] == b"\x1f\x8b":
-        return "gzip"
-    if head[:2] == b"\x1f\x9d":
-        return "compress"
-    if head[:3] == b"BZh":
-        return "bzip2"
-    if head[:6] == b"\xfd7zXZ\x00":
-        return "xz"
-    if head[257:262] == b"ustar":
-        return "none"
-    raise MkdumpError(f"{path} is neither a tar archive nor one compressed with gzip, compress, bzip2 or xz; "
-                      "fetch the mkexec archive again")
-
-
-def _decompress(path, kind):
-    if kind == "compress":
-        # Python has no LZW decoder; gzip (essential on every Debian system) reads .Z.
-        done = subprocess.run(["gzip", "-dc", os.fspath(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        if done.returncode != 0:
-            raise MkdumpError(f"{path} looks compress'ed (.Z) but gzip -dc cannot read it "
-                              f"({done.stderr.decode(errors='replace').strip()}); fetch the mkexec archive again")
-        return done.stdout
-    with open(path, "rb") as f:
-        data = f.read()
-    try:
-        if kind == "gzip":
-            return gzip.decompress(data)
-        if kind == "bzip2":
-            return bz2.decompress(data)
-        if kind == "xz":
-            return lzma.decompress(data)
-    except (OSError, EOFError, ValueError, lzma.LZMAError) as e:
-        raise MkdumpError(f"{path} is a corrupt {kind} stream ({e}); fetch the mkexec archive again") from e
-    return data
-
-
-def _replace_dir(staged, dest):
-    """Move the finished directory `staged` to `dest`, replacing an older `dest` only once `staged` is complete."""
-    old = None
-    if os.path.lexists(dest):
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(dest)}.old-", dir=os.path.dirname(dest))
-        os.rename(dest, os.path.join(old, "x"))
-    os.rename(staged, dest)
-    if old:
-        shutil.rmtree(old)
-
-
-def unpack(archive, dest_dir, *, arch=None, log=None):
-    """Unpack the mkexec archive so that `dest_dir` is its single top directory (upstream's `mkexec/`).
-
-    The compression is detected from the magic bytes. Members that would land outside the directory, device
-    nodes and the like are refused (tarfile's "data" filter). Returns find_layout(dest_dir, arch=arch).
-    """
-    log = log or _stderr
-    archive = os.fspath(archive)
-    dest_dir = os.path.abspath(dest_dir)
-    kind = detect_compression(archive)
-    data = _decompress(archive, kind)
-    parent = os.path.dirname(dest_dir)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(dest_dir)}.tmp-", dir=parent)
-    try:
-        try:
-            with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-                tar.extractall(staging, filter="data")
-        except (tarfile.TarError, EOFError) as e:
-            raise MkdumpError(f"{archive} ({kind}) is not a readable tar archive ({e}); "
-                              "fetch the mkexec archive again") from e
-        tops = sorted(os.listdir(staging))
-        if len(tops) != 1 or not os.path.isdir(os.path.join(staging, tops[0])):
-            raise MkdumpError(f"{archive} should hold one top directory (mkexec/) but holds "
-                              f"{', '.join(tops) or 'nothing'}; check that it is the mkexec archive")
-        top = os.path.join(staging, tops[0])
-        find_layout(top, arch=arch)
-        _replace_dir(top, dest_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    log(f"mkexec: unpacked {os.path.basename(archive)} ({kind}) into {dest_dir}")
-    return find_layout(dest_dir, arch=arch)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -177,6 +87,17 @@ def find_layout(src_dir, *, arch=None):
 
 # ---------------------------------------------------------------------------------------------------------------
 # Building
+
+def _replace_dir(staged, dest):
+    """Move the finished directory `staged` to `dest`, replacing an older `dest` only once `staged` is complete."""
+    old = None
+    if os.path.lexists(dest):
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(dest)}.old-", dir=os.path.dirname(dest))
+        os.rename(dest, os.path.join(old, "x"))
+    os.rename(staged, dest)
+    if old:
+        shutil.rmtree(old)
+
 
 def _check_setting(name, value):
     # make splits on whitespace and expands `$` even in command-line values, so such paths cannot be passed.
