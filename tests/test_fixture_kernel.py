@@ -100,7 +100,7 @@ def build(tree, arch, cc, extra=None, *make_args):
     return run(["make", "ARCH=" + arch, "CC=" + cc, "-j2", *make_args, "bzImage"], tree)
 
 
-X86_64_CONFIG = {"SMP": "y", "MODULES": "y", "NET": "y", "EXT2_FS": "m", "SERIAL_8250": "y"}
+X86_64_CONFIG = {"SMP": "y", "MODULES": "y", "NET": "y", "EXT2_FS": "m", "SERIAL_8250": "y", "PROC_FS": "y"}
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_tree_is_small_text_with_2_6_9_quirks(tmp_path):
     tree = fk.make_fixture_tree(tmp_path)
     assert tree == tmp_path / "linux-2.6.9"
     files = [p for p in tree.rglob("*") if p.is_file()]
-    assert len(files) < 50
+    assert len(files) <= 64 and sum(p.stat().st_size for p in files) < 100_000
     non_ascii = [p.relative_to(tree).as_posix() for p in files if max(p.read_bytes()) > 127]
     assert non_ascii == ["fs/Kconfig"]
     with pytest.raises(UnicodeDecodeError):
@@ -328,6 +328,105 @@ def test_external_module_with_subdirs_and_m(x86_64_tree, tmp_path):
     assert not ko.exists()
     run(["make", "-C", str(x86_64_tree), "ARCH=x86_64", "CC=" + X86_64_CC, "M=%s" % module, "modules"], tmp_path)
     assert ko.read_bytes() == first
+
+
+def exports(vmlinux):
+    with open(vmlinux, "rb") as f:
+        elf = ELFFile(f)
+        ksymtab = elf.get_section_index("__ksymtab")
+        return {sym.name[len("__ksymtab_"):] for sym in elf.get_section_by_name(".symtab").iter_symbols()
+                if sym.name.startswith("__ksymtab_") and sym["st_shndx"] == ksymtab}
+
+
+def vmlinux_vermagic(vmlinux):
+    with open(vmlinux, "rb") as f:
+        elf = ELFFile(f)
+        sym = elf.get_section_by_name(".symtab").get_symbol_by_name("vermagic")[0]
+        section = elf.get_section(sym["st_shndx"])
+        start = sym["st_value"] - section["sh_addr"]
+        return section.data()[start:start + sym["st_size"]].rstrip(b"\0").decode()
+
+
+PROC_MODULE = r"""#include <linux/module.h>
+#include <linux/kernel.h>
+#include <linux/init.h>
+#include <linux/proc_fs.h>
+#include <linux/string.h>
+#include <asm/uaccess.h>
+
+MODULE_LICENSE("GPL");
+
+static char value[64];
+static struct proc_dir_entry *dir, *entry;
+
+static int value_read(char *page, char **start, off_t off, int count, int *eof, void *data)
+{
+	*eof = 1;
+	return sprintf(page, "%s\n", value);
+}
+
+static int value_write(struct file *file, const char __user *buf, unsigned long count, void *data)
+{
+	if (count >= sizeof(value))
+		return -EINVAL;
+	if (copy_from_user(value, buf, count))
+		return -EFAULT;
+	value[count] = '\0';
+	if (strcmp(value, "1") == 0)
+		printk(KERN_INFO "procmod: %s\n", value);
+	return count;
+}
+
+int init_module(void)
+{
+	dir = proc_mkdir("procmod", NULL);
+	entry = dir ? create_proc_entry("value", 0600, dir) : NULL;
+	if (!entry)
+		return -ENOMEM;
+	entry->read_proc = value_read;
+	entry->write_proc = value_write;
+	return 0;
+}
+
+void cleanup_module(void)
+{
+	remove_proc_entry("value", dir);
+	remove_proc_entry("procmod", NULL);
+}
+"""
+
+
+def test_a_proc_module_needs_only_what_the_kernel_exports(x86_64_tree, tmp_path):
+    module = tmp_path / "procmod"
+    module.mkdir()
+    (module / "Makefile").write_text("ifneq ($(KERNELRELEASE),)\nEXTRA_CFLAGS += -I$(src)/include\n"
+                                     "obj-m := procmod.o\nendif\n")
+    (module / "procmod.c").write_text(PROC_MODULE)
+    run(["make", "ARCH=x86_64", "CC=" + X86_64_CC, "M=%s" % module, "modules"], x86_64_tree)
+    ko = module / "procmod.ko"
+    with open(ko, "rb") as f:
+        undefined = {sym.name for sym in ELFFile(f).get_section_by_name(".symtab").iter_symbols()
+                     if sym.name and sym["st_shndx"] == "SHN_UNDEF"}
+    assert undefined == {"copy_from_user", "create_proc_entry", "printk", "proc_mkdir", "remove_proc_entry",
+                         "sprintf", "strcmp"}
+    assert undefined <= exports(x86_64_tree / "vmlinux")
+    assert modinfo(ko)["vermagic"] == vmlinux_vermagic(x86_64_tree / "vmlinux")
+
+
+def test_fs_makefile_gates_the_filesystems_as_2_6_9_does(tmp_path):
+    tree = fk.make_fixture_tree(tmp_path)
+    gated = re.findall(r"^obj-\$\(CONFIG_(\w+)\)\s*\+=\s*[\w.-]+/", (tree / "fs/Makefile").read_text(), re.M)
+    syms = load_kconfig(tree, "x86_64").syms
+    prompted = {name for name in gated if any(node.prompt for node in syms[name].nodes)}
+    assert {"EXT2_FS", "EXT3_FS", "REISERFS_FS", "JFS_FS", "XFS_FS", "MINIX_FS", "ROMFS_FS", "ISO9660_FS",
+            "UDF_FS", "MSDOS_FS", "VFAT_FS", "NTFS_FS", "PROC_FS", "SYSFS"} == prompted
+    assert {"JBD", "FAT_FS", "RAMFS"} <= set(gated) - prompted
+    run(["make", "ARCH=x86_64", "allnoconfig"], tree)
+    set_config(tree, EXT3_FS="y", VFAT_FS="y")
+    run(["make", "ARCH=x86_64", "oldconfig"], tree)
+    values = config_values(tree)
+    assert values["JBD"] == "y" and values["FAT_FS"] == "y"
+    run(["make", "ARCH=x86_64", "CC=" + X86_64_CC, "vmlinux"], tree)
 
 
 def test_two_builds_in_two_directories_are_identical(x86_64_tree, tmp_path):

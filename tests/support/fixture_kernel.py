@@ -221,7 +221,8 @@ prepare: include/linux/version.h include/linux/autoconf.h include/config/cflags 
 init-y := init/
 core-y := kernel/ mm/ fs/
 net-y := net/
-vmlinux-dirs := $(patsubst %/,%,$(init-y) $(core-y) $(net-y))
+libs-y := lib/
+vmlinux-dirs := $(patsubst %/,%,$(init-y) $(core-y) $(net-y) $(libs-y))
 vmlinux-objs := $(addsuffix /built-in.o,$(vmlinux-dirs))
 
 PHONY += $(vmlinux-dirs)
@@ -332,6 +333,12 @@ kbuild-dir := $(if $(filter /%,$(src)),$(src),$(srctree)/$(src))
 include $(kbuild-dir)/Makefile
 
 parts = $(strip $($(1:.o=-objs)) $($(1:.o=-y)))
+
+# Makefiles name every directory 2.6.9's do (the product reads fs/Makefile to find the filesystems); the
+# fixture has sources for few of them, and a directory without a Makefile builds nothing.
+absent-dirs := $(foreach d,$(filter %/,$(obj-y) $(obj-m)),$(if $(wildcard $(kbuild-dir)/$(d)Makefile),,$(d)))
+obj-y := $(filter-out $(absent-dirs),$(obj-y))
+obj-m := $(filter-out $(absent-dirs),$(obj-m))
 
 subdir-ym := $(sort $(patsubst %/,%,$(filter %/,$(obj-y) $(obj-m))))
 obj-y := $(patsubst %/,%/built-in.o,$(obj-y))
@@ -778,6 +785,22 @@ int main(int argc, char **argv)
 	fprintf(stderr, "System is %lu kB\n", (unsigned long)(len + 1023) / 1024);
 	return 0;
 }
+'''
+
+ASM_UACCESS_H = r'''#ifndef _@GUARD@_UACCESS_H
+#define _@GUARD@_UACCESS_H
+
+/*
+ * Test fixture: user space access. copy_from_user and copy_to_user are out-of-line functions, exported
+ * by the kernel (lib/usercopy.c), as 2.6.9's are on both arches.
+ */
+#include <linux/compiler.h>
+#include <linux/errno.h>
+
+unsigned long copy_from_user(void *to, const void __user *from, unsigned long n);
+unsigned long copy_to_user(void __user *to, const void *from, unsigned long n);
+
+#endif /* _@GUARD@_UACCESS_H */
 '''
 
 ASM_PAGE_H = {
@@ -1365,6 +1388,10 @@ config SCSI_SATA_VIA
 	tristate "VIA SATA support"
 	depends on SCSI_SATA && PCI && EXPERIMENTAL
 
+config SCSI_SYM53C8XX_2
+	tristate "SYM53C8XX Version 2 SCSI support"
+	depends on PCI && SCSI
+
 config SCSI_QLA2XXX
 	tristate
 	default (SCSI && PCI)
@@ -1436,7 +1463,7 @@ config EXT3_FS
 	  This is the journalling version of the Second extended file system.
 
 config JBD
-	tristate "Journal Block Device support (JBD for ext3)"
+	tristate
 	help
 	  The generic journalling layer used by ext3.
 
@@ -1472,15 +1499,15 @@ endmenu
 menu "DOS/FAT/NT Filesystems"
 
 config FAT_FS
-	tristate "DOS FAT fs support"
+	tristate
 
 config MSDOS_FS
 	tristate "MSDOS fs support"
-	depends on FAT_FS
+	select FAT_FS
 
 config VFAT_FS
 	tristate "VFAT (Windows-95) fs support"
-	depends on FAT_FS
+	select FAT_FS
 
 config NTFS_FS
 	tristate "NTFS file system support"
@@ -1561,14 +1588,44 @@ CONFIG_TMPFS=y
 # ---------------------------------------------------------------------------------------------------------
 # The "kernel": a few C files whose functions follow the configuration, and the headers they need.
 
+FS_MAKEFILE = """#
+# Makefile for the Linux filesystems (test fixture).
+#
+# Every filesystem directory is named as in 2.6.9; only proc/ and ext2/ have sources here.
+
+obj-$(CONFIG_PROC_FS)		+= proc/
+obj-y				+= partitions/
+obj-$(CONFIG_SYSFS)		+= sysfs/
+
+# Do not add any filesystems before this line
+obj-$(CONFIG_REISERFS_FS)	+= reiserfs/
+obj-$(CONFIG_EXT3_FS)		+= ext3/ # Before ext2 so root fs can be ext3
+obj-$(CONFIG_JBD)		+= jbd/
+obj-$(CONFIG_EXT2_FS)		+= ext2/
+obj-$(CONFIG_RAMFS)		+= ramfs/
+obj-$(CONFIG_MINIX_FS)		+= minix/
+obj-$(CONFIG_FAT_FS)		+= fat/
+obj-$(CONFIG_MSDOS_FS)		+= msdos/
+obj-$(CONFIG_VFAT_FS)		+= vfat/
+obj-$(CONFIG_ISO9660_FS)	+= isofs/
+obj-$(CONFIG_UDF_FS)		+= udf/
+obj-$(CONFIG_ROMFS_FS)		+= romfs/
+obj-$(CONFIG_JFS_FS)		+= jfs/
+obj-$(CONFIG_XFS_FS)		+= xfs/
+obj-$(CONFIG_NTFS_FS)		+= ntfs/
+"""
+
 DIR_MAKEFILES = {
     "init/Makefile": "#\n# Makefile for the linux kernel (test fixture).\n#\n\nobj-y := main.o\n",
     "kernel/Makefile": ("#\n# Makefile for the linux kernel (test fixture).\n#\n\nobj-y := printk.o\n"
                         "obj-$(CONFIG_MODULES) += module.o\n"),
     "mm/Makefile": ("#\n# Makefile for the linux memory manager (test fixture).\n#\n\nobj-y := slab.o\n"
                     "obj-$(CONFIG_SWAP) += swapfile.o\n"),
-    "fs/Makefile": ("#\n# Makefile for the Linux filesystems (test fixture).\n#\n\n"
-                    "obj-$(CONFIG_EXT2_FS) += ext2/\n"),
+    "fs/Makefile": FS_MAKEFILE,
+    "fs/proc/Makefile": ("#\n# Makefile for the Linux proc filesystem routines (test fixture).\n#\n\n"
+                         "obj-$(CONFIG_PROC_FS) += generic.o\n"),
+    "lib/Makefile": ("#\n# Makefile for some libs needed in the kernel (test fixture).\n#\n\n"
+                     "obj-y := string.o vsprintf.o usercopy.o\n"),
     "fs/ext2/Makefile": ("#\n# Makefile for the linux ext2-filesystem routines (test fixture).\n#\n\n"
                          "obj-$(CONFIG_EXT2_FS) += ext2.o\n\next2-y := super.o\n"),
     "net/Makefile": ("#\n# Makefile for the linux networking (test fixture).\n#\n\n"
@@ -1686,8 +1743,12 @@ EXPORT_SYMBOL(panic);
 #include <linux/config.h>
 #include <linux/kernel.h>
 #include <linux/module.h>
+#include <linux/string.h>
+#include <linux/vermagic.h>
 
 #define MAX_MODULES	16
+
+static const char vermagic[] = VERMAGIC_STRING;
 
 static struct module *modules[MAX_MODULES];
 static unsigned int nr_modules;
@@ -1697,24 +1758,24 @@ extern const struct kernel_symbol __start___ksymtab[], __stop___ksymtab[];
 unsigned long find_symbol(const char *name)
 {
 	const struct kernel_symbol *ks;
-	const char *a, *b;
 
-	for (ks = __start___ksymtab; ks < __stop___ksymtab; ks++) {
-		for (a = ks->name, b = name; *a && *a == *b; a++, b++)
-			;
-		if (*a == *b)
+	for (ks = __start___ksymtab; ks < __stop___ksymtab; ks++)
+		if (strcmp(ks->name, name) == 0)
 			return ks->value;
-	}
 	return 0;
 }
 EXPORT_SYMBOL(find_symbol);
 
-struct module *load_module(void *umod, unsigned long len, const char *uargs)
+struct module *load_module(void *umod, unsigned long len, const char *modmagic)
 {
 	struct module *mod = umod;
 
 	if (len < sizeof(*mod) || nr_modules == MAX_MODULES)
 		return NULL;
+	if (strcmp(modmagic, vermagic) != 0) {
+		printk(KERN_ERR "%s: version magic '%s' should be '%s'\n", mod->name, modmagic, vermagic);
+		return NULL;
+	}
 	modules[nr_modules++] = mod;
 	return mod;
 }
@@ -1808,6 +1869,243 @@ asmlinkage long sys_swapoff(const char *specialfile)
 	}
 	return -1;
 }
+''',
+    "lib/string.c": r'''/*
+ *  linux/lib/string.c (test fixture)
+ */
+#include <linux/config.h>
+#include <linux/kernel.h>
+#include <linux/module.h>
+#include <linux/string.h>
+
+size_t strlen(const char *s)
+{
+	const char *p = s;
+
+	while (*p)
+		p++;
+	return p - s;
+}
+EXPORT_SYMBOL(strlen);
+
+int strcmp(const char *a, const char *b)
+{
+	while (*a && *a == *b) {
+		a++;
+		b++;
+	}
+	return (unsigned char)*a - (unsigned char)*b;
+}
+EXPORT_SYMBOL(strcmp);
+
+int strncmp(const char *a, const char *b, size_t n)
+{
+	for (; n; n--, a++, b++)
+		if (*a != *b || !*a)
+			return (unsigned char)*a - (unsigned char)*b;
+	return 0;
+}
+EXPORT_SYMBOL(strncmp);
+
+void *memcpy(void *dest, const void *src, size_t n)
+{
+	char *d = dest;
+	const char *s = src;
+
+	while (n--)
+		*d++ = *s++;
+	return dest;
+}
+EXPORT_SYMBOL(memcpy);
+
+void *memset(void *s, int c, size_t n)
+{
+	char *p = s;
+
+	while (n--)
+		*p++ = c;
+	return s;
+}
+EXPORT_SYMBOL(memset);
+''',
+    "lib/vsprintf.c": r'''/*
+ *  linux/lib/vsprintf.c (test fixture)
+ *
+ *  %s, %c, %d, %i, %u, %x with an optional l, and %%: what the fixture's sources and modules print.
+ */
+#include <linux/config.h>
+#include <linux/kernel.h>
+#include <linux/module.h>
+
+static char *put(char *p, char *end, char c)
+{
+	if (p < end)
+		*p = c;
+	return p + 1;
+}
+
+static char *number(char *p, char *end, unsigned long n, unsigned int base, int negative)
+{
+	char digits[24];
+	int i = 0;
+
+	do {
+		digits[i++] = "0123456789abcdef"[n % base];
+		n /= base;
+	} while (n);
+	if (negative)
+		p = put(p, end, '-');
+	while (i)
+		p = put(p, end, digits[--i]);
+	return p;
+}
+
+int vsnprintf(char *buf, size_t size, const char *fmt, va_list args)
+{
+	char *p = buf, *end = buf + size;
+	const char *s;
+	int is_long;
+	long v;
+
+	for (; *fmt; fmt++) {
+		if (*fmt != '%') {
+			p = put(p, end, *fmt);
+			continue;
+		}
+		is_long = fmt[1] == 'l';
+		fmt += 1 + is_long;
+		switch (*fmt) {
+		case 's':
+			for (s = va_arg(args, const char *); *s; s++)
+				p = put(p, end, *s);
+			break;
+		case 'c':
+			p = put(p, end, (char)va_arg(args, int));
+			break;
+		case 'd':
+		case 'i':
+			v = is_long ? va_arg(args, long) : va_arg(args, int);
+			p = number(p, end, v < 0 ? -(unsigned long)v : (unsigned long)v, 10, v < 0);
+			break;
+		case 'u':
+		case 'x':
+			p = number(p, end, is_long ? va_arg(args, unsigned long) : va_arg(args, unsigned int),
+				   *fmt == 'x' ? 16 : 10, 0);
+			break;
+		case '%':
+			p = put(p, end, '%');
+			break;
+		default:
+			if (!*fmt)
+				fmt--;
+			break;
+		}
+	}
+	if (size)
+		*(p < end ? p : end - 1) = '\0';
+	return p - buf;
+}
+EXPORT_SYMBOL(vsnprintf);
+
+int snprintf(char *buf, size_t size, const char *fmt, ...)
+{
+	va_list args;
+	int n;
+
+	va_start(args, fmt);
+	n = vsnprintf(buf, size, fmt, args);
+	va_end(args);
+	return n;
+}
+EXPORT_SYMBOL(snprintf);
+
+int sprintf(char *buf, const char *fmt, ...)
+{
+	va_list args;
+	int n;
+
+	va_start(args, fmt);
+	n = vsnprintf(buf, ~0UL >> 1, fmt, args);
+	va_end(args);
+	return n;
+}
+EXPORT_SYMBOL(sprintf);
+''',
+    "lib/usercopy.c": r'''/*
+ *  Test fixture: copying from and to user space. 2.6.9 has these per arch (arch/i386/lib/usercopy.c,
+ *  arch/x86_64/lib/copy_user.S); the fixture has no user space, so they are plain copies.
+ */
+#include <linux/config.h>
+#include <linux/kernel.h>
+#include <linux/module.h>
+#include <linux/string.h>
+#include <asm/uaccess.h>
+
+unsigned long copy_from_user(void *to, const void __user *from, unsigned long n)
+{
+	memcpy(to, (const void *)from, n);
+	return 0;
+}
+EXPORT_SYMBOL(copy_from_user);
+
+unsigned long copy_to_user(void __user *to, const void *from, unsigned long n)
+{
+	memcpy((void *)to, from, n);
+	return 0;
+}
+EXPORT_SYMBOL(copy_to_user);
+''',
+    "fs/proc/generic.c": r'''/*
+ *  linux/fs/proc/generic.c (test fixture)
+ *
+ *  The /proc entry registry modules use: proc_mkdir, create_proc_entry, remove_proc_entry.
+ */
+#include <linux/config.h>
+#include <linux/kernel.h>
+#include <linux/module.h>
+#include <linux/string.h>
+#include <linux/proc_fs.h>
+
+#define MAX_PROC_ENTRIES	64
+
+static struct proc_dir_entry entries[MAX_PROC_ENTRIES];
+struct proc_dir_entry proc_root = { .name = "/proc", .mode = S_IFDIR | 0555 };
+EXPORT_SYMBOL(proc_root);
+
+struct proc_dir_entry *create_proc_entry(const char *name, mode_t mode, struct proc_dir_entry *parent)
+{
+	unsigned int i;
+
+	for (i = 0; i < MAX_PROC_ENTRIES; i++) {
+		if (!entries[i].name) {
+			memset(&entries[i], 0, sizeof(entries[i]));
+			entries[i].name = name;
+			entries[i].mode = mode;
+			entries[i].parent = parent ? parent : &proc_root;
+			return &entries[i];
+		}
+	}
+	return NULL;
+}
+EXPORT_SYMBOL(create_proc_entry);
+
+struct proc_dir_entry *proc_mkdir(const char *name, struct proc_dir_entry *parent)
+{
+	return create_proc_entry(name, S_IFDIR | 0555, parent);
+}
+EXPORT_SYMBOL(proc_mkdir);
+
+void remove_proc_entry(const char *name, struct proc_dir_entry *parent)
+{
+	unsigned int i;
+
+	if (!parent)
+		parent = &proc_root;
+	for (i = 0; i < MAX_PROC_ENTRIES; i++)
+		if (entries[i].name && entries[i].parent == parent && strcmp(entries[i].name, name) == 0)
+			entries[i].name = NULL;
+}
+EXPORT_SYMBOL(remove_proc_entry);
 ''',
     "net/socket.c": r'''/*
  *  linux/net/socket.c (test fixture)
@@ -1903,6 +2201,7 @@ HEADERS = {
 /* Test fixture: the few compiler helpers the fixture's sources use. */
 
 #define __attribute_used__	__attribute__((__used__))
+#define __user
 
 #define __stringify_1(x)	#x
 #define __stringify(x)		__stringify_1(x)
@@ -1916,6 +2215,8 @@ HEADERS = {
 
 #include <linux/config.h>
 #include <linux/compiler.h>
+#include <linux/types.h>
+#include <stdarg.h>
 
 #define KERN_EMERG	"<0>"
 #define KERN_ERR	"<3>"
@@ -1933,11 +2234,12 @@ HEADERS = {
 #define asmlinkage
 #endif
 
-typedef __SIZE_TYPE__ size_t;
-
 #define GFP_KERNEL	0xd0
 
 asmlinkage int printk(const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
+int vsnprintf(char *buf, size_t size, const char *fmt, va_list args);
+int sprintf(char *buf, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
+int snprintf(char *buf, size_t size, const char *fmt, ...) __attribute__ ((format (printf, 3, 4)));
 void panic(const char *fmt, ...) __attribute__ ((noreturn, format (printf, 1, 2)));
 
 /* In 2.6.9 these live in <linux/slab.h>. */
@@ -1945,6 +2247,96 @@ void *kmalloc(size_t size, int flags);
 void kfree(const void *objp);
 
 #endif
+''',
+    "include/linux/types.h": r'''#ifndef _LINUX_TYPES_H
+#define _LINUX_TYPES_H
+
+/* Test fixture: the basic kernel types (2.6.9 takes some of them from <asm/posix_types.h>). */
+
+typedef __SIZE_TYPE__ size_t;
+typedef long off_t;
+typedef unsigned short umode_t;
+typedef unsigned int mode_t;
+
+typedef unsigned char u8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef unsigned long long u64;
+typedef signed int s32;
+typedef signed long long s64;
+typedef u32 uint32_t;
+
+#endif /* _LINUX_TYPES_H */
+''',
+    "include/linux/errno.h": r'''#ifndef _LINUX_ERRNO_H
+#define _LINUX_ERRNO_H
+
+/* Test fixture: the error numbers (2.6.9: <asm-generic/errno-base.h> through <asm/errno.h>). */
+
+#define EPERM		 1
+#define ENOENT		 2
+#define EIO		 5
+#define ENOEXEC		 8
+#define EAGAIN		11
+#define ENOMEM		12
+#define EFAULT		14
+#define EBUSY		16
+#define EEXIST		17
+#define ENODEV		19
+#define EINVAL		22
+#define ENOSPC		28
+#define ENOSYS		38
+
+#endif /* _LINUX_ERRNO_H */
+''',
+    "include/linux/string.h": r'''#ifndef _LINUX_STRING_H_
+#define _LINUX_STRING_H_
+
+/* Test fixture: the string functions lib/string.c provides. */
+
+#include <linux/types.h>
+
+size_t strlen(const char *s);
+int strcmp(const char *a, const char *b);
+int strncmp(const char *a, const char *b, size_t n);
+void *memcpy(void *dest, const void *src, size_t n);
+void *memset(void *s, int c, size_t n);
+
+#endif /* _LINUX_STRING_H_ */
+''',
+    "include/linux/proc_fs.h": r'''#ifndef _LINUX_PROC_FS_H
+#define _LINUX_PROC_FS_H
+
+/* Test fixture: the /proc entry interface of Linux 2.6.9 that modules use (read_proc/write_proc). */
+
+#include <linux/config.h>
+#include <linux/types.h>
+#include <linux/compiler.h>
+
+#define S_IFDIR	0040000
+#define S_IFREG	0100000
+
+struct file;
+
+typedef int (read_proc_t)(char *page, char **start, off_t off, int count, int *eof, void *data);
+typedef int (write_proc_t)(struct file *file, const char __user *buffer, unsigned long count, void *data);
+
+struct proc_dir_entry {
+	const char *name;
+	mode_t mode;
+	struct proc_dir_entry *parent;
+	read_proc_t *read_proc;
+	write_proc_t *write_proc;
+	void *data;
+};
+
+extern struct proc_dir_entry proc_root;
+
+struct proc_dir_entry *create_proc_entry(const char *name, mode_t mode, struct proc_dir_entry *parent);
+struct proc_dir_entry *proc_mkdir(const char *name, struct proc_dir_entry *parent);
+void remove_proc_entry(const char *name, struct proc_dir_entry *parent);
+
+#endif /* _LINUX_PROC_FS_H */
 ''',
     "include/linux/init.h": r'''#ifndef _LINUX_INIT_H
 #define _LINUX_INIT_H
@@ -2468,6 +2860,7 @@ def fixture_files(*, release="2.6.9", configs_dir=None):
         text["arch/%s/boot/tools/build.c" % arch] = BOOT_BUILD_C.replace("@ARCH@", arch)
         text["arch/%s/defconfig" % arch] = DEFCONFIG.replace("@ARCH@", arch)
         text["include/asm-%s/page.h" % arch] = ASM_PAGE_H[arch]
+        text["include/asm-%s/uaccess.h" % arch] = ASM_UACCESS_H.replace("@GUARD@", arch.upper())
     text["arch/x86_64/Kconfig"] = KCONFIG_X86_64
     text["arch/i386/Kconfig"] = KCONFIG_I386
     text["init/Kconfig"] = KCONFIG_INIT
