@@ -234,7 +234,7 @@ def check_image(tree, arch, elfclass, machine, run_base):
     syms = symbols(vmlinux)
     order = ["_text", "_etext", "_edata", "__init_begin", "__init_end", "__bss_start", "_end"]
     assert [syms[name] for name in order] == sorted(syms[name] for name in order)
-    assert syms["_text"] == run_base + 0x100000
+    assert syms["_text"] == syms["startup_32"] == run_base + 0x100000
     data = bzimage.read_bytes()
     assert data[0x1fe:0x200] == b"\x55\xaa" and data[0x202:0x206] == b"HdrS"
     assert gzip.decompress(data[1024:]) == vmlinux_bin.read_bytes()

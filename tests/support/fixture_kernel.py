@@ -615,12 +615,13 @@ VMLINUX_LDS = r'''/*
 
 OUTPUT_FORMAT(@OUTPUT_FORMAT@)
 OUTPUT_ARCH(@OUTPUT_ARCH@)
-ENTRY(start_kernel)
+ENTRY(startup_32)
 SECTIONS
 {
   . = @MAPBASE@ + 0x100000;
   _text = .;			/* Text and read-only data */
   .text : AT(ADDR(.text) - @MAPBASE@) {
+	*(.text.head)
 	*(.text)
 	*(.text.*)
 	*(.fixup)
@@ -1651,6 +1652,16 @@ const char linux_banner[] =
 char saved_command_line[256];
 unsigned long loops_per_jiffy = (1 << 12);
 static char __initdata boot_command_line[256] = "console=ttyS0";
+
+/*
+ * The image's first byte. 2.6.9 puts startup_32 there: arch/<arch>/kernel/head.S is linked first. The
+ * fixture's head.S is not assembled, so the entry is here, in the section the linker script puts first.
+ */
+asm(".section .text.head, \"ax\"\n"
+    ".globl startup_32\n"
+    "startup_32:\n"
+    "\tjmp start_kernel\n"
+    ".previous\n");
 
 extern initcall_t __initcall_start[], __initcall_end[];
 #ifdef CONFIG_NET
