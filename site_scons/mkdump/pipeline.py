@@ -194,7 +194,7 @@ def config(kind, lay, *, configs_dir, dump_driver, pae, minik_fragment=None, sys
            log=_log_default):
     from . import kconfig
     frags = kconfig.fragments_for(configs_dir, arch=lay.arch, kind=kind, dump_driver=dump_driver, pae=pae,
-                                  user_fragment=minik_fragment if kind == "minik" else None)
+                                  user_fragment=minik_fragment)
     log(f"mkdump: [{lay.arch}] configuring the {kind} kernel")
     summary = kconfig.configure(lay.tree(kind), arch=lay.arch, kind=kind, fragments=frags,
                                 make_args=toolchain_make_args(lay), log=log,
@@ -229,3 +229,160 @@ def build(kind, lay, *, jobs=None, verbose=False, source_date_epoch, log=_log_de
         outputs[rel] = _sha256_file(path)
     stamp.write(lay.stamp("build-" + kind),
                 {"kind": kind, "release": kbuild.kernel_release(tree), "outputs": outputs})
+
+
+# ---------------------------------------------------------------- mkexec
+
+def mkexec(lay, *, verbose=False, log=_log_default):
+    from .mkexec import build_module
+    release = stamp.read(lay.stamp("build-system"))["release"]
+    log(f"mkdump: [{lay.arch}] building mkexec.ko against the system kernel {release}")
+    ko = build_module(lay.mkexec_src, lay.mkexec_build, arch=lay.arch, kdir=lay.tree("system"), kver=release,
+                      kmoddir=f"/lib/modules/{release}/extra", make_args=toolchain_make_args(lay),
+                      log_path=lay.log("mkexec"), verbose=verbose, log=log)
+    stamp.write(lay.stamp("mkexec"), {"module": os.path.relpath(ko, lay.arch_dir), "sha256": _sha256_file(ko)})
+
+
+# ---------------------------------------------------------------- check and publish
+
+# out/ name -> (kernel tree or "mkexec", path inside it). Only checked files reach out/.
+def published(arch):
+    return {
+        "vmlinux.bin": ("minik", f"arch/{arch}/boot/compressed/vmlinux.bin"),
+        "minik-bzImage": ("minik", f"arch/{arch}/boot/bzImage"),
+        "minik-System.map": ("minik", "System.map"),
+        "system-bzImage": ("system", f"arch/{arch}/boot/bzImage"),
+        "system-System.map": ("system", "System.map"),
+        "mkexec.ko": ("mkexec", None),
+    }
+
+
+def _kernel_config(tree):
+    values = {}
+    with open(os.path.join(tree, ".config"), encoding="latin-1") as f:
+        for line in f:
+            if line.startswith("CONFIG_") and "=" in line:
+                k, v = line.rstrip("\n").split("=", 1)
+                values[k[len("CONFIG_"):]] = v
+    return values
+
+
+def run_checks(lay, *, minik_mem):
+    from . import elfcheck as E
+    arch = lay.arch
+    minik, system = lay.tree("minik"), lay.tree("system")
+    ko = os.path.join(lay.arch_dir, stamp.read(lay.stamp("mkexec"))["module"])
+    sys_vmlinux = os.path.join(system, "vmlinux")
+    with open(os.path.join(system, "arch", arch, "kernel", "module.c"), encoding="latin-1") as f:
+        allowed = E.loader_allowed_relocs(f.read(), arch, source=f"{system}/arch/{arch}/kernel/module.c")
+    exports = E.kernel_exports(sys_vmlinux)
+    checks = E.check_module(ko, arch=arch, vermagic=E.vmlinux_vermagic(sys_vmlinux), allowed_relocs=allowed,
+                            exports=exports, gpl_only=exports - E.kernel_exports(sys_vmlinux, include_gpl_only=False))
+    vmlinux = os.path.join(minik, "vmlinux")
+    checks.append(E.check_vmlinux_bin(vmlinux, os.path.join(minik, published(arch)["vmlinux.bin"][1])))
+    checks.append(E.check_footprint(vmlinux, minik_mem_mb=minik_mem))
+    head = os.path.join(minik, "arch", arch, "boot", "compressed", "head.S")
+    with open(head, encoding="latin-1") as f:
+        checks.append(E.check_load_address(vmlinux, E.head_s_load_address(f.read(), source=head)))
+    checks.extend(E.check_constraints(vmlinux))
+    return checks
+
+
+def check(lay, *, minik_mem, log=_log_default):
+    checks = run_checks(lay, minik_mem=minik_mem)
+    for c in checks:
+        log(f"mkdump: [{lay.arch}] {c}")
+    results = [c.to_dict() for c in checks]
+    os.makedirs(os.path.dirname(lay.report("x")), exist_ok=True)
+    stamp.write(lay.report("check.json"), results)
+    failed = [c.name for c in checks if not c.ok]
+    if failed:
+        raise MkdumpError(f"{len(failed)} of {len(checks)} artifact checks failed ({', '.join(failed)}); nothing "
+                          f"was published to {lay.out}. Details: {lay.report('check.json')}.")
+    os.makedirs(lay.out, exist_ok=True)
+    outputs = {}
+    ko = os.path.join(lay.arch_dir, stamp.read(lay.stamp("mkexec"))["module"])
+    for name, (where, rel) in published(lay.arch).items():
+        src = ko if where == "mkexec" else os.path.join(lay.tree(where), rel)
+        dest = os.path.join(lay.out, name)
+        tmp = dest + ".tmp"
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+        outputs[name] = _sha256_file(dest)
+    stamp.write(lay.stamp("check"), {"checks": results, "published": outputs})
+
+
+# ---------------------------------------------------------------- load script, manifest, install
+
+def load_script(lay, *, minik_mem, dump_dev, minik_params, prefix, log=_log_default):
+    from .install import target_paths
+    from .loadscript import render_load_script, script_name
+    release = stamp.read(lay.stamp("build-system"))["release"]
+    paths = target_paths(arch=lay.arch, release=release, prefix=prefix)
+    text = render_load_script(arch=lay.arch, mem_mb=minik_mem, dump_dev=dump_dev or None,
+                              parameters=minik_params, vmlinux_bin_path=paths["vmlinux.bin"],
+                              module_path=paths["mkexec.ko"])
+    dest = os.path.join(lay.out, script_name(lay.arch))
+    os.makedirs(lay.out, exist_ok=True)
+    with open(dest + ".tmp", "w") as f:
+        f.write(text)
+    os.chmod(dest + ".tmp", 0o755)
+    os.replace(dest + ".tmp", dest)
+
+
+def manifest(lay, *, sources, opts_for_manifest, source_date_epoch):
+    """Write out/manifest.json from the stamps of every stage. `sources` is {name: Source}."""
+    from . import manifest as M
+    from .loadscript import script_name
+    srcs = {}
+    for name, src in sorted(sources.items()):
+        got = stamp.read(L.fetch_stamp(lay.root, name))
+        where = stamp.read(L.fetch_where(lay.root, name))
+        srcs[name] = {"file": where["file"], "sha256": got["sha256"], "tree_sha256": got["tree_sha256"],
+                      "pinned": {"sha256": src.sha256, "tree_sha256": src.tree_sha256},
+                      "url": where["url"], "declared_urls": list(src.urls)}
+    patches = {k: stamp.read(lay.stamp("patch-" + k)) for k in ("minik", "system")}
+    configs = {k: stamp.read(lay.stamp("config-" + k)) for k in ("minik", "system")}
+    tc = stamp.read(lay.stamp("toolchain"))
+    checked = stamp.read(lay.stamp("check"))
+    outputs = [M.file_entry(os.path.join(lay.out, n)) for n in sorted(published(lay.arch))]
+    outputs.append(M.file_entry(os.path.join(lay.out, script_name(lay.arch))))
+    text = M.render(arch=lay.arch, source_date_epoch=source_date_epoch, sources=srcs, patches=patches,
+                    configs=configs, toolchain=tc, options=opts_for_manifest, outputs=outputs,
+                    checks=checked["checks"])
+    dest = os.path.join(lay.out, "manifest.json")
+    with open(dest + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(dest + ".tmp", dest)
+
+
+def install(lay, *, destdir, prefix, log=_log_default):
+    from . import install as I
+    from .loadscript import script_name
+    if not destdir:
+        raise MkdumpError("install needs DESTDIR: run `scons install DESTDIR=/path/to/stage` "
+                          "(DESTDIR=/ installs on this machine).")
+    release = stamp.read(lay.stamp("build-system"))["release"]
+    files = {"vmlinux.bin": "vmlinux.bin", "System.map": "minik-System.map", "manifest.json": "manifest.json",
+             "load-script": script_name(lay.arch), "mkexec.ko": "mkexec.ko", "kernel-image": "system-bzImage"}
+    for path in I.install(lay.out, destdir=destdir, prefix=prefix, release=release, files=files, arch=lay.arch,
+                          log=log):
+        log(f"mkdump: [{lay.arch}] installed {path}")
+
+
+def boot_test(lay, *, minik_mem, jobs=1, log=_log_default):
+    from . import boot
+    from .toolchain import Toolchain
+    tc = Toolchain.from_dict(stamp.read(lay.stamp("toolchain")))
+    minik = boot.prove_minik(lay.arch, os.path.join(lay.out, "minik-bzImage"), mem_mb=minik_mem, log=log,
+                             console_log=lay.log("boot-minik"))
+    ko = boot.build_test_module(lay.tree("system"), os.path.join(lay.arch_dir, "boot-test-module"),
+                                make_args=toolchain_make_args(lay), jobs=jobs, log=log)
+    system = boot.prove_system(lay.arch, os.path.join(lay.out, "system-bzImage"), ko, toolchain_cc=tc.cc,
+                               log=log, console_log=lay.log("boot-system"))
+    stamp.write(lay.report("boot-test.json"), {"minik": minik, "system": system})
+    log(f"mkdump: [{lay.arch}] boot test passed (console logs in {os.path.dirname(lay.log('x'))})")
+
+
+def optional_sha256(path):
+    return _sha256_file(path) if path else None

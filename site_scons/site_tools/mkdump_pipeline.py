@@ -52,7 +52,40 @@ def _stage_build(p, opts, log):
             source_date_epoch=p["source_date_epoch"], log=log)
 
 
+def _stage_mkexec(p, opts, log):
+    P.mkexec(L.Layout(p["root"], p["arch"]), verbose=opts.verbose, log=log)
+
+
+def _stage_check(p, opts, log):
+    P.check(L.Layout(p["root"], p["arch"]), minik_mem=p["minik_mem"], log=log)
+
+
+def _stage_load_script(p, opts, log):
+    P.load_script(L.Layout(p["root"], p["arch"]), minik_mem=p["minik_mem"], dump_dev=p["dump_dev"],
+                  minik_params=p["minik_params"], prefix=p["prefix"], log=log)
+
+
+def _stage_manifest(p, opts, log):
+    from mkdump.sources import load_sources
+    P.manifest(L.Layout(p["root"], p["arch"]), sources=load_sources(p["sources_toml"]),
+               opts_for_manifest=p["options"], source_date_epoch=p["source_date_epoch"])
+
+
+def _stage_install(p, opts, log):
+    P.install(L.Layout(p["root"], p["arch"]), destdir=opts.destdir, prefix=opts.prefix, log=log)
+
+
+def _stage_boot_test(p, opts, log):
+    P.boot_test(L.Layout(p["root"], p["arch"]), minik_mem=opts.minik_mem, jobs=opts.jobs_effective, log=log)
+
+
 _STAGES = {
+    "mkexec": _stage_mkexec,
+    "check": _stage_check,
+    "load_script": _stage_load_script,
+    "manifest": _stage_manifest,
+    "install": _stage_install,
+    "boot_test": _stage_boot_test,
     "fetch": _stage_fetch,
     "unpack": _stage_unpack,
     "toolchain": _stage_toolchain,
@@ -83,9 +116,23 @@ def _quiet(target, source, env):
 _ACTION = SCons.Action.Action(_run_stage, strfunction=_quiet)
 
 
+def _user_errors(method):
+    """Declaring the graph reads series, fragments and the sources manifest: their errors are user errors too."""
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except MkdumpError as err:
+            print(f"scons: *** {err}", file=sys.stderr)
+            Exit(2)
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
 class Pipeline:
     """Declares the graph for one build; SConstruct calls its methods in pipeline order."""
 
+    @_user_errors
     def __init__(self, env, opts, top):
         self.env = env
         self.opts = opts
@@ -108,6 +155,7 @@ class Pipeline:
         value = self.env.Value(json.dumps(params, sort_keys=True))
         return self.env.Command(list(targets), [value] + list(deps), _ACTION)
 
+    @_user_errors
     def fetch(self):
         root = self.opts.build
         for name, src in self.sources.items():
@@ -138,9 +186,13 @@ class ArchPipeline:
         self.arch = arch
         self.unpacked = {}
 
+    def _pae(self):
+        return self.opts.pae if self.arch == "i386" else None
+
     def _base(self, stage, **kw):
         return dict(kw, stage=stage, root=self.lay.root, arch=self.arch)
 
+    @_user_errors
     def unpack(self):
         for name in ("linux", "mkexec"):
             node = self.p._stage([self.lay.stamp("unpack-" + name)],
@@ -151,12 +203,14 @@ class ArchPipeline:
             Alias("unpack", node)
         return self.unpacked
 
+    @_user_errors
     def toolchain(self):
         node = self.p._stage([self.lay.stamp("toolchain")],
                              self._base("toolchain", cc=self.opts.cc, cross_compile=self.opts.cross_compile))
         self.toolchain_stamp = node[0]
         return node
 
+    @_user_errors
     def kernel(self, kind):
         """patch -> config -> build for one of the two kernel trees."""
         tree = self.lay.tree(kind)
@@ -172,17 +226,20 @@ class ArchPipeline:
         Alias("patch", patched)
 
         from mkdump import kconfig
+        minik = kind == "minik"
         frags = kconfig.fragments_for(self.p.configs_dir, arch=self.arch, kind=kind,
-                                      dump_driver=self.opts.dump_driver, pae=self.opts.pae,
-                                      user_fragment=self.opts.minik_fragment if kind == "minik" else None)
+                                      dump_driver=self.opts.dump_driver if minik else None,
+                                      pae=self._pae() if minik else None,
+                                      user_fragment=self.opts.minik_fragment if minik else None)
         cfg_deps = [patched[0], self.toolchain_stamp] + [f for f in frags if isinstance(f, str)]
         if kind == "system" and self.opts.system_config:
             cfg_deps.append(self.opts.system_config)
         configured = self.p._stage([self.lay.stamp("config-" + kind)],
                                    self._base("config", kind=kind, configs_dir=self.p.configs_dir,
-                                              dump_driver=self.opts.dump_driver, pae=self.opts.pae,
-                                              minik_fragment=self.opts.minik_fragment,
-                                              system_config=self.opts.system_config),
+                                              dump_driver=self.opts.dump_driver if minik else None,
+                                              pae=self._pae() if minik else None,
+                                              minik_fragment=self.opts.minik_fragment if minik else None,
+                                              system_config=None if minik else self.opts.system_config),
                                    deps=cfg_deps, requires=[os.path.join(tree, ".config")])
         Alias("config", configured)
 
@@ -191,7 +248,67 @@ class ArchPipeline:
                               deps=[patched[0], configured[0], self.toolchain_stamp],
                               requires=[os.path.join(tree, rel) for rel in P.kernel_outputs(kind, self.arch)])
         Alias("build", built)
+        setattr(self, kind, built[0])
         return built
+
+    @_user_errors
+    def mkexec(self):
+        node = self.p._stage([self.lay.stamp("mkexec")], self._base("mkexec"),
+                             deps=[self.unpacked["mkexec"], self.system, self.toolchain_stamp],
+                             requires=[self.lay.mkexec_build])
+        Alias("build", node)
+        self.module = node[0]
+        return node
+
+    @_user_errors
+    def check(self):
+        """Check the artifacts, then publish them in out/ (nothing unchecked reaches out/)."""
+        outs = [os.path.join(self.lay.out, n) for n in P.published(self.arch)]
+        node = self.p._stage([self.lay.stamp("check")] + outs,
+                             self._base("check", minik_mem=self.opts.minik_mem),
+                             deps=[self.minik, self.system, self.module])
+        Alias("check", node)
+        self.checked = node
+        return node
+
+    @_user_errors
+    def outputs(self):
+        """The load script and the manifest, the last products of the default target."""
+        from mkdump.loadscript import script_name
+        o = self.opts
+        script = self.p._stage([os.path.join(self.lay.out, script_name(self.arch))],
+                               self._base("load_script", minik_mem=o.minik_mem, dump_dev=o.dump_dev,
+                                          minik_params=o.minik_params, prefix=o.prefix),
+                               deps=[self.system])
+        manifest_opts = {
+            "dump_driver": o.dump_driver, "pae": o.pae if self.arch == "i386" else None,
+            "minik_mem": o.minik_mem, "fuzz": o.fuzz, "dump_dev": o.dump_dev, "minik_params": o.minik_params,
+            "prefix": o.prefix,
+            "minik_fragment_sha256": P.optional_sha256(o.minik_fragment),
+            "system_config_sha256": P.optional_sha256(o.system_config),
+        }
+        stamps = [self.lay.stamp(n) for n in ("toolchain", "patch-minik", "patch-system", "config-minik",
+                                             "config-system", "build-minik", "build-system", "mkexec")]
+        fetched = [L.fetch_where(self.opts.build, n) for n in self.p.sources] + list(self.p.fetched.values())
+        manifest = self.p._stage([os.path.join(self.lay.out, "manifest.json")],
+                                 self._base("manifest", sources_toml=self.p.sources_toml, options=manifest_opts,
+                                            source_date_epoch=o.source_date_epoch),
+                                 deps=stamps + fetched + list(self.checked) + list(script))
+        Default(manifest, script)
+        self.published = manifest + script
+        return self.published
+
+    @_user_errors
+    def install(self):
+        node = self.p._stage([self.lay.stamp("install")], self._base("install"), deps=self.published)
+        AlwaysBuild(node)
+        Alias("install", node)
+
+    @_user_errors
+    def boot_test(self):
+        node = self.p._stage([self.lay.report("boot-test.json")], self._base("boot_test"), deps=self.checked)
+        AlwaysBuild(node)
+        Alias("boot-test", node)
 
 
 class _Runtime:
@@ -209,6 +326,7 @@ def _options(env, top):
     names = list(families)
     default_driver = next((n for n, f in families.items() if f.get("default")), names[0])
     vars_ = Variables(None, ARGUMENTS)
+    vars_.FormatVariableHelpText = _format_option
     for spec in O.specs(names, default_driver):
         vars_.Add(spec.name, spec.help, spec.default)
     vars_.Update(env)
@@ -226,6 +344,10 @@ def _options(env, top):
     except MkdumpError as err:
         print(f"scons: *** {err}", file=sys.stderr)
         Exit(2)
+
+
+def _format_option(env, key, help, default, actual, aliases=None):
+    return f"  {key:17} {help}\n  {'':17} (default: {default if default != '' else 'none'})\n"
 
 
 def GetLaunchDirSafe():

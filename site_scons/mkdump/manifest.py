@@ -1,0 +1,41 @@
+"""The provenance manifest: every input and output of one arch's build, as canonical JSON.
+
+Only facts that are the same whenever the inputs are the same go in: hashes, URLs, versions, options, sizes, check
+results. No wall-clock time, no absolute paths of this machine, no way the file happened to be found (cache or
+download), so two builds of the same inputs give the same bytes.
+"""
+import hashlib
+import json
+import os
+
+FORMAT = "mkdump-build manifest 1"
+
+
+def file_entry(path, name=None):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return {"path": name or os.path.basename(path), "size": os.path.getsize(path), "sha256": h.hexdigest()}
+
+
+def optional_file_hash(path):
+    return file_entry(path)["sha256"] if path else None
+
+
+def render(*, arch, source_date_epoch, sources, patches, configs, toolchain, options, outputs, checks):
+    data = {
+        "format": FORMAT,
+        "arch": arch,
+        "source_date_epoch": source_date_epoch,
+        "inputs": {
+            "sources": sources,
+            "patches": patches,
+            "configs": configs,
+            "toolchain": toolchain,
+            "options": options,
+        },
+        "outputs": sorted(outputs, key=lambda o: o["path"]),
+        "checks": checks,
+    }
+    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,80 @@
+"""A throw-away copy of this project wired to a fixture kernel served over loopback, and a way to run scons in it.
+
+The copy keeps the product's SConstruct, site_scons, configs and kernel data as they are. Two things change, both
+because the fixture is not the real 2.6.9 tree: sources.toml pins the fixture's tree hash, and the series keep only
+the upstream entries (our compatibility patches fix real 2.6.9 files the fixture does not have).
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from mkdump.narhash import nar_sha256
+from support import fixture_kernel, standin_mkexec
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT_FILES = ("SConstruct", "site_scons", "patches", "configs", "kernel")
+MINIK = "minik-2.6.9-1.0-update1.patch"
+MKEXEC = "mkexec-2.6.9-1.0-update1.taz"
+LINUX = "linux-2.6.9.tar.bz2"
+
+
+def copy_project(dest):
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "sources.lock")
+    for name in PROJECT_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=ignore)
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def keep_upstream_series_only(project):
+    for series in (Path(project) / "patches").glob("*.series"):
+        lines = [l for l in series.read_text().splitlines() if l.startswith("source:") or l.startswith("#")]
+        series.write_text("\n".join(lines) + "\n")
+
+
+def pin_linux_tree(project, tree_sha256):
+    toml = Path(project) / "patches" / "sources.toml"
+    text = toml.read_text()
+    text, n = re.subn(r'(?m)^tree_sha256 = "[^"]*"', f'tree_sha256 = "{tree_sha256}"', text)
+    assert n == 1, "sources.toml must pin exactly one tree"
+    toml.write_text(text)
+
+
+@dataclass
+class FixtureSources:
+    dir: Path
+    tree_sha256: str
+    files: dict     # file name -> bytes
+
+
+def make_fixture_sources(workdir):
+    """The three upstream files for the fixture kernel: its tarball, a minik stand-in, a mkexec stand-in."""
+    workdir = Path(workdir)
+    out = workdir / "sources"
+    out.mkdir(parents=True)
+    tree = fixture_kernel.make_fixture_tree(workdir / "tree")
+    tree_hash = nar_sha256(tree)
+    fixture_kernel.make_fixture_tarball(out)
+    (out / MINIK).write_bytes(fixture_kernel.make_fixture_minik_patch(tree))
+    standin_mkexec.make_taz(out / MKEXEC, patch_text=standin_mkexec.kernel_patch(tree), workdir=workdir)
+    files = {p.name: p.read_bytes() for p in out.iterdir()}
+    return FixtureSources(out, tree_hash, files)
+
+
+def scons(project, *args, env=None, timeout=600):
+    """Run the real scons in `project`; returns the CompletedProcess (text, stdout and stderr apart)."""
+    e = dict(os.environ)
+    e.pop("SOURCE_DATE_EPOCH", None)
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "SCons", *args], cwd=project, env=e, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                          timeout=timeout)
