@@ -297,7 +297,7 @@ def expect_boot(result, *, kind, expect_memory_kb=None, memory_slack_kb=1024, ex
     if version != expect_version and not version.startswith(expect_version):
         raise BootError(f"the banner names Linux {version}, not {expect_version}: the wrong kernel image was "
                         "booted.", result)
-    passed.append(f"banner: {lines[i_banner].strip()}")
+    passed.append(f"banner: {lines[i_banner][m.start():].strip()}")
 
     i_mem, m = _find(lines, _MEMORY.pattern)
     if m is None:
@@ -397,7 +397,8 @@ def prove_system(arch, bzimage, module_ko, *, toolchain_cc, timeout=None, log=No
         initrd.write_bytes(image)
         result = boot(arch, bzimage, append="panic=1", initrd=initrd, timeout=timeout, log=log, kind="system",
                       console_log=console_log, qemu_toml=qemu_toml)
-    checks = expect_boot(result, kind="system", module_token=token)
+    memory_mb = load_qemu_config(arch, "system", path=qemu_toml)["memory_mb"]
+    checks = expect_boot(result, kind="system", module_token=token, expect_memory_kb=memory_mb * 1024)
     return _report(arch, "system", result, checks, {"initramfs_bytes": len(image), "module_token": token})
 
 
