@@ -113,6 +113,14 @@ def test_every_url_failing_is_listed(tmp_path, server):
     assert listing(tmp_path / "cache" / "files") == []
 
 
+def test_a_web_page_is_not_the_file(tmp_path, server):
+    server.add("/sf/m.patch", b"<html>Your download will start shortly</html>", content_type="text/html; charset=utf-8")
+    server.add("/up/m.patch", PATCH)
+    lock = LockFile(tmp_path / "sources.lock")
+    got = fetcher(tmp_path, lock=lock).fetch(source(urls=[server.url + "/sf/m.patch", server.url + "/up/m.patch"]))
+    assert got.url.endswith("/up/m.patch") and lock.get("m.patch") == sha(PATCH)
+
+
 def test_timeout_is_retried_then_next_url(tmp_path, server):
     slow = server.add("/slow/m.patch", PATCH, delay=1.0)
     server.add("/fast/m.patch", PATCH)

@@ -386,6 +386,11 @@ class Fetcher:
                                             r.headers.get("Last-Modified"),) if v]
             else:
                 raise _UrlFailed(f"HTTP {r.status_code}")
+            # Download sites answer some failures with a web page and status 200; for a file without a pin,
+            # trust on first use would otherwise record that page as the genuine file.
+            if (r.headers.get("Content-Type", "").lower().startswith("text/html")
+                    and not name.lower().endswith((".html", ".htm"))):
+                raise _UrlFailed("the server sent a web page instead of the file")
             progress = _Progress(self.progress, name, have, total)
             try:
                 with open(part, mode) as f:

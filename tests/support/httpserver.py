@@ -27,6 +27,7 @@ class Route:
     delay: float = 0.0                # seconds to wait before answering
     chunk_delay: float = 0.0          # seconds between 4 KiB chunks of the body, for slow downloads
     etag: str | None = None
+    content_type: str = "application/octet-stream"
     hits: int = 0
     headers: list = field(default_factory=list)   # the request headers, one dict per request
     truncated: int = 0                # how many answers were cut short
@@ -80,7 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
         if route.etag:
             extra["ETag"] = route.etag
         self.send_response(status)
-        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Type", route.content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes" if route.ranges else "none")
         for k, v in extra.items():
