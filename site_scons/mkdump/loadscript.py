@@ -6,6 +6,11 @@ is a number with the major in the high 12 bits and the minor in the low 20. Here
 time and baked into the script as defaults; the script validates the same way any override given on its own
 command line, so nothing unchecked reaches /proc/mkexec.
 
+The script's options: --mem MB, --dump-dev DEV, --param STRING, --path FILE, --module FILE, --dry-run, --help.
+It runs insmod only when /proc/mkexec is absent, exits 2 with one line on stderr for any refused value, and reads
+the environment variable MKDUMP_PROC as the /proc root (default /proc), so tests can run it against a scratch
+directory.
+
 Device names are encoded from the static 2.6 numbering (Documentation/devices.txt): IDE disks hda..hdt, SCSI disks
 sda..sdiv. The script on the target reads a /dev node's numbers with stat instead.
 """
