@@ -2,10 +2,8 @@
 import functools
 import hashlib
 import json
-import os
 import shutil
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -369,6 +367,10 @@ def test_hidden_prompt_and_default_are_explained(env):
 def test_audit_reads_the_final_config_written_by_oldconfig(env):
     msg = env.error(make_args=["FORCE=SERIAL_CONSOLE=n"])
     assert f"  CONFIG_SERIAL_CONSOLE: requested y at {env.configs / f'minik-{ARCH}.config'}:3, actual n" in msg
+    # The rejected configuration cannot be built by accident, but stays for inspection.
+    assert not (env.tree / ".config").exists()
+    assert "# CONFIG_SERIAL_CONSOLE is not set" in (env.tree / ".config.rejected").read_text().splitlines()
+    assert msg.splitlines()[-1] == f"  (the rejected configuration is kept as {env.tree / '.config'}.rejected)"
 
 
 def test_rule_broken_by_a_default_without_any_request(env):
@@ -575,3 +577,14 @@ def test_repository_fragments_parse():
     for path in sorted(REAL_CONFIGS.glob("*.config")):
         frag = kconfig.parse_fragment(path)
         assert frag.requests, path
+
+
+def test_values_hash_ignores_comments_but_not_values(env, tmp_path):
+    summary = env.configure()
+    config = env.tree / ".config"
+    assert summary["values_sha256"] == kconfig.config_values_sha256(config)
+    text = config.read_text()
+    dated = write(tmp_path / "dated", "#\n# Thu Nov 26 05:16:13 2026\n#\n" + text)
+    assert kconfig.config_values_sha256(dated) == summary["values_sha256"]
+    changed = write(tmp_path / "changed", text.replace("CONFIG_VT=y", "# CONFIG_VT is not set"))
+    assert kconfig.config_values_sha256(changed) != summary["values_sha256"]

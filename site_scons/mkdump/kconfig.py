@@ -467,6 +467,17 @@ def read_config_values(path):
     return values
 
 
+def config_values_sha256(path):
+    """SHA-256 of a .config's value lines (CONFIG_X=.. and # CONFIG_X is not set, in file order).
+
+    2.6.9's conf writes the date into the header comment, so the file's own hash differs on every run; this one is
+    the reproducible identity of the configuration.
+    """
+    with open(path, encoding="latin-1") as f:
+        lines = [line for line in f.read().splitlines() if _ASSIGN_RE.match(line) or _UNSET_RE.match(line)]
+    return hashlib.sha256("\n".join(lines).encode("latin-1")).hexdigest()
+
+
 def _final_value(values, sym):
     v = values.get(sym.name)
     if v is None and sym.orig_type in (kconfiglib.BOOL, kconfiglib.TRISTATE):
@@ -524,10 +535,10 @@ def _kind_label(kind, arch):
     return f"the {'mini kernel' if kind == 'minik' else 'system kernel'} configuration for {arch}"
 
 
-def _fail(kind, arch, problems, what):
+def _fail(kind, arch, problems, what, note=None):
     head = (f"{_kind_label(kind, arch)} {what}: {len(problems)} problem{'s' if len(problems) != 1 else ''}, "
             "listed below; change the fragment lines or options named there")
-    raise ConfigError(head + "\n" + "\n".join(problems))
+    raise ConfigError("\n".join([head] + problems + ([note] if note else [])))
 
 
 def _merge(fragments, kconf, log):
@@ -568,7 +579,7 @@ def _rule_problem(rule, actual, kconf):
 
 
 def configure(tree, *, arch, kind, fragments, make_args=(), log=None, base_config=None, options=None,
-              configs_dir=None, make=run_make, make_cmd=("make",)):
+              configs_dir=None, make=run_make):
     """Write tree/.config for `kind` ("minik" or "system") on `arch` and audit it; return a JSON-able summary.
 
     fragments: the list from fragments_for (paths or Fragment objects), applied in order. make_args are appended
@@ -608,20 +619,23 @@ def configure(tree, *, arch, kind, fragments, make_args=(), log=None, base_confi
         req = merged.get(rule.symbol)
         if req is not None and not _same(kconf.syms[rule.symbol], rule.value, req.value):
             problems.append(f"  CONFIG_{rule.symbol}: requested {req.value} at {req.origin}, but must be "
-                            f"{rule.value}: {rule.why} (rule at {rule.origin})")
+                            f"{rule.value}: {rule.why} (rule at {rule.origin})"
+                            f"\n      defined at {_defined_at(kconf.syms[rule.symbol])}")
     fs_symbols = filesystem_symbols(kconf, tree) if kind == "minik" else []
     for name in fs_symbols:
         req = merged.get(name)
         if req is not None and req.value != "n":
             problems.append(f"  CONFIG_{name}: requested {req.value} at {req.origin}, but the mini kernel must "
                             "have no filesystem (README step 2: 'no filesystem need'; pseudo filesystems such as "
-                            "PROC_FS, SYSFS, TMPFS, RAMFS are allowed)")
+                            "PROC_FS, SYSFS, TMPFS, RAMFS are allowed)"
+                            f"\n      defined at {_defined_at(kconf.syms[name])}")
     for name in sorted(driver_symbols):
         req = merged.get(name)
         if req is not None and req.value != "y":
             problems.append(f"  CONFIG_{name}: requested {req.value} at {req.origin}, but the dump driver "
                             f"({driver_family.name}) must be built in (=y), never a module or off: the mini "
-                            "kernel has no module loader and must reach the dump disk by itself")
+                            "kernel has no module loader and must reach the dump disk by itself"
+                            f"\n      defined at {_defined_at(kconf.syms[name])}")
     if problems:
         _fail(kind, arch, problems, "cannot be made as asked")
 
@@ -637,7 +651,7 @@ def configure(tree, *, arch, kind, fragments, make_args=(), log=None, base_confi
         log(f"config: {kind} {arch}: starting from {base_config}")
     else:
         log(f"config: {kind} {arch}: make {arch_arg} allnoconfig")
-        make([*make_cmd, arch_arg, "allnoconfig", *make_args], tree)
+        make(["make", arch_arg, "allnoconfig", *make_args], tree)
     kconf.load_config(config)
     for req in merged.values():
         kconf.syms[req.symbol].set_value(req.value)
@@ -647,7 +661,7 @@ def configure(tree, *, arch, kind, fragments, make_args=(), log=None, base_confi
     before = read_config_values(config)
 
     log(f"config: {kind} {arch}: make {arch_arg} oldconfig")
-    make([*make_cmd, arch_arg, "oldconfig", *make_args], tree)
+    make(["make", arch_arg, "oldconfig", *make_args], tree)
     after = read_config_values(config)
     kconf.load_config(config)
 
@@ -671,7 +685,10 @@ def configure(tree, *, arch, kind, fragments, make_args=(), log=None, base_confi
             problems[name] = (f"  CONFIG_{name}: actual {actual}, but the mini kernel must have no filesystem "
                               f"(README step 2)\n      defined at {_defined_at(sym)}; " + explain(kconf, sym, "n"))
     if problems:
-        _fail(kind, arch, list(problems.values()), "does not hold after make oldconfig")
+        # An unaudited .config must not be built by a later `make` in this tree; keep it for inspection.
+        os.replace(config, config + ".rejected")
+        _fail(kind, arch, list(problems.values()), "does not hold after make oldconfig",
+              note=f"  (the rejected configuration is kept as {config}.rejected)")
 
     audited = sorted(set(merged) | {r.symbol for r in rules} | set(fs_symbols))
     # conf writes "is not set" lines for invisible symbols that kconfiglib leaves out: both mean n.
@@ -701,4 +718,5 @@ def configure(tree, *, arch, kind, fragments, make_args=(), log=None, base_confi
         "audited": {k: _final_value(after, kconf.syms[k]) for k in audited},
         "oldconfig_changed": changed,
         "config_sha256": digest,
+        "values_sha256": config_values_sha256(config),
     }
