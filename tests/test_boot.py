@@ -256,3 +256,33 @@ def test_prove_minik_fails_when_memory_exceeds_mem(tmp_path, kernel_image):
     toml, _ = fakeqemu.make(tmp_path, [(0, consoles.minik(total_kb=65408))])
     with pytest.raises(boot.BootError, match="reports 65408k"):
         boot.prove_minik("x86_64", kernel_image, qemu_toml=toml, log=lambda m: None)
+
+
+def test_silent_boot_is_rerun_with_earlyprintk(tmp_path, kernel_image):
+    early = (consoles.banner() + " BIOS-e820: 000000fd00000000 - 0000010000000000 (reserved)\r\n"
+             "Kernel panic - not syncing: Cannot find space for the kernel page tables\r\n")
+    toml, argv_file = fakeqemu.make(tmp_path, [(0, consoles.FIRMWARE.format(append="x"))], early_chunks=[(0, early)])
+    with pytest.raises(boot.BootError, match="Booted again with earlyprintk") as e:
+        boot.prove_minik("x86_64", kernel_image, qemu_toml=toml, log=lambda m: None)
+    assert "Cannot find space for the kernel page tables" in e.value.tail
+    assert "earlyprintk=serial,ttyS0,115200" in e.value.result.append
+
+
+def test_silent_boot_stays_silent_with_earlyprintk(tmp_path, kernel_image):
+    toml, _ = fakeqemu.make(tmp_path, [], early_chunks=[])
+    with pytest.raises(boot.BootError, match="printed nothing") as e:
+        boot.prove_minik("x86_64", kernel_image, qemu_toml=toml, log=lambda m: None)
+    assert "earlyprintk" not in e.value.result.append
+
+
+def test_prove_system_on_a_fake_console(tmp_path, kernel_image):
+    module = tmp_path / "m.ko"
+    module.write_bytes(b"module bytes")
+    token = boot.module_token(module.read_bytes())
+    toml, argv_file = fakeqemu.make(tmp_path, [(0, consoles.system(token=token))])
+    report = boot.prove_system("i386", kernel_image, module, toolchain_cc=["gcc"], qemu_toml=toml,
+                               log=lambda m: None)
+    argv = fakeqemu.argv(argv_file)
+    assert argv[argv.index("-initrd") + 1].endswith("initramfs.cpio.gz")
+    assert report["module_token"] == token and report["initramfs_bytes"] > 0
+    assert report["checks"][-1].endswith(f"token={token} length=16")

@@ -352,6 +352,20 @@ def expect_boot(result, *, kind, expect_memory_kb=None, memory_slack_kb=1024, ex
     return passed
 
 
+def _expect_or_diagnose(result, run, **checks):
+    """expect_boot; if the kernel printed no banner, boot once more with earlyprintk so the error shows why
+    (an early panic such as 'Cannot find space for the kernel page tables' is otherwise silent)."""
+    try:
+        return expect_boot(result, **checks)
+    except BootError as e:
+        if _BANNER.search(result.console) or "earlyprintk=" in result.append:
+            raise
+        early = run(earlyprintk=True)
+        if not early.console.strip():
+            raise
+        raise BootError(e.sentence + " Booted again with earlyprintk; that console follows.", early) from None
+
+
 def _report(arch, kind, result, checks, extra):
     report = {"arch": arch, "kind": kind, "seconds": round(result.seconds, 2), "exit_reason": result.exit_reason,
               "append": result.append, "command": result.command, "checks": checks}
@@ -372,9 +386,14 @@ def prove_minik(arch, bzimage, *, mem_mb=8, dump_dev="0x300000", timeout=None, l
     root-mount panic. Returns a JSON-able report; raises BootError (or MkdumpError for a missing QEMU/image)."""
     config = load_qemu_config(arch, "minik", path=qemu_toml)
     memory_mb = min(config["memory_mb"], mem_mb) if mem_mb else config["memory_mb"]
-    result = boot(arch, bzimage, append=minik_append(arch, mem_mb, dump_dev), memory_mb=memory_mb,
-                  timeout=timeout, log=log, kind="minik", console_log=console_log, qemu_toml=qemu_toml)
-    checks = expect_boot(result, kind="minik", expect_memory_kb=mem_mb * 1024)
+
+    def run(earlyprintk=False):
+        return boot(arch, bzimage, append=minik_append(arch, mem_mb, dump_dev), memory_mb=memory_mb,
+                    timeout=timeout, log=log, kind="minik", console_log=console_log, qemu_toml=qemu_toml,
+                    earlyprintk=earlyprintk)
+
+    result = run()
+    checks = _expect_or_diagnose(result, run, kind="minik", expect_memory_kb=mem_mb * 1024)
     return _report(arch, "minik", result, checks, {"memory_mb": memory_mb, "mem_mb": mem_mb})
 
 
@@ -395,10 +414,15 @@ def prove_system(arch, bzimage, module_ko, *, toolchain_cc, timeout=None, log=No
             initramfs.boot_test_entries(init_path.read_bytes(), module_bytes, f"token={token}")))
         initrd = Path(tmp) / "initramfs.cpio.gz"
         initrd.write_bytes(image)
-        result = boot(arch, bzimage, append="panic=1", initrd=initrd, timeout=timeout, log=log, kind="system",
-                      console_log=console_log, qemu_toml=qemu_toml)
-    memory_mb = load_qemu_config(arch, "system", path=qemu_toml)["memory_mb"]
-    checks = expect_boot(result, kind="system", module_token=token, expect_memory_kb=memory_mb * 1024)
+
+        def run(earlyprintk=False):
+            return boot(arch, bzimage, append="panic=1", initrd=initrd, timeout=timeout, log=log, kind="system",
+                        console_log=console_log, qemu_toml=qemu_toml, earlyprintk=earlyprintk)
+
+        result = run()
+        memory_mb = load_qemu_config(arch, "system", path=qemu_toml)["memory_mb"]
+        checks = _expect_or_diagnose(result, run, kind="system", module_token=token,
+                                     expect_memory_kb=memory_mb * 1024)
     return _report(arch, "system", result, checks, {"initramfs_bytes": len(image), "module_token": token})
 
 

@@ -17,7 +17,9 @@ if sys.argv[1:] == ["-machine", "help"]:
     sys.exit(0)
 with open(spec["argv_file"], "w") as f:
     json.dump(sys.argv[1:], f)
-for chunk in spec["chunks"]:
+argv = sys.argv[1:]
+early = spec["early_chunks"] is not None and "earlyprintk=" in argv[argv.index("-append") + 1]
+for chunk in spec["early_chunks"] if early else spec["chunks"]:
     time.sleep(chunk["delay"])
     sys.stdout.buffer.write(chunk["text"].encode())
     sys.stdout.buffer.flush()
@@ -28,14 +30,18 @@ sys.exit(spec["exit"])
 '''
 
 
-def make(tmp_path, chunks, *, hang=False, exit_code=0, stderr="", machines=("pc", "pc-i440fx-7.0")):
+def make(tmp_path, chunks, *, hang=False, exit_code=0, stderr="", machines=("pc", "pc-i440fx-7.0"),
+         early_chunks=None):
     """Write the fake QEMU and a qemu.toml pointing at it; return (qemu_toml_path, argv_file).
 
-    chunks: a list of (delay_seconds, text) printed in order."""
+    chunks: a list of (delay_seconds, text) printed in order; early_chunks, if given, replace them when the
+    kernel command line holds earlyprintk= (as a kernel that dies early only speaks with earlyprintk)."""
     tmp_path = Path(tmp_path)
     spec = tmp_path / "fakeqemu.json"
     argv_file = tmp_path / "fakeqemu-argv.json"
-    spec.write_text(json.dumps({"chunks": [{"delay": d, "text": t} for d, t in chunks], "hang": hang,
+    early = None if early_chunks is None else [{"delay": d, "text": t} for d, t in early_chunks]
+    spec.write_text(json.dumps({"chunks": [{"delay": d, "text": t} for d, t in chunks], "early_chunks": early,
+                                "hang": hang,
                                 "exit": exit_code, "stderr": stderr, "machines": list(machines),
                                 "argv_file": str(argv_file)}))
     script = tmp_path / "fake-qemu"
