@@ -344,3 +344,16 @@ def test_script_reports_missing_or_failing_entries(shell, target):
     done = run(shell, script(target), target=target)
     assert done.returncode == 2
     assert f"writing '1' to {target / 'proc' / 'mkexec' / 'stats'} failed" in done.stderr
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_script_without_baked_dump_dev_needs_the_option(shell, target):
+    path = script(target, dump_dev=None)
+    assert "\nDUMP_DEV=''\n" in path.read_text()
+    done = run(shell, path, target=target)
+    assert done.returncode == 2
+    assert "no dump device was set when this script was built; give --dump-dev" in done.stderr
+    assert all(v == "" for v in written(target).values())
+    done = run(shell, path, "--dump-dev", "22:1", target=target)
+    assert done.returncode == 0, done.stderr
+    assert written(target)["dumpdev"] == "0x1600001\n"

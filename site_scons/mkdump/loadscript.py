@@ -287,6 +287,7 @@ check_line() {
 }
 
 check_mem
+[ -n "$$DUMP_DEV" ] || die "no dump device was set when this script was built; give --dump-dev /dev/NAME, MAJOR:MINOR or 0xHEX"
 encode_dev "$$DUMP_DEV"
 check_line --param "$$PARAM"
 [ $$(printf '%s' "$$PARAM" | wc -c) -le $max_param ] || die "--param is longer than $max_param bytes, the 2.6.9 command line limit"
@@ -336,17 +337,19 @@ put stats 1
 def render_load_script(*, arch, mem_mb, dump_dev, parameters, vmlinux_bin_path, module_path):
     """The load script's text, with validated values baked in as defaults. Same inputs, same bytes.
 
+    dump_dev None bakes in no device: the script then insists on --dump-dev.
+
     Raises MkdumpError when a value would be refused (see mem_value, encode_dump_dev; parameters must be one line
     of at most 255 bytes; both paths absolute).
     """
     mem_value(arch, mem_mb)
-    number = encode_dump_dev(dump_dev)
+    dump_dev_text = "" if dump_dev is None else format_dump_dev(encode_dump_dev(dump_dev))
     parameters = _check_parameters(parameters)
     return _TEMPLATE.substitute(
         name=script_name(arch),
         bias=MEM_BIAS[arch],
         mem=mem_mb,
-        dump_dev=_sh_quote(format_dump_dev(number)),
+        dump_dev=_sh_quote(dump_dev_text),
         param=_sh_quote(parameters),
         image=_sh_quote(_check_path("vmlinux.bin path", vmlinux_bin_path)),
         module=_sh_quote(_check_path("mkexec.ko path", module_path)),
