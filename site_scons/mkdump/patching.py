@@ -333,11 +333,13 @@ class _Placement:
                 self.in_offset -= offset
                 return first_guess - offset
             return 0
-        for offset in range(max_offset + 1):
+        # Where the stated line lies outside the window, 2.7 starts at the first distance that reaches it.
+        min_offset = (first_guess - max_where if max_pos < 0 else first_guess - min_where if max_neg < 0 else 0)
+        for offset in range(min_offset, max_offset + 1):
             if offset <= max_pos and match(offset, prefix_fuzz, suffix_fuzz):
                 self.in_offset += offset
                 return first_guess + offset
-            if 0 < offset <= max_neg and match(-offset, prefix_fuzz, suffix_fuzz):
+            if offset <= max_neg and match(-offset, prefix_fuzz, suffix_fuzz):
                 self.in_offset -= offset
                 return first_guess - offset
         return 0
@@ -394,7 +396,8 @@ class _Placement:
                 nw += 1
 
     def finish(self):
-        self._copy_till(len(self.input))
+        if self.frozen < len(self.input):
+            self._copy_till(len(self.input))
         return b"".join(self.out)
 
 
