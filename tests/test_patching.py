@@ -335,6 +335,10 @@ def test_keyword_only_hunk_is_skipped_and_reported(tmp_path):
     assert hunk.keyword_lines == [(4, b" *  $Id: head.S,v 1.49 2002/03/19 17:39:25 ak Exp $\n", THEIR_ID + b"\n")]
     assert report.tolerated() == [("p1.patch", "head.S", 1, "keyword-skipped")]
     assert "skipped: its only changes are CVS keyword lines" in report.text
+    summary = json.loads(json.dumps(report.to_dict()))
+    kw = summary["patches"][0]["files"][0]["hunks"][0]["keyword_lines"]
+    assert kw == [{"line": 4, "file": " *  $Id: head.S,v 1.49 2002/03/19 17:39:25 ak Exp $",
+                   "patch": THEIR_ID.decode("latin-1")}]
 
 
 def test_keyword_context_hunk_is_applied_keeping_the_files_keyword(tmp_path):

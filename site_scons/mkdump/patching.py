@@ -128,10 +128,15 @@ class HunkResult:
         if self.status != "rejected":
             d.update(line=self.line, offset=self.offset, fuzz=self.fuzz)
         if self.keyword_lines:
-            d["keyword_lines"] = [{"line": n, "file": f, "patch": p} for n, f, p in self.keyword_lines]
+            d["keyword_lines"] = [{"line": n, "file": _text(f), "patch": _text(p)} for n, f, p in self.keyword_lines]
         if self.reason:
             d["reason"] = self.reason
         return d
+
+
+def _text(line):
+    # Kernel sources are latin-1; every byte maps to one character, so the report round-trips exactly.
+    return line.decode("latin-1").rstrip("\n") if isinstance(line, bytes) else line
 
 
 @dataclass
