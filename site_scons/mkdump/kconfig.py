@@ -55,7 +55,6 @@ class Request:
     symbol: str
     value: str
     origin: str          # "file:line", or a description for generated values
-    fragment: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +76,7 @@ class Fragment:
 
 # ---------------------------------------------------------------------------------------------------- fragments
 
-def parse_fragment(path, *, overrides=False, name=None):
+def parse_fragment(path, *, overrides=False):
     """Read a fragment file: `CONFIG_X=value` and `# CONFIG_X is not set` lines, comments, blank lines.
 
     Raises ConfigError naming file:line for anything else, and for a symbol set twice in the same file.
@@ -112,13 +111,13 @@ def parse_fragment(path, *, overrides=False, name=None):
             problems.append(f"{origin}: CONFIG_{symbol}={value} contradicts CONFIG_{symbol}={seen[symbol].value} "
                             f"at {seen[symbol].origin} in the same fragment")
             continue
-        req = Request(symbol, value, origin, name or path)
+        req = Request(symbol, value, origin)
         seen[symbol] = req
         requests.append(req)
     if problems:
         raise ConfigError(f"the config fragment {path} has {len(problems)} bad line(s); fix them:\n  "
                           + "\n  ".join(problems))
-    return Fragment(name or path, tuple(requests), path=path, overrides=overrides)
+    return Fragment(path, tuple(requests), path=path, overrides=overrides)
 
 
 def _as_fragment(item):
@@ -186,7 +185,7 @@ def _dump_driver_fragment(configs_dir, family):
     requests = []
     for sym in families[family]["symbols"]:
         line = _line_of(path, header, '"' + sym + '"')
-        requests.append(Request(sym, "y", f"{path}:{line} ({name})", name))
+        requests.append(Request(sym, "y", f"{path}:{line} ({name})"))
     return Fragment(name, tuple(requests))
 
 
@@ -233,7 +232,7 @@ def fragments_for(configs_dir, *, arch, kind, dump_driver=None, pae=None, user_f
             pae = True if pae is None else pae
             value = "y" if pae else "n"
             name = f"pae={'yes' if pae else 'no'}"
-            out.append(Fragment(name, (Request("X86_PAE", value, f"option {name}", name),)))
+            out.append(Fragment(name, (Request("X86_PAE", value, f"option {name}"),)))
     else:
         if dump_driver is not None or pae is not None:
             raise ConfigError("dump_driver= and pae= apply to the mini kernel only; drop them for the system kernel")
