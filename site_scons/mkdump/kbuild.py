@@ -1,0 +1,210 @@
+"""Run Linux 2.6.9's kbuild: reproducibly, with its output in a log, and with readable failures.
+
+Every make runs with V=1 so the log holds each full command; the user sees either one progress line per call
+(verbose=False) or the whole stream (verbose=True). The environment pins what kbuild would otherwise take from
+the machine and the clock (time, user, host, locale, time zone): with the repro-* compat patches applied, two
+builds of one tree and config give identical images.
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mkdump.errors import MkdumpError
+
+# The mtime of Makefile in linux-2.6.9.tar.bz2 (2004-10-14 23:00 UTC): a fixed, meaningful build date used
+# when the caller's environment has no SOURCE_DATE_EPOCH.
+DEFAULT_SOURCE_DATE_EPOCH = 1097794800
+BUILD_USER = "mkdump"
+BUILD_HOST = "mkdump"
+# Inherited make settings (jobserver descriptors, -j, -k from an outer make) would change what this make does.
+_DROPPED_ENV = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEFILES", "GNUMAKEFLAGS", "KBUILD_OUTPUT")
+# 2.6.9's conf loops forever re-asking a choice when stdin is at EOF, printing the question each time; an
+# output this large is that loop, not a build.
+MAX_OUTPUT_BYTES = 256 * 1024 * 1024
+ERROR_CONTEXT_LINES = 2
+MAX_ERROR_LINES = 30
+
+_ERROR_RE = re.compile(
+    r"error:|Error:|\bError \d+|\*\*\*|undefined reference|multiple definition|No rule to make target"
+    r"|Unknown symbol|cannot find|not found|Segmentation fault|Killed")
+_MAKE_FAILED_RE = re.compile(r"\*\*\* \[(?:[^\]:]*:\d+: )?([^\]]+)\] Error \d+")
+
+
+class KbuildError(MkdumpError):
+    """make failed; the message names the failing command, the compiler's errors and the full log."""
+
+    def __init__(self, message, *, command, errors, log_path, returncode):
+        super().__init__(message)
+        self.command = command
+        self.errors = errors
+        self.log_path = log_path
+        self.returncode = returncode
+
+
+def build_timestamp(epoch):
+    """`date`'s C-locale format in UTC, which is what 2.6.9 printed in uname -v."""
+    return time.strftime("%a %b %e %H:%M:%S UTC %Y", time.gmtime(epoch))
+
+
+def build_env(env_extra=None, base=None):
+    """The environment for make: the caller's, minus outer-make state, plus the pinned build identity."""
+    env = dict(os.environ if base is None else base)
+    for name in _DROPPED_ENV:
+        env.pop(name, None)
+    epoch = int(env.get("SOURCE_DATE_EPOCH") or DEFAULT_SOURCE_DATE_EPOCH)
+    env.update({
+        "LC_ALL": "C",
+        "TZ": "UTC",
+        "SOURCE_DATE_EPOCH": str(epoch),
+        "KBUILD_BUILD_TIMESTAMP": build_timestamp(epoch),
+        "KBUILD_BUILD_USER": BUILD_USER,
+        "KBUILD_BUILD_HOST": BUILD_HOST,
+        # Read by the repro-mkcompile-h-identity patch instead of the .version link counter.
+        "KBUILD_BUILD_VERSION": "1",
+    })
+    env.update(env_extra or {})
+    return env
+
+
+def make_command(targets, *, toolchain, jobs=None):
+    argv = ["make"]
+    if jobs:
+        argv.append(f"-j{int(jobs)}")
+    argv += toolchain.make_args()
+    argv.append("V=1")
+    argv += list(targets)
+    return argv
+
+
+def _failing_command(lines):
+    """The full command of the first target make reported as failed, found in the V=1 log, or None."""
+    target = None
+    for line in lines:
+        m = _MAKE_FAILED_RE.search(line)
+        if m:
+            target = m.group(1).strip()
+            break
+    if target is None:
+        return None, None
+    for line in reversed(lines):
+        if ("-o " + target) in line or line.rstrip().endswith(" " + target):
+            if not _ERROR_RE.search(line):
+                return target, line.strip()
+    return target, None
+
+
+def extract_errors(lines, limit=MAX_ERROR_LINES):
+    """The last error lines of a build log, each with the lines just before it (e.g. 'In function ...')."""
+    keep = set()
+    for i, line in enumerate(lines):
+        if _ERROR_RE.search(line):
+            keep.update(range(max(0, i - ERROR_CONTEXT_LINES), i + 1))
+    picked = [lines[i].rstrip("\n") for i in sorted(keep)]
+    return picked[-limit:]
+
+
+def _kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def run_make(tree, targets, *, toolchain, jobs=None, verbose=False, log_path, env_extra=None, log=None):
+    """Run make `targets` in the kernel tree `tree` with `toolchain`; full output goes to `log_path`.
+
+    verbose=False: one progress line through `log` (default: print to stderr); verbose=True: every output line
+    too. Raises KbuildError (a MkdumpError) when make fails, naming the failing command, the last errors and
+    the log.
+    """
+    if log is None:
+        def log(msg):
+            print(msg, file=sys.stderr, flush=True)
+    tree = Path(tree)
+    log_path = Path(log_path)
+    if not (tree / "Makefile").is_file():
+        raise MkdumpError(f"{tree} is not a kernel tree (no Makefile); unpack and patch the sources first.")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    argv = make_command(targets, toolchain=toolchain, jobs=jobs)
+    env = build_env(env_extra)
+    log(f"make {' '.join(targets)} [{toolchain.arch}{f', -j{jobs}' if jobs else ''}] in {tree} (log: {log_path})")
+
+    lines = []
+    written = 0
+    overflow = False
+    with open(log_path, "w", encoding="utf-8", errors="replace") as logf:
+        logf.write(f"# cd {tree} && {' '.join(argv)}\n")
+        logf.flush()
+        proc = subprocess.Popen(argv, cwd=tree, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            for raw in proc.stdout:
+                line = raw.decode("utf-8", errors="replace")
+                logf.write(line)
+                written += len(raw)
+                lines.append(line)
+                if len(lines) > 4000:
+                    del lines[:2000]
+                if verbose:
+                    log(line.rstrip("\n"))
+                if written > MAX_OUTPUT_BYTES:
+                    overflow = True
+                    _kill_group(proc)
+                    break
+            proc.wait()
+        except BaseException:
+            _kill_group(proc)
+            raise
+        finally:
+            proc.stdout.close()
+
+    if overflow:
+        raise KbuildError(
+            f"make {' '.join(targets)} in {tree} printed more than {MAX_OUTPUT_BYTES >> 20} MB and was stopped "
+            f"(2.6.9's conf repeats a question forever when stdin is empty: set every choice in the .config "
+            f"before oldconfig); see {log_path}.",
+            command=argv, errors=extract_errors(lines[-50:]), log_path=log_path, returncode=proc.returncode)
+    if proc.returncode != 0:
+        target, failing = _failing_command(lines)
+        errors = extract_errors(lines)
+        parts = [f"make {' '.join(targets)} failed in {tree} (exit {proc.returncode})"
+                 + (f" building {target}" if target else "") + "."]
+        if failing:
+            parts.append("Failing command: " + failing)
+        if errors:
+            parts.append("Last errors:\n  " + "\n  ".join(errors))
+        parts.append(f"Fix the cause above and run again; full log: {log_path}")
+        raise KbuildError("\n".join(parts), command=argv, errors=errors, log_path=log_path,
+                          returncode=proc.returncode)
+
+
+def kernel_release(tree):
+    """The kernel release string: UTS_RELEASE from include/linux/version.h once kbuild has written it,
+    else VERSION.PATCHLEVEL.SUBLEVEL+EXTRAVERSION from the top Makefile (without localversion parts)."""
+    tree = Path(tree)
+    version_h = tree / "include" / "linux" / "version.h"
+    if version_h.is_file():
+        m = re.search(r'#define\s+UTS_RELEASE\s+"([^"]*)"', version_h.read_text(encoding="latin-1"))
+        if m:
+            return m.group(1)
+    try:
+        text = (tree / "Makefile").read_text(encoding="latin-1")
+    except FileNotFoundError:
+        raise MkdumpError(f"{tree} has no Makefile, so its kernel release is unknown; unpack the sources first.")
+    fields = {}
+    for name in ("VERSION", "PATCHLEVEL", "SUBLEVEL", "EXTRAVERSION"):
+        m = re.search(rf"^{name}\s*=[ \t]*(\S*)[ \t]*$", text, re.MULTILINE)
+        fields[name] = m.group(1) if m else None
+    if not all(fields[n] for n in ("VERSION", "PATCHLEVEL", "SUBLEVEL")):
+        raise MkdumpError(f"{tree / 'Makefile'} does not define VERSION, PATCHLEVEL and SUBLEVEL; "
+                          f"is it a Linux tree?")
+    return f"{fields['VERSION']}.{fields['PATCHLEVEL']}.{fields['SUBLEVEL']}{fields['EXTRAVERSION'] or ''}"

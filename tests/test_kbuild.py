@@ -1,0 +1,287 @@
+"""mkdump.kbuild: run_make against tiny Makefiles the tests write, and one real 2.6.9 mini kernel build.
+
+The helpers at the bottom (unpack, apply_compat_patches, configure) prepare a real tree the way the pipeline
+will; benchmarks/bench_build.py reuses them.
+"""
+import os
+import re
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from mkdump import kbuild, toolchain
+from mkdump.errors import MkdumpError
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPAT_DIR = ROOT / "patches" / "compat"
+
+
+def fake_toolchain(arch="x86_64"):
+    return toolchain.Toolchain(
+        arch=arch, cc=("cc",), cross_compile="", gcc_version="12.2", gcc_version_line="cc 12.2.0",
+        binutils_version="2.40", target=f"{arch}-linux-gnu", flags=("-fno-pie",), rejected_flags=(),
+        hostcc="cc", makevars=(("ARCH", arch),))
+
+
+def write_makefile(tree, text):
+    tree.mkdir(parents=True, exist_ok=True)
+    (tree / "Makefile").write_text(textwrap.dedent(text).replace("        ", "\t"))
+
+
+def run(tree, targets, tmp_path, **kw):
+    messages = []
+    kw.setdefault("log_path", tmp_path / "logs" / "build.log")
+    kbuild.run_make(tree, targets, toolchain=fake_toolchain(), log=messages.append, **kw)
+    return messages
+
+
+SIMPLE = """\
+all:
+        @echo "  CC      init/main.o"
+        @echo "CC=$(CC) ARCH=$(ARCH) V=$(V)"
+        @echo "env: $$KBUILD_BUILD_TIMESTAMP|$$KBUILD_BUILD_USER|$$KBUILD_BUILD_HOST|$$KBUILD_BUILD_VERSION|$$LC_ALL|$$TZ|$$SOURCE_DATE_EPOCH"
+        @echo "makeflags: $(MAKEFLAGS)"
+"""
+
+
+def test_success_quiet_prints_one_line_and_logs_everything(tmp_path):
+    tree = tmp_path / "tree"
+    write_makefile(tree, SIMPLE)
+    messages = run(tree, ["all"], tmp_path, jobs=2)
+    assert len(messages) == 1
+    assert "make all" in messages[0] and "-j2" in messages[0] and str(tmp_path / "logs" / "build.log") in messages[0]
+    text = (tmp_path / "logs" / "build.log").read_text()
+    assert text.startswith(f"# cd {tree} && make -j2 ARCH=x86_64 CC=cc -fno-pie HOSTCC=cc V=1 all\n")
+    assert "CC=cc -fno-pie ARCH=x86_64 V=1" in text
+    assert "  CC      init/main.o" in text
+
+
+def test_verbose_streams_the_output(tmp_path):
+    tree = tmp_path / "tree"
+    write_makefile(tree, SIMPLE)
+    messages = run(tree, ["all"], tmp_path, verbose=True)
+    assert len(messages) > 3
+    assert "  CC      init/main.o" in messages
+
+
+def test_environment_is_pinned(tmp_path, monkeypatch):
+    monkeypatch.setenv("MAKEFLAGS", "-k")
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    tree = tmp_path / "tree"
+    write_makefile(tree, SIMPLE)
+    run(tree, ["all"], tmp_path)
+    text = (tmp_path / "logs" / "build.log").read_text()
+    stamp = kbuild.build_timestamp(kbuild.DEFAULT_SOURCE_DATE_EPOCH)
+    assert stamp == "Thu Oct 14 23:00:00 UTC 2004"
+    assert f"env: {stamp}|mkdump|mkdump|1|C|UTC|{kbuild.DEFAULT_SOURCE_DATE_EPOCH}" in text
+    # The inherited -k must not reach this make.
+    assert not re.search(r"^makeflags: .*k", text, re.MULTILINE)
+
+
+def test_source_date_epoch_and_env_extra_are_honoured(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "86400")
+    tree = tmp_path / "tree"
+    write_makefile(tree, SIMPLE)
+    run(tree, ["all"], tmp_path, env_extra={"KBUILD_BUILD_USER": "alice"})
+    text = (tmp_path / "logs" / "build.log").read_text()
+    assert "env: Fri Jan  2 00:00:00 UTC 1970|alice|mkdump|1|C|UTC|86400" in text
+
+
+FAILING = """\
+all: init/main.o drivers/ok.o
+init/main.o:
+        @echo "  CC      $@"
+        true cc -Wall -c -o $@ init/main.c
+        @echo "init/main.c: In function 'start_kernel':"
+        @echo "init/main.c:42:9: error: 'foo' undeclared (first use in this function)"
+        @echo "init/main.c:42:9: note: each undeclared identifier is reported only once"
+        @exit 1
+drivers/ok.o:
+        @echo "  CC      $@"
+"""
+
+
+def test_failure_names_command_errors_and_log(tmp_path):
+    tree = tmp_path / "tree"
+    write_makefile(tree, FAILING)
+    with pytest.raises(kbuild.KbuildError) as e:
+        run(tree, ["all"], tmp_path)
+    err = e.value
+    msg = str(err)
+    assert isinstance(err, MkdumpError)
+    assert "make all failed in" in msg and "building init/main.o" in msg
+    assert "Failing command: true cc -Wall -c -o init/main.o init/main.c" in msg
+    assert "init/main.c:42:9: error: 'foo' undeclared" in msg
+    assert "In function 'start_kernel'" in msg  # context before the error line
+    assert str(tmp_path / "logs" / "build.log") in msg
+    assert err.returncode == 2
+    assert err.log_path == tmp_path / "logs" / "build.log"
+    assert any("error:" in line for line in err.errors)
+
+
+def test_runaway_output_is_stopped(tmp_path, monkeypatch):
+    # What 2.6.9's `make oldconfig </dev/null` does on a new choice: it asks again, forever.
+    monkeypatch.setattr(kbuild, "MAX_OUTPUT_BYTES", 200_000)
+    tree = tmp_path / "tree"
+    write_makefile(tree, """\
+    oldconfig:
+            @while :; do echo '  choice[1-4?]: '; done
+    """)
+    with pytest.raises(kbuild.KbuildError, match=r"printed more than .* set every choice"):
+        run(tree, ["oldconfig"], tmp_path)
+    assert (tmp_path / "logs" / "build.log").stat().st_size < 1_000_000
+
+
+def test_not_a_tree(tmp_path):
+    with pytest.raises(MkdumpError, match="is not a kernel tree"):
+        run(tmp_path / "missing", ["all"], tmp_path)
+
+
+def test_kernel_release(tmp_path):
+    write_makefile(tmp_path, "VERSION = 2\nPATCHLEVEL = 6\nSUBLEVEL = 9\nEXTRAVERSION = -minik\nNAME=Zonked Quokka\n")
+    assert kbuild.kernel_release(tmp_path) == "2.6.9-minik"
+    (tmp_path / "include" / "linux").mkdir(parents=True)
+    (tmp_path / "include" / "linux" / "version.h").write_text('#define UTS_RELEASE "2.6.9-minik-dump"\n')
+    assert kbuild.kernel_release(tmp_path) == "2.6.9-minik-dump"
+    write_makefile(tmp_path / "other", "all:\n")
+    with pytest.raises(MkdumpError, match="does not define VERSION"):
+        kbuild.kernel_release(tmp_path / "other")
+
+
+# --- the real tree -------------------------------------------------------------------------------------------
+
+MINI_FRAGMENT = """\
+# CONFIG_SMP is not set
+# CONFIG_SWAP is not set
+# CONFIG_NET is not set
+# CONFIG_EXT2_FS is not set
+# CONFIG_EXT3_FS is not set
+# CONFIG_MODULES is not set
+CONFIG_PCI=y
+CONFIG_IDE=y
+CONFIG_BLK_DEV_IDE=y
+CONFIG_BLK_DEV_IDEDISK=y
+CONFIG_IDE_GENERIC=y
+CONFIG_BLK_DEV_IDEPCI=y
+CONFIG_BLK_DEV_GENERIC=y
+CONFIG_BLK_DEV_IDEDMA_PCI=y
+CONFIG_BLK_DEV_PIIX=y
+CONFIG_SERIAL_8250=y
+CONFIG_SERIAL_8250_CONSOLE=y
+CONFIG_PROC_FS=y
+CONFIG_SYSFS=y
+CONFIG_BINFMT_ELF=y
+CONFIG_BLK_DEV_RAM=y
+CONFIG_BLK_DEV_INITRD=y
+"""
+# The system kernel adds module support and two modules to exercise it.
+SYSTEM_FRAGMENT = MINI_FRAGMENT.replace("# CONFIG_MODULES is not set\n", """\
+CONFIG_MODULES=y
+CONFIG_MODULE_UNLOAD=y
+# CONFIG_MODVERSIONS is not set
+CONFIG_BLK_DEV_LOOP=m
+""")
+# 2.6.9's oldconfig loops forever on a choice with an unset member when stdin is empty: set them all.
+ARCH_FRAGMENT = {
+    "x86_64": "",
+    "i386": "CONFIG_PCI_GOANY=y\n# CONFIG_PCI_GOBIOS is not set\n# CONFIG_PCI_GOMMCONFIG is not set\n"
+            "# CONFIG_PCI_GODIRECT is not set\n",
+}
+_CONFIG_LINE = re.compile(r"^(?:(CONFIG_\w+)=.*|# (CONFIG_\w+) is not set)$")
+
+
+def compat_patches(arch):
+    """Our compat patches for `arch`: its own (named <arch>-*) and the arch-independent repro-* ones."""
+    return sorted(COMPAT_DIR.glob(f"{arch}-*.patch")) + sorted(COMPAT_DIR.glob("repro-*.patch"))
+
+
+def unpack(tarball, dest):
+    """Unpack linux-2.6.9 into dest/linux-2.6.9 and return that path."""
+    dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-xf", str(tarball), "-C", str(dest)], check=True)
+    return dest / "linux-2.6.9"
+
+
+def apply_patch(tree, patch):
+    """GNU patch with zero fuzz and no offset: a patch that needs either is a patch to fix."""
+    proc = subprocess.run(["patch", "-p1", "-N", "--fuzz=0", "--no-backup-if-mismatch", "-i", str(patch)],
+                          cwd=tree, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{patch.name} does not apply: {proc.stdout}{proc.stderr}"
+    assert "offset" not in proc.stdout and "fuzz" not in proc.stdout, proc.stdout
+
+
+def apply_compat_patches(tree, arch):
+    for p in compat_patches(arch):
+        apply_patch(tree, p)
+
+
+def merge_fragment(config_path, fragment):
+    wanted = {}
+    for line in fragment.splitlines():
+        m = _CONFIG_LINE.match(line)
+        if m:
+            wanted[m.group(1) or m.group(2)] = line
+    kept = []
+    for line in Path(config_path).read_text().splitlines():
+        m = _CONFIG_LINE.match(line)
+        if not (m and (m.group(1) or m.group(2)) in wanted):
+            kept.append(line)
+    Path(config_path).write_text("\n".join(kept + list(wanted.values())) + "\n")
+    return wanted
+
+
+def configure(tree, tc, fragment, log_dir, log=None):
+    """allnoconfig + fragment + oldconfig; returns the fragment lines oldconfig did not honour."""
+    kbuild.run_make(tree, ["allnoconfig"], toolchain=tc, log_path=log_dir / "allnoconfig.log", log=log)
+    wanted = merge_fragment(tree / ".config", fragment + ARCH_FRAGMENT[tc.arch])
+    kbuild.run_make(tree, ["oldconfig"], toolchain=tc, log_path=log_dir / "oldconfig.log", log=log)
+    final = (tree / ".config").read_text().splitlines()
+    set_now = {line.split("=", 1)[0]: line for line in final if line.startswith("CONFIG_")}
+    return [line for sym, line in wanted.items()
+            if (set_now.get(sym) != line if "=" in line else sym in set_now)]
+
+
+@pytest.mark.realkernel
+@pytest.mark.slow
+def test_compat_patches_apply_and_a_mini_kernel_builds(real_linux_tarball, tmp_path):
+    tc = toolchain.detect("x86_64")
+    tree = unpack(real_linux_tarball, tmp_path / "src")
+    apply_compat_patches(tree, "x86_64")
+    dropped = configure(tree, tc, MINI_FRAGMENT, tmp_path / "logs")
+    assert dropped == []
+    jobs = min(2, os.cpu_count() or 1)
+    kbuild.run_make(tree, ["bzImage"], toolchain=tc, jobs=jobs, log_path=tmp_path / "logs" / "build.log",
+                    log=lambda m: None)
+    for product in ("vmlinux", "arch/x86_64/boot/compressed/vmlinux.bin", "arch/x86_64/boot/bzImage"):
+        assert (tree / product).stat().st_size > 100_000, product
+    banner = (tree / "vmlinux").read_bytes()
+    stamp = kbuild.build_timestamp(int(os.environ.get("SOURCE_DATE_EPOCH") or kbuild.DEFAULT_SOURCE_DATE_EPOCH))
+    assert f"Linux version 2.6.9 (mkdump@mkdump) (gcc version {tc.gcc_version}".encode() in banner
+    assert f"#1 {' '.join(stamp.split())}".encode() in banner
+    assert kbuild.kernel_release(tree) == "2.6.9"
+    # The init_task patch's point: the idle task's stack union sits on a THREAD_SIZE boundary.
+    nm = subprocess.run(["nm", str(tree / "vmlinux")], capture_output=True, text=True, check=True).stdout
+    addr = int(re.search(r"^([0-9a-f]+) \w init_thread_union$", nm, re.MULTILINE).group(1), 16)
+    assert addr % 8192 == 0
+
+
+@pytest.mark.realkernel
+def test_all_compat_patches_apply_cleanly(real_linux_tarball, tmp_path):
+    assert compat_patches("x86_64") and compat_patches("i386")
+    patches = sorted(set(compat_patches("x86_64") + compat_patches("i386")))
+    assert patches == sorted(COMPAT_DIR.glob("*.patch"))
+    # Only the files the patches touch are needed; extract just those to keep this test short.
+    names = set()
+    for p in patches:
+        names.update(re.findall(r"^\+\+\+ b/(\S+)", p.read_text(), re.MULTILINE))
+    subprocess.run(["tar", "-xf", str(real_linux_tarball), "-C", str(tmp_path)]
+                   + sorted(f"linux-2.6.9/{n}" for n in names), check=True)
+    tree = tmp_path / "linux-2.6.9"
+    for p in patches:
+        apply_patch(tree, p)
+    # Each patch's header is plain text ahead of the first diff line and says what breaks and why.
+    for p in sorted(COMPAT_DIR.glob("*.patch")):
+        header = p.read_text().split("\n--- a/", 1)[0]
+        assert "Breaks:" in header and "Why:" in header, p.name
