@@ -286,3 +286,10 @@ def test_prove_system_on_a_fake_console(tmp_path, kernel_image):
     assert argv[argv.index("-initrd") + 1].endswith("initramfs.cpio.gz")
     assert report["module_token"] == token and report["initramfs_bytes"] > 0
     assert report["checks"][-1].endswith(f"token={token} length=16")
+
+
+def test_boot_keeps_qemus_own_exit_status(tmp_path, kernel_image):
+    toml, _ = fakeqemu.make(tmp_path, [(0, "qemu: bad option\n")], exit_code=1, stderr="qemu: no such machine\n")
+    res = boot.boot("x86_64", kernel_image, append="", qemu_toml=toml, log=lambda m: None)
+    assert (res.exit_reason, res.returncode) == ("exited", 1)
+    assert res.qemu_stderr == "qemu: no such machine\n"

@@ -3,6 +3,7 @@
 Every QEMU option comes from kernel/qemu.toml. A boot is bounded in time: QEMU is stopped at the timeout, or a few
 seconds after the console shows the kernel's last words (panic, power down) if it does not exit by itself.
 """
+import errno
 import hashlib
 import os
 import re
@@ -48,8 +49,6 @@ _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[@-Z\\-~])")
 _BANNER = re.compile(r"Linux version (\S+) \((.*)")
 _MEMORY = re.compile(r"Memory: (\d+)k/(\d+)k available")
 _INIT_MODULE = re.compile(re.escape(INIT_PREFIX) + r" init_module returned (-?\d+)")
-_ERRNO_NAMES = {1: "EPERM", 2: "ENOENT", 8: "ENOEXEC", 12: "ENOMEM", 14: "EFAULT", 17: "EEXIST", 22: "EINVAL",
-                38: "ENOSYS"}
 
 
 class BootError(MkdumpError):
@@ -238,6 +237,11 @@ def boot(arch, kernel_image, *, append, memory_mb=None, initrd=None, timeout=Non
                         continue
                     chunk = os.read(proc.stdout.fileno(), 65536)
                     if not chunk:
+                        # The console closed: QEMU is on its way out; let it finish so its exit status is its own.
+                        try:
+                            proc.wait(config["grace_seconds"])
+                        except subprocess.TimeoutExpired:
+                            pass
                         break
                     raw += chunk
                     if sink:
@@ -337,7 +341,7 @@ def expect_boot(result, *, kind, expect_memory_kb=None, memory_slack_kb=1024, ex
                             result)
         ret = int(m.group(1))
         if ret != 0:
-            name = _ERRNO_NAMES.get(-ret, "")
+            name = errno.errorcode.get(-ret, "")
             hint = (" (on x86_64 an 'Unknown rela relocation' line means the PLT32 compat patch is missing)"
                     if ret == -8 else "")
             raise BootError(f"init_module returned {ret} {name}: the system kernel refused the test module{hint}.",

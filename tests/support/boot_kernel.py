@@ -41,7 +41,10 @@ def _run(cmd, cwd, log_path, stdin=None):
         log.flush()
         proc = subprocess.run(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, input=stdin)
     if proc.returncode != 0:
-        tail = "\n".join(Path(log_path).read_text(errors="replace").splitlines()[-30:])
+        lines = Path(log_path).read_text(errors="replace").splitlines()
+        # make -j2 interleaves: the error is seldom in the last lines, so show error lines first.
+        errors = [line for line in lines if re.search(r"Error|error:|\*\*\*", line)][-20:]
+        tail = "\n".join(errors + ["..."] + lines[-10:])
         raise AssertionError(f"`{' '.join(cmd)}` failed in {cwd} (log {log_path}):\n{tail}")
 
 
