@@ -186,6 +186,14 @@ def test_to_dict_is_json(fakebin):
     assert d["make_args"][0] == "ARCH=i386"
 
 
+def test_from_dict_round_trips_through_json(fakebin):
+    bindir, env = fakebin
+    tc = toolchain.detect("x86_64", env=env)
+    again = toolchain.Toolchain.from_dict(json.loads(json.dumps(tc.to_dict())))
+    assert again == tc
+    assert again.make_args() == tc.make_args()
+
+
 def test_make_args_quote_words_for_the_shell(fakebin, tmp_path):
     bindir, env = fakebin
     spaced = tmp_path / "my tools"

@@ -12,6 +12,7 @@ import tempfile
 from . import layout as L
 from . import stamp
 from .errors import MkdumpError
+from .options import ARCHES
 
 
 def _log_default(msg):
@@ -107,7 +108,7 @@ def unpack(source, lay, *, log=_log_default):
 def read_series(series_path, arch):
     from .patching import parse_series
     with open(series_path, encoding="utf-8") as f:
-        return parse_series(f.read(), arch=arch, filename=series_path)
+        return parse_series(f.read(), arch=arch, filename=series_path, arches=ARCHES)
 
 
 def series_inputs(series_path, arch, patches_dir):
@@ -179,13 +180,18 @@ def toolchain(lay, *, cc=None, cross_compile=None, log=_log_default):
     from .toolchain import detect
     tc = detect(lay.arch, cc=cc, cross_compile=cross_compile)
     data = tc.to_dict()
-    data["make_args"] = list(tc.make_args())
     stamp.write(lay.stamp("toolchain"), data)
     log(f"mkdump: [{lay.arch}] toolchain: gcc {data.get('gcc_version')}, binutils {data.get('binutils_version')}")
 
 
+def detected_toolchain(lay):
+    """The toolchain stage's result: detection ran once, its stamp is what later stages use."""
+    from .toolchain import Toolchain
+    return Toolchain.from_dict(stamp.read(lay.stamp("toolchain")))
+
+
 def toolchain_make_args(lay):
-    return stamp.read(lay.stamp("toolchain"))["make_args"]
+    return detected_toolchain(lay).make_args()
 
 
 # ---------------------------------------------------------------- config
@@ -214,9 +220,8 @@ def kernel_outputs(kind, arch):
 
 def build(kind, lay, *, jobs=None, verbose=False, source_date_epoch, log=_log_default):
     from . import kbuild
-    from .toolchain import Toolchain
     tree = lay.tree(kind)
-    tc = Toolchain.from_dict(stamp.read(lay.stamp("toolchain")))
+    tc = detected_toolchain(lay)
     targets = ["bzImage"] if kind == "minik" else ["bzImage", "modules"]
     kbuild.run_make(tree, targets, toolchain=tc, jobs=jobs, verbose=verbose, log_path=lay.log("build-" + kind),
                     env_extra={"SOURCE_DATE_EPOCH": str(source_date_epoch)}, log=log)
@@ -372,13 +377,12 @@ def install(lay, *, destdir, prefix, log=_log_default):
 
 def boot_test(lay, *, minik_mem, jobs=1, log=_log_default):
     from . import boot
-    from .toolchain import Toolchain
-    tc = Toolchain.from_dict(stamp.read(lay.stamp("toolchain")))
+    tc = detected_toolchain(lay)
     minik = boot.prove_minik(lay.arch, os.path.join(lay.out, "minik-bzImage"), mem_mb=minik_mem, log=log,
                              console_log=lay.log("boot-minik"))
     ko = boot.build_test_module(lay.tree("system"), os.path.join(lay.arch_dir, "boot-test-module"),
                                 make_args=toolchain_make_args(lay), jobs=jobs, log=log)
-    system = boot.prove_system(lay.arch, os.path.join(lay.out, "system-bzImage"), ko, toolchain_cc=tc.cc,
+    system = boot.prove_system(lay.arch, os.path.join(lay.out, "system-bzImage"), ko, toolchain_cc=tc.cc_command(),
                                log=log, console_log=lay.log("boot-system"))
     stamp.write(lay.report("boot-test.json"), {"minik": minik, "system": system})
     log(f"mkdump: [{lay.arch}] boot test passed (console logs in {os.path.dirname(lay.log('x'))})")

@@ -67,8 +67,18 @@ class Toolchain:
             "flags": list(self.flags),
             "rejected_flags": list(self.rejected_flags),
             "hostcc": self.hostcc,
+            "makevars": [list(kv) for kv in self.makevars],
             "make_args": self.make_args(),
         }
+
+    @classmethod
+    def from_dict(cls, data):
+        """The inverse of to_dict: later stages rebuild the toolchain the detection stage recorded."""
+        return cls(arch=data["arch"], cc=tuple(data["cc"]), cross_compile=data["cross_compile"],
+                   gcc_version=data["gcc_version"], gcc_version_line=data["gcc_version_line"],
+                   binutils_version=data["binutils_version"], target=data["target"], flags=tuple(data["flags"]),
+                   rejected_flags=tuple(data["rejected_flags"]), hostcc=data["hostcc"],
+                   makevars=tuple(tuple(kv) for kv in data["makevars"]))
 
 
 def load_arch_data(arch, data_file=DATA_FILE):

@@ -2,7 +2,8 @@
 
 The copy keeps the product's SConstruct, site_scons, configs and kernel data as they are. Two things change, both
 because the fixture is not the real 2.6.9 tree: sources.toml pins the fixture's tree hash, and the series keep only
-the upstream entries (our compatibility patches fix real 2.6.9 files the fixture does not have).
+the upstream entries and the module loader's PLT32 fix (the fixture's module.c has 2.6.9's relocation switch; our
+other compatibility patches fix real 2.6.9 files the fixture does not have).
 """
 import os
 import re
@@ -35,9 +36,13 @@ def copy_project(dest):
     return dest
 
 
-def keep_upstream_series_only(project):
+FIXTURE_COMPAT = ("compat/x86_64-module-plt32.patch",)
+
+
+def keep_fixture_series(project):
     for series in (Path(project) / "patches").glob("*.series"):
-        lines = [l for l in series.read_text().splitlines() if l.startswith("source:") or l.startswith("#")]
+        lines = [l for l in series.read_text().splitlines()
+                 if l.startswith(("source:", "#")) or l.split(" ")[0] in FIXTURE_COMPAT]
         series.write_text("\n".join(lines) + "\n")
 
 
@@ -65,7 +70,8 @@ def make_fixture_sources(workdir):
     tree_hash = nar_sha256(tree)
     fixture_kernel.make_fixture_tarball(out)
     (out / MINIK).write_bytes(fixture_kernel.make_fixture_minik_patch(tree))
-    standin_mkexec.make_taz(out / MKEXEC, patch_text=standin_mkexec.kernel_patch(tree), workdir=workdir)
+    standin_mkexec.make_taz(out / MKEXEC, patch_text=standin_mkexec.kernel_patch(tree),
+                            workdir=workdir / "mkexec-tree")
     files = {p.name: p.read_bytes() for p in out.iterdir()}
     return FixtureSources(out, tree_hash, files)
 
