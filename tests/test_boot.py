@@ -293,3 +293,13 @@ def test_boot_keeps_qemus_own_exit_status(tmp_path, kernel_image):
     res = boot.boot("x86_64", kernel_image, append="", qemu_toml=toml, log=lambda m: None)
     assert (res.exit_reason, res.returncode) == ("exited", 1)
     assert res.qemu_stderr == "qemu: no such machine\n"
+
+
+def test_prove_minik_checks_reported_memory_against_mem_not_the_machine(tmp_path, kernel_image):
+    # A 64 MiB machine whose kernel ignored mem=8M reports about 64 MiB: that must fail.
+    toml, argv_file = fakeqemu.make(tmp_path, [(0, consoles.minik(total_kb=65408))])
+    with pytest.raises(boot.BootError, match="reports 65408k of memory, but it was given 8192k"):
+        boot.prove_minik("i386", kernel_image, memory_mb=64, qemu_toml=toml, log=lambda m: None)
+    argv = fakeqemu.argv(argv_file)
+    assert argv[argv.index("-m") + 1] == "64"
+    assert "mem=8M" in argv[argv.index("-append") + 1]

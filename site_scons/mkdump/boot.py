@@ -384,12 +384,13 @@ def minik_append(arch, mem_mb, dump_dev):
     return f"mem={mem_arg}M dump_dev={dump_dev} panic=1"
 
 
-def prove_minik(arch, bzimage, *, mem_mb=8, dump_dev="0x300000", timeout=None, log=None, console_log=None,
-                qemu_toml=QEMU_TOML):
-    """Boot the mini kernel stand-alone as README step 4 does and check banner, memory (at most mem_mb) and the
-    root-mount panic. Returns a JSON-able report; raises BootError (or MkdumpError for a missing QEMU/image)."""
-    config = load_qemu_config(arch, "minik", path=qemu_toml)
-    memory_mb = min(config["memory_mb"], mem_mb) if mem_mb else config["memory_mb"]
+def prove_minik(arch, bzimage, *, mem_mb=8, dump_dev="0x300000", memory_mb=None, timeout=None, log=None,
+                console_log=None, qemu_toml=QEMU_TOML):
+    """Boot the mini kernel stand-alone as README step 4 does (mem=, dump_dev=) in a machine of memory_mb
+    (default: [arch.minik] in qemu.toml, the 8 MiB the mini kernel really gets) and check the banner, that the
+    memory it reports is at most mem_mb (and not much less), and the root-mount panic. Returns a JSON-able
+    report; raises BootError (or MkdumpError for a missing QEMU or image)."""
+    memory_mb = memory_mb or load_qemu_config(arch, "minik", path=qemu_toml)["memory_mb"]
 
     def run(earlyprintk=False):
         return boot(arch, bzimage, append=minik_append(arch, mem_mb, dump_dev), memory_mb=memory_mb,
