@@ -252,7 +252,9 @@ def _shadow_copy(tree, arch, dest):
     """Copy the Kconfig files reachable from arch/<arch>/Kconfig into dest, normalised for kconfiglib.
 
     Files are latin-1 (2.6.9 has a few non-ASCII names in help texts); legacy `depends X` is rewritten as
-    `depends on X`. Line numbers are kept, so file:line in messages is the tree's own.
+    `depends on X`; `source` statements name the shadow copy by absolute path, so kconfiglib needs no $srctree
+    (an environment variable would be shared by concurrent SCons jobs and inherited by their processes). Line
+    numbers are kept, so file:line in messages is the tree's own.
     """
     top = f"arch/{arch}/Kconfig"
     todo, done = [top], set()
@@ -274,6 +276,7 @@ def _shadow_copy(tree, arch, dest):
             # reported by kconfiglib when it reads the shadow copy.
             if m and os.path.isfile(os.path.join(tree, m.group(1))):
                 todo.append(m.group(1))
+                line = f'source "{os.path.join(dest, m.group(1))}"'
             lines[i] = _LEGACY_DEPENDS_RE.sub(r"\1depends\2on \3", line)
         out = os.path.join(dest, rel)
         os.makedirs(os.path.dirname(out), exist_ok=True)
@@ -283,23 +286,25 @@ def _shadow_copy(tree, arch, dest):
 
 
 def load_kconfig(tree, arch):
-    """kconfiglib's view of tree's Kconfig for arch (from a shadow copy), with warnings kept, not printed."""
+    """kconfiglib's view of tree's Kconfig for arch (from a shadow copy), with warnings kept, not printed.
+
+    Every node's filename is relative to the tree (e.g. drivers/ide/Kconfig), as in the kernel's own messages.
+    """
     tree = os.fspath(tree)
     with tempfile.TemporaryDirectory(prefix="mkdump-kconfig-") as shadow:
+        shadow = os.path.realpath(shadow)
         _shadow_copy(tree, arch, shadow)
-        # kconfiglib resolves `source` against $srctree (read once, in the constructor); 2.6.9's Kconfig uses no
-        # other environment variable.
-        saved = os.environ.get("srctree")
-        os.environ["srctree"] = shadow
         try:
-            kconf = kconfiglib.Kconfig(f"arch/{arch}/Kconfig", warn_to_stderr=False, suppress_traceback=False)
+            kconf = kconfiglib.Kconfig(os.path.join(shadow, "arch", arch, "Kconfig"), warn_to_stderr=False,
+                                       suppress_traceback=False)
         except kconfiglib.KconfigError as e:
-            raise ConfigError(f"the Kconfig files of {tree} cannot be read for arch={arch}: {e}") from None
-        finally:
-            if saved is None:
-                del os.environ["srctree"]
-            else:
-                os.environ["srctree"] = saved
+            raise ConfigError(f"the Kconfig files of {tree} cannot be read for arch={arch}: "
+                              f"{str(e).replace(shadow + os.sep, '')}") from None
+    # kconfiglib shortens paths under $srctree (or the working directory when it is unset); undo either way.
+    base = os.path.realpath(kconf.srctree)
+    for node in kconf.node_iter():
+        full = node.filename if os.path.isabs(node.filename) else os.path.join(base, node.filename)
+        node.filename = os.path.relpath(full, shadow)
     return kconf
 
 
