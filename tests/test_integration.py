@@ -135,3 +135,124 @@ def test_help_lists_every_option(sources, tmp_path):
                  "pae", "minik_fragment", "system_config", "minik_mem", "DESTDIR", "PREFIX"):
         assert f"\n  {name} " in r.stdout, name
     assert "sata-piix" in r.stdout and "boot-test" in r.stdout
+
+
+def full_run(tmp_path, sources, served, *extra):
+    proj = new_project(tmp_path, sources)
+    args = ["arch=x86_64", f"mirror={served.url}/mirror", f"cache={tmp_path / 'cache'}", *extra]
+    r = P.scons(proj, *args)
+    return proj, args, r
+
+
+def test_same_inputs_give_identical_artifacts_and_manifest(built, sources, served, tmp_path):
+    other, _, r = full_run(tmp_path, sources, served, "build=elsewhere")
+    assert r.returncode == 0, r.stdout + r.stderr
+    first = built[0] / "build" / "x86_64" / "out"
+    second = other / "elsewhere" / "x86_64" / "out"
+    assert sorted(os.listdir(first)) == sorted(os.listdir(second))
+    for name in os.listdir(first):
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_install_lays_out_everything_under_destdir(built, tmp_path):
+    proj, args, _, _ = built
+    dest = tmp_path / "stage"
+    r = P.scons(proj, "install", f"DESTDIR={dest}", "PREFIX=/opt/mkdump", *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    found = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert found == sorted([
+        "opt/mkdump/share/mkdump/x86_64/vmlinux.bin", "opt/mkdump/share/mkdump/x86_64/System.map",
+        "opt/mkdump/share/mkdump/x86_64/manifest.json", "opt/mkdump/sbin/mkdump-load-x86_64",
+        "lib/modules/2.6.9/extra/mkexec.ko", "boot/vmlinuz-2.6.9"])
+    out = proj / "build" / "x86_64" / "out"
+    assert (dest / "opt/mkdump/share/mkdump/x86_64/vmlinux.bin").read_bytes() == (out / "vmlinux.bin").read_bytes()
+    script = (dest / "opt/mkdump/sbin/mkdump-load-x86_64").read_text()
+    assert "/opt/mkdump/share/mkdump/x86_64/vmlinux.bin" in script
+
+
+def test_install_without_destdir_says_what_to_do(built):
+    proj, args, _, _ = built
+    r = P.scons(proj, "install", *args)
+    assert r.returncode != 0
+    assert "DESTDIR" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_reject_stops_with_patch_file_and_hunk_and_leaves_no_tree(sources, served, tmp_path):
+    proj = new_project(tmp_path, sources)
+    (proj / "patches" / "compat" / "bad.patch").write_text(
+        "Deliberately wrong context.\n"
+        "--- a/Makefile\n+++ b/Makefile\n@@ -1,3 +1,3 @@\n-VERSION = 3\n+VERSION = 4\n PATCHLEVEL = 6\n"
+        " SUBLEVEL = 9\n")
+    with open(proj / "patches" / "minik.series", "a") as f:
+        f.write("compat/bad.patch\n")
+    r = P.scons(proj, "patch", "arch=x86_64", f"mirror={served.url}/mirror", f"cache={tmp_path / 'cache'}")
+    assert r.returncode != 0
+    error = [l for l in r.stderr.splitlines() if l.startswith("mkdump: error:")]
+    assert error and "compat/bad.patch" in error[0] and "Makefile" in error[0] and "@@ -1,3 +1,3 @@" in error[0]
+    arch = proj / "build" / "x86_64"
+    assert not (arch / "minik").exists()
+    assert not [n for n in os.listdir(arch) if n.startswith(".minik")], "a staging tree was left behind"
+    assert "rejected" in (arch / "reports" / "patch-minik.txt").read_text()
+    assert "Traceback" not in r.stderr
+
+
+def test_forbidden_user_fragment_fails_with_the_reason(sources, served, tmp_path):
+    proj = new_project(tmp_path, sources)
+    frag = tmp_path / "mine.config"
+    frag.write_text("CONFIG_SMP=y\n")
+    r = P.scons(proj, "config", "arch=x86_64", f"mirror={served.url}/mirror", f"cache={tmp_path / 'cache'}",
+                f"minik_fragment={frag}")
+    assert r.returncode != 0
+    assert "SMP" in r.stderr and "mine.config:1" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def _mtimes(arch_dir):
+    return {p.name: p.stat().st_mtime_ns for p in (arch_dir / "stamps").iterdir()}
+
+
+def test_changing_an_option_reruns_config_and_build_only(built, tmp_path):
+    proj, args, _, _ = built
+    arch = proj / "build" / "x86_64"
+    before = _mtimes(arch)
+    r = P.scons(proj, "build", "dump_driver=sata-piix", *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    after = _mtimes(arch)
+    for same in ("unpack-linux.json", "patch-minik.json", "patch-system.json", "config-system.json"):
+        assert after[same] == before[same], same
+    for changed in ("config-minik.json", "build-minik.json"):
+        assert after[changed] != before[changed], changed
+    assert "SCSI_ATA_PIIX" in (arch / "minik" / ".config").read_text()
+    # back to the default, so the module's other tests see the original build
+    assert P.scons(proj, *args).returncode == 0
+
+
+def test_changing_a_patch_recreates_the_tree_from_the_pristine_sources(built):
+    proj, args, _, _ = built
+    arch = proj / "build" / "x86_64"
+    before = _mtimes(arch)
+    series = proj / "patches" / "system.series"
+    original = series.read_text()
+    local = proj / "patches" / "compat" / "note.patch"
+    local.write_text("--- a/Makefile\n+++ b/Makefile\n@@ -1,2 +1,3 @@\n VERSION = 2\n+# mkdump-build test note\n"
+                     " PATCHLEVEL = 6\n")
+    try:
+        series.write_text(original + "compat/note.patch\n")
+        r = P.scons(proj, "patch", *args)
+        assert r.returncode == 0, r.stdout + r.stderr
+        after = _mtimes(arch)
+        assert after["unpack-linux.json"] == before["unpack-linux.json"]
+        assert after["patch-system.json"] != before["patch-system.json"]
+        assert after["patch-minik.json"] == before["patch-minik.json"]
+        assert (arch / "system" / "Makefile").read_text().count("# mkdump-build test note") == 1
+        r = P.scons(proj, "patch", *args)   # unchanged: nothing re-runs, and the note is not applied twice
+        again = _mtimes(arch)
+        for stage in ("unpack-linux.json", "patch-minik.json", "patch-system.json"):
+            assert again[stage] == after[stage], stage
+        # the new system tree has no .config yet, so its config and build stamps no longer vouch for anything
+        assert "config-system.json" not in again and "build-system.json" not in again
+    finally:
+        series.write_text(original)
+        local.unlink()
+    assert P.scons(proj, *args).returncode == 0
+    assert "# mkdump-build test note" not in (arch / "system" / "Makefile").read_text()

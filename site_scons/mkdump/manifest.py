@@ -23,7 +23,22 @@ def optional_file_hash(path):
     return file_entry(path)["sha256"] if path else None
 
 
-def render(*, arch, source_date_epoch, sources, patches, configs, toolchain, options, outputs, checks):
+def map_prefixes(obj, prefixes):
+    """Rewrite strings that start with a local directory (the project checkout, the build root) to a
+    machine-independent form, as compilers' -ffile-prefix-map do: the manifest must not depend on where the
+    build ran."""
+    if isinstance(obj, str):
+        for old, new in prefixes:
+            obj = obj.replace(old.rstrip("/") + "/", new)
+        return obj
+    if isinstance(obj, list):
+        return [map_prefixes(v, prefixes) for v in obj]
+    if isinstance(obj, dict):
+        return {k: map_prefixes(v, prefixes) for k, v in obj.items()}
+    return obj
+
+
+def render(*, arch, source_date_epoch, sources, patches, configs, toolchain, options, outputs, checks, prefixes=()):
     data = {
         "format": FORMAT,
         "arch": arch,
@@ -38,4 +53,5 @@ def render(*, arch, source_date_epoch, sources, patches, configs, toolchain, opt
         "outputs": sorted(outputs, key=lambda o: o["path"]),
         "checks": checks,
     }
+    data = map_prefixes(data, prefixes)
     return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"

@@ -335,7 +335,7 @@ def load_script(lay, *, minik_mem, dump_dev, minik_params, prefix, log=_log_defa
     os.replace(dest + ".tmp", dest)
 
 
-def manifest(lay, *, sources, opts_for_manifest, source_date_epoch):
+def manifest(lay, *, sources, opts_for_manifest, source_date_epoch, top):
     """Write out/manifest.json from the stamps of every stage. `sources` is {name: Source}."""
     from . import manifest as M
     from .loadscript import script_name
@@ -354,7 +354,7 @@ def manifest(lay, *, sources, opts_for_manifest, source_date_epoch):
     outputs.append(M.file_entry(os.path.join(lay.out, script_name(lay.arch))))
     text = M.render(arch=lay.arch, source_date_epoch=source_date_epoch, sources=srcs, patches=patches,
                     configs=configs, toolchain=tc, options=opts_for_manifest, outputs=outputs,
-                    checks=checked["checks"])
+                    checks=checked["checks"], prefixes=[(top, ""), (lay.root, "$build/")])
     dest = os.path.join(lay.out, "manifest.json")
     with open(dest + ".tmp", "w") as f:
         f.write(text)

@@ -68,7 +68,7 @@ def _stage_load_script(p, opts, log):
 def _stage_manifest(p, opts, log):
     from mkdump.sources import load_sources
     P.manifest(L.Layout(p["root"], p["arch"]), sources=load_sources(p["sources_toml"]),
-               opts_for_manifest=p["options"], source_date_epoch=p["source_date_epoch"])
+               opts_for_manifest=p["options"], source_date_epoch=p["source_date_epoch"], top=p["top"])
 
 
 def _stage_install(p, opts, log):
@@ -292,6 +292,7 @@ class ArchPipeline:
         fetched = [L.fetch_where(self.opts.build, n) for n in self.p.sources] + list(self.p.fetched.values())
         manifest = self.p._stage([os.path.join(self.lay.out, "manifest.json")],
                                  self._base("manifest", sources_toml=self.p.sources_toml, options=manifest_opts,
+                                            top=self.p.top,
                                             source_date_epoch=o.source_date_epoch),
                                  deps=stamps + fetched + list(self.checked) + list(script))
         Default(manifest, script)
