@@ -7,6 +7,8 @@ the action through the construction environment instead, outside its signature.
 """
 import json
 import os
+import shlex
+import shutil
 import sys
 
 import SCons.Action
@@ -205,8 +207,15 @@ class ArchPipeline:
 
     @_user_errors
     def toolchain(self):
+        # Detection re-runs when the options, our toolchain data or the compiler binary itself change (an
+        # upgraded gcc changes flags that work and the vermagic).
+        data = os.path.join(self.p.top, "kernel", "toolchain.toml")
+        cc = shlex.split(self.opts.cc)[0] if self.opts.cc else (self.opts.cross_compile or "") + "gcc"
+        compiler = shutil.which(cc)
+        deps = [data] + ([os.path.realpath(compiler)] if compiler else [])
         node = self.p._stage([self.lay.stamp("toolchain")],
-                             self._base("toolchain", cc=self.opts.cc, cross_compile=self.opts.cross_compile))
+                             self._base("toolchain", cc=self.opts.cc, cross_compile=self.opts.cross_compile),
+                             deps=deps)
         self.toolchain_stamp = node[0]
         return node
 
@@ -231,7 +240,8 @@ class ArchPipeline:
                                       dump_driver=self.opts.dump_driver if minik else None,
                                       pae=self._pae() if minik else None,
                                       user_fragment=self.opts.minik_fragment if minik else None)
-        cfg_deps = [patched[0], self.toolchain_stamp] + [f for f in frags if isinstance(f, str)]
+        cfg_deps = [patched[0], self.toolchain_stamp] + [f for f in frags if isinstance(f, str)] + [
+            os.path.join(self.p.configs_dir, n) for n in ("rules.toml", "dump-drivers.toml")]
         if kind == "system" and self.opts.system_config:
             cfg_deps.append(self.opts.system_config)
         configured = self.p._stage([self.lay.stamp("config-" + kind)],
