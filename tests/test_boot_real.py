@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.realkernel, pytest.mark.slow]
 def kernel(request, real_linux_tarball, tmp_path_factory):
     arch = request.param
     work = tmp_path_factory.mktemp(f"boot-{arch}")
-    built = boot_kernel.build(arch, real_linux_tarball, work)
+    built = boot_kernel.build(arch, real_linux_tarball, work, log=print)
     built["arch"] = arch
     built["module"] = boot.build_test_module(built["tree"], work / "module", make_args=built["make_args"],
                                              log=lambda m: None)
@@ -39,7 +39,8 @@ def test_minik_boot_proof(kernel):
 
 
 def test_system_boot_loads_our_module(kernel):
-    report = boot.prove_system(kernel["arch"], kernel["bzimage"], kernel["module"], toolchain_cc=["gcc"],
+    report = boot.prove_system(kernel["arch"], kernel["bzimage"], kernel["module"],
+                               toolchain_cc=list(kernel["toolchain"].cc),
                                console_log=kernel["work"] / "system.console", log=print)
     _show(report)
     assert report["checks"][-1].startswith("module init: mkdump-boot-test-module: init ran token=")
@@ -49,16 +50,17 @@ def test_system_boot_loads_our_module(kernel):
 def test_without_plt32_patch_the_module_load_fails(kernel):
     """The module proof can fail: take the PLT32 fix back out of the x86_64 loader and the same module is
     refused with ENOEXEC. Afterwards the fix goes back in, so the tree is as the fixture built it."""
-    plt32, = [p for p in boot_kernel.compat_patches("x86_64") if "plt32" in p.name]
-    tree, log = kernel["tree"], kernel["log"]
-    subprocess.run(["patch", "-p1", "-R", "--fuzz=0", "--batch", "-s", "-i", os.fspath(plt32)], cwd=tree,
+    (plt32, strip), = [(p, s) for p, s in boot_kernel.compat_patches("x86_64") if "plt32" in p.name]
+    tree = kernel["tree"]
+    subprocess.run(["patch", f"-p{strip}", "-R", "--fuzz=0", "--batch", "-s", "-i", os.fspath(plt32)], cwd=tree,
                    check=True)
     try:
-        boot_kernel.rebuild("x86_64", tree, log)
+        boot_kernel.rebuild(kernel, log=print)
         with pytest.raises(boot.BootError, match="init_module returned -8 ENOEXEC.*PLT32") as e:
-            boot.prove_system("x86_64", kernel["bzimage"], kernel["module"], toolchain_cc=["gcc"], log=print)
+            boot.prove_system("x86_64", kernel["bzimage"], kernel["module"],
+                              toolchain_cc=list(kernel["toolchain"].cc), log=print)
         assert "Unknown rela relocation: 4" in e.value.tail
     finally:
-        subprocess.run(["patch", "-p1", "--fuzz=0", "--batch", "-s", "-i", os.fspath(plt32)], cwd=tree,
+        subprocess.run(["patch", f"-p{strip}", "--fuzz=0", "--batch", "-s", "-i", os.fspath(plt32)], cwd=tree,
                        check=True)
-        boot_kernel.rebuild("x86_64", tree, log)
+        boot_kernel.rebuild(kernel, log=print)

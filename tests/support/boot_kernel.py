@@ -1,21 +1,20 @@
-"""A small 2.6.9 kernel for the real boot tests: unpacked from the real archive, our compatibility patches from
-patches/compat/ applied, a lean config (modules on, serial console, IDE, initrd), built with make -j2.
+"""A small 2.6.9 kernel for the real boot tests: unpacked from the real archive, the compat/ patches of
+patches/system.series applied, a lean config (modules on, serial console, IDE, initrd), built through the product's
+toolchain detection and kbuild runner.
 
-This is the recipe of shared/docs/toolchain.md in code form, used until the product's toolchain and kbuild
-stages can be called on their own from a test."""
+The config is set here by hand rather than through the product's config stage: the boot proofs need a kernel that
+boots in QEMU and loads modules, not the mini/system kernel configs the pipeline audits."""
 import os
 import re
 import subprocess
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-COMPAT = ROOT / "patches" / "compat"
+from mkdump import kbuild, patching, toolchain
 
-# gcc 12 flags from toolchain.md: no PIE (the kernel code model refuses PIC), gnu89 inline semantics (2.6.9's
-# "extern inline" headers), and on x86_64 no SSE/MMX in kernel code.
-CC = {"x86_64": "gcc -fno-pie -fgnu89-inline -mno-sse -mno-mmx -mno-sse2 -mno-3dnow",
-      "i386": "gcc -m32 -fno-pie -fgnu89-inline"}
+ROOT = Path(__file__).resolve().parents[2]
+PATCHES = ROOT / "patches"
+SERIES = PATCHES / "system.series"
 
 FRAGMENT = {
     "SMP": "n", "SWAP": "n", "NET": "n", "EXT2_FS": "n", "EXT3_FS": "n", "MODVERSIONS": "n",
@@ -26,13 +25,11 @@ FRAGMENT = {
 }
 
 
-def make_args(arch):
-    return [f"ARCH={arch}", f"CC={CC[arch]}"]
-
-
 def compat_patches(arch):
-    """Our patches that concern arch: named <arch>-*.patch in patches/compat/."""
-    return sorted(COMPAT.glob(f"{arch}-*.patch"))
+    """Our own patches for arch, in series order: the compat/ entries of patches/system.series (the upstream
+    mkexec patch is not needed to boot), as (path, strip level)."""
+    entries = patching.parse_series(SERIES.read_text(), arch=arch, filename=str(SERIES), arches=("i386", "x86_64"))
+    return [(PATCHES / e.path, e.strip) for e in entries if e.kind == "file" and e.path.startswith("compat/")]
 
 
 def _run(cmd, cwd, log_path, stdin=None):
@@ -42,7 +39,6 @@ def _run(cmd, cwd, log_path, stdin=None):
         proc = subprocess.run(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, input=stdin)
     if proc.returncode != 0:
         lines = Path(log_path).read_text(errors="replace").splitlines()
-        # make -j2 interleaves: the error is seldom in the last lines, so show error lines first.
         errors = [line for line in lines if re.search(r"Error|error:|\*\*\*", line)][-20:]
         tail = "\n".join(errors + ["..."] + lines[-10:])
         raise AssertionError(f"`{' '.join(cmd)}` failed in {cwd} (log {log_path}):\n{tail}")
@@ -50,13 +46,8 @@ def _run(cmd, cwd, log_path, stdin=None):
 
 def _set_config(config_path, values):
     lines = Path(config_path).read_text().splitlines()
-    seen, out = set(), []
-    for line in lines:
-        m = re.match(r"(?:# )?CONFIG_(\w+)[ =]", line)
-        if m and m.group(1) in values:
-            seen.add(m.group(1))
-            continue
-        out.append(line)
+    out = [line for line in lines
+           if not (m := re.match(r"(?:# )?CONFIG_(\w+)[ =]", line)) or m.group(1) not in values]
     for name, value in values.items():
         out.append(f"# CONFIG_{name} is not set" if value == "n" else f"CONFIG_{name}={value}")
     Path(config_path).write_text("\n".join(out) + "\n")
@@ -67,16 +58,19 @@ def _config_value(config_text, name):
     return m.group(1) if m else "n"
 
 
-def build(arch, tarball, workdir, *, patches=None):
-    """Unpack, patch, configure and build; return dict(tree, bzimage, make_args, seconds, log)."""
+def build(arch, tarball, workdir, *, log=None):
+    """Unpack, patch, configure and build; return dict(tree, bzimage, toolchain, make_args, seconds, log)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    log_path = workdir / "build.log"
+    log_path = workdir / "setup.log"
     subprocess.run(["tar", "-xjf", os.fspath(tarball), "-C", os.fspath(workdir)], check=True)
     tree = workdir / "linux-2.6.9"
-    for patch in compat_patches(arch) if patches is None else patches:
-        _run(["patch", "-p1", "--fuzz=0", "--batch", "-i", os.fspath(patch)], tree, log_path)
-    args = make_args(arch)
+    patches = compat_patches(arch)
+    assert patches, f"{SERIES} lists no compat/ patches for {arch}"
+    for patch, strip in patches:
+        _run(["patch", f"-p{strip}", "--fuzz=0", "--batch", "-i", os.fspath(patch)], tree, log_path)
+    tc = toolchain.detect(arch)
+    args = tc.make_args()
     _run(["make", *args, "allnoconfig"], tree, log_path)
     _set_config(tree / ".config", FRAGMENT)
     _run(["make", *args, "oldconfig"], tree, log_path, stdin=b"\n" * 2000)
@@ -84,12 +78,14 @@ def build(arch, tarball, workdir, *, patches=None):
     dropped = {k: v for k, v in FRAGMENT.items() if _config_value(text, k) != v}
     assert not dropped, f"oldconfig did not keep {dropped}"
     start = time.monotonic()
-    _run(["make", *args, "-j2", "bzImage", "modules"], tree, log_path)
+    build_log = workdir / "build.log"
+    kbuild.run_make(tree, ["bzImage", "modules"], toolchain=tc, jobs=2, log_path=build_log, log=log)
     seconds = time.monotonic() - start
-    return {"tree": tree, "bzimage": tree / "arch" / arch / "boot" / "bzImage", "make_args": args,
-            "seconds": seconds, "log": log_path}
+    return {"tree": tree, "bzimage": tree / "arch" / arch / "boot" / "bzImage", "toolchain": tc,
+            "make_args": args, "seconds": seconds, "log": build_log}
 
 
-def rebuild(arch, tree, log_path):
+def rebuild(built, *, log=None):
     """make again after a source change (kbuild rebuilds only what changed)."""
-    _run(["make", *make_args(arch), "-j2", "bzImage", "modules"], tree, log_path)
+    kbuild.run_make(built["tree"], ["bzImage", "modules"], toolchain=built["toolchain"], jobs=2,
+                    log_path=built["log"], log=log)
