@@ -256,3 +256,11 @@ def test_changing_a_patch_recreates_the_tree_from_the_pristine_sources(built):
         local.unlink()
     assert P.scons(proj, *args).returncode == 0
     assert "# mkdump-build test note" not in (arch / "system" / "Makefile").read_text()
+
+
+def test_install_refuses_two_arches_into_one_destdir(sources, tmp_path):
+    proj = new_project(tmp_path, sources)
+    r = P.scons(proj, "install", "arch=all", f"DESTDIR={tmp_path / 'stage'}")
+    assert r.returncode == 2
+    assert "one arch at a time" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "stage").exists()

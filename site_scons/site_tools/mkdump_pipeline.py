@@ -12,7 +12,7 @@ import shutil
 import sys
 
 import SCons.Action
-from SCons.Script import (ARGUMENTS, AddMethod, Alias, AlwaysBuild, Default, Exit, GetOption, Help, Variables)
+from SCons.Script import (ARGUMENTS, COMMAND_LINE_TARGETS, AddMethod, Alias, AlwaysBuild, Default, Exit, GetOption, Help, Variables)
 
 from mkdump import layout as L
 from mkdump import options as O
@@ -311,6 +311,10 @@ class ArchPipeline:
 
     @_user_errors
     def install(self):
+        if len(self.opts.arches) > 1 and "install" in COMMAND_LINE_TARGETS:
+            raise MkdumpError("Install one arch at a time (arch=x86_64 or arch=i386): each installs "
+                              "/lib/modules/<release>/extra/mkexec.ko and /boot/vmlinuz-<release>, so one DESTDIR "
+                              "holds one arch's system kernel.")
         node = self.p._stage([self.lay.stamp("install")], self._base("install"), deps=self.published)
         AlwaysBuild(node)
         Alias("install", node)
