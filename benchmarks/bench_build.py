@@ -90,7 +90,7 @@ def main():
                     differ = [n for n in built if n not in again or sha256(built[n]) != sha256(again[n])]
                     differ += [n for n in again if n not in built]
                     verdict = "identical" if not differ else "DIFFER: " + ", ".join(differ)
-                    print(f"  {kernel:6s} second build in {tree2.parent.name} ({wall2:.1f} s): "
+                    print(f"  {kernel:6s} second build in {tree2.parents[1].name}/ ({wall2:.1f} s): "
                           f"{len(built)} products {verdict}")
 
 
