@@ -1,11 +1,15 @@
 """Boot proofs without a real kernel: QEMU settings and command line, console parsing and the checks on recorded
 consoles, and the run/timeout machinery against a fake QEMU."""
+import gzip
+import hashlib
+
 import pytest
 
-from mkdump import boot
+from mkdump import boot, initramfs
 from mkdump.errors import MkdumpError
 from support import boot_consoles as consoles
 from support import boot_fakeqemu as fakeqemu
+from support.boot_newc import parse_newc
 
 
 def result(text, reason="exited", stderr=""):
@@ -175,6 +179,113 @@ def test_init_module_error_names_errno_and_plt32():
     assert "Unknown rela relocation" in e.value.tail
 
 
+# --- the /mkexec.ko part of a system boot ---------------------------------------------------------------------
+
+def test_system_console_with_mkexec_passes():
+    checks = boot.expect_boot(result(consoles.system(token="f00d", mkexec=consoles.mkexec_lines())), kind="system",
+                              module_token="f00d", expect_mkexec=True)
+    assert checks[-3:] == ["module init: mkdump-boot-test-module: init ran token=f00d length=4",
+                           "mkexec init_module returned 0",
+                           "mkexec proc entries: /proc/mkexec/mem /proc/mkexec/dumpdev /proc/mkexec/parameter "
+                           "/proc/mkexec/path /proc/mkexec/stats present"]
+
+
+def test_mkexec_facts_read_from_the_console():
+    lines = result(consoles.system(mkexec=consoles.mkexec_lines(missing=("stats",)))).lines()
+    facts = boot.mkexec_facts(lines)
+    assert facts["init_module_returned"] == 0 and facts["proc_mount_returned"] == 0
+    assert facts["proc_mkexec"] == {"/proc/mkexec/mem": 0, "/proc/mkexec/dumpdev": 0, "/proc/mkexec/parameter": 0,
+                                    "/proc/mkexec/path": 0, "/proc/mkexec/stats": -2}
+    assert lines[facts["end"] - 1] == "mkdump-init: /proc/mkexec/stats missing: error -2"
+    assert not facts["absent"] and facts["read_error"] is None
+    assert boot.mkexec_facts(result(consoles.system()).lines())["init_module_returned"] is None
+
+
+def test_mkexec_unknown_symbol_names_errno_kernel_words_and_the_patch():
+    text = consoles.system(mkexec=consoles.mkexec_lines(
+        ret=-2, kernel_says="mkexec: Unknown symbol mkexec_stub_version\r\n"))
+    with pytest.raises(boot.BootError, match=r"/mkexec.ko init_module returned -2 ENOENT.*kernel said: mkexec: "
+                                             r"Unknown symbol mkexec_stub_version.*apply PATCH/mkexec-v1.patch"):
+        boot.expect_boot(result(text), kind="system", expect_mkexec=True)
+
+
+def test_mkexec_version_magic_asks_for_a_rebuild():
+    text = consoles.system(mkexec=consoles.mkexec_lines(
+        ret=-8, kernel_says="mkexec: version magic '2.6.9 gcc-3.4' should be '2.6.9 gcc-12.2'\r\n"))
+    with pytest.raises(boot.BootError, match="returned -8 ENOEXEC.*version magic.*rebuild it against this system"):
+        boot.expect_boot(result(text), kind="system", expect_mkexec=True)
+
+
+def test_mkexec_refused_silently_points_at_the_check_stage():
+    with pytest.raises(boot.BootError, match=r"returned -8 ENOEXEC, so the system kernel refused mkexec.ko; run "
+                                             r"the check stage"):
+        boot.expect_boot(result(consoles.system(mkexec=consoles.mkexec_lines(ret=-8))), kind="system",
+                         expect_mkexec=True)
+
+
+def test_proc_mkexec_missing_names_the_entries():
+    text = consoles.system(mkexec=consoles.mkexec_lines(missing=("mem", "path")))
+    with pytest.raises(boot.BootError, match=r"mkexec.ko loaded but /proc/mkexec/mem \(-2 ENOENT\), "
+                                             r"/proc/mkexec/path \(-2 ENOENT\) did not appear") as e:
+        boot.expect_boot(result(text), kind="system", expect_mkexec=True)
+    assert "mkdump-init: /proc/mkexec/mem missing: error -2" in e.value.tail
+
+
+def test_proc_mkexec_entry_not_reported_counts_as_missing():
+    text = consoles.system(mkexec=consoles.mkexec_lines()).replace("mkdump-init: /proc/mkexec/stats present\r\n", "")
+    with pytest.raises(boot.BootError, match=r"/proc/mkexec/stats \(not checked\) did not appear"):
+        boot.expect_boot(result(text), kind="system", expect_mkexec=True)
+
+
+def test_proc_mount_failure_names_proc_fs():
+    with pytest.raises(boot.BootError, match="mounting proc on /proc returned -19 ENODEV.*CONFIG_PROC_FS=y"):
+        boot.expect_boot(result(consoles.system(mkexec=consoles.mkexec_lines(mount=-19))), kind="system",
+                         expect_mkexec=True)
+
+
+def test_oops_in_mkexec_init_fails_the_boot():
+    mkexec = ("mkdump-init: loading /mkexec.ko (6112 bytes)\r\n"
+              "Unable to handle kernel NULL pointer dereference at 0000000000000000 RIP:\r\n"
+              "Oops: 0002 [1]\r\n")
+    text = consoles.system(mkexec=mkexec, power_off="Kernel panic - not syncing: Attempted to kill init!\r\n")
+    with pytest.raises(boot.BootError, match="failed at line .* while loading mkexec.ko: 'Unable to handle kernel "
+                                             "NULL pointer"):
+        boot.expect_boot(result(text), kind="system", expect_mkexec=True)
+
+
+def test_mkexec_never_reported():
+    with pytest.raises(boot.BootError, match="never reported /mkexec.ko's init_module result"):
+        boot.expect_boot(result(consoles.system()), kind="system", expect_mkexec=True)
+    hung = consoles.system(mkexec="mkdump-init: loading /mkexec.ko (6112 bytes)\r\n", power_off="")
+    with pytest.raises(boot.BootError, match="never reported /mkexec.ko's init_module result"):
+        boot.expect_boot(result(hung, reason="timeout"), kind="system", expect_mkexec=True)
+
+
+def test_mkexec_absent_from_the_initramfs():
+    text = consoles.system(mkexec="mkdump-init: no /mkexec.ko in the initramfs\r\n")
+    with pytest.raises(boot.BootError, match="found no /mkexec.ko in the initramfs"):
+        boot.expect_boot(result(text), kind="system", expect_mkexec=True)
+    # Without mkexec expected, its lines are not judged.
+    boot.expect_boot(result(text), kind="system")
+    boot.expect_boot(result(consoles.system(mkexec=consoles.mkexec_lines(ret=-2))), kind="system")
+
+
+def test_mkexec_is_a_system_boot_check_only():
+    with pytest.raises(ValueError, match="only a system boot"):
+        boot.expect_boot(result(consoles.minik()), kind="minik", expect_mkexec=True)
+
+
+def test_init_binary_prints_what_boot_py_reads(tmp_path):
+    """init.c and boot.py name the same /proc/mkexec entries and console phrases; read them from the binary."""
+    data = initramfs.build_init("x86_64", toolchain_cc=["gcc"], out_path=tmp_path / "init").read_bytes()
+    for path in boot.MKEXEC_PROC_ENTRIES:
+        assert path.encode() + b"\0" in data
+    for phrase in (b"/mkexec.ko\0", b"mkdump-init: /mkexec.ko init_module returned ",
+                   b"mkdump-init: mount proc on /proc returned ", b"mkdump-init: no /mkexec.ko in the initramfs\n",
+                   b" missing: error ", b" present\n"):
+        assert phrase in data
+
+
 def test_init_never_ran():
     text = consoles.system().split("Freeing unused")[0] + "Kernel panic - not syncing: No init found.\r\n"
     with pytest.raises(boot.BootError, match="No init found"):
@@ -286,6 +397,55 @@ def test_prove_system_on_a_fake_console(tmp_path, kernel_image):
     assert argv[argv.index("-initrd") + 1].endswith("initramfs.cpio.gz")
     assert report["module_token"] == token and report["initramfs_bytes"] > 0
     assert report["checks"][-1].endswith(f"token={token} length=16")
+
+
+def test_prove_system_with_mkexec_on_a_fake_console(tmp_path, kernel_image):
+    module = tmp_path / "m.ko"
+    module.write_bytes(b"module bytes")
+    mkexec_ko = tmp_path / "mkexec.ko"
+    mkexec_ko.write_bytes(b"mkexec module bytes")
+    token = boot.module_token(module.read_bytes())
+    kept = []
+    for run in ("one", "two"):
+        (tmp_path / run).mkdir()
+        kept.append(tmp_path / run / "initrd.gz")
+        toml, _ = fakeqemu.make(tmp_path / run, [(0, consoles.system(token=token, mkexec=consoles.mkexec_lines()))],
+                                keep_initrd=kept[-1])
+        report = boot.prove_system("x86_64", kernel_image, module, toolchain_cc=["gcc"], extra_module=mkexec_ko,
+                                   qemu_toml=toml, log=lambda m: None)
+    assert kept[0].read_bytes() == kept[1].read_bytes()
+    members = {m["name"]: m["data"] for m in parse_newc(gzip.decompress(kept[0].read_bytes()))}
+    assert members["mkexec.ko"] == b"mkexec module bytes" and members["module.ko"] == b"module bytes"
+    assert report["checks"][-2] == "mkexec init_module returned 0"
+    assert report["mkexec"] == {
+        "module": str(mkexec_ko), "bytes": 19, "sha256": hashlib.sha256(b"mkexec module bytes").hexdigest(),
+        "init_module_returned": 0, "proc_mount_returned": 0, "proc_mkexec_present": list(boot.MKEXEC_PROC_ENTRIES)}
+
+
+def test_prove_system_fails_when_mkexec_entries_are_missing(tmp_path, kernel_image):
+    module = tmp_path / "m.ko"
+    module.write_bytes(b"module bytes")
+    token = boot.module_token(module.read_bytes())
+    toml, _ = fakeqemu.make(tmp_path, [(0, consoles.system(token=token, mkexec=consoles.mkexec_lines(
+        missing=("mem",))))])
+    with pytest.raises(boot.BootError, match="/proc/mkexec/mem .* did not appear"):
+        boot.prove_system("x86_64", kernel_image, module, toolchain_cc=["gcc"], extra_module=module,
+                          qemu_toml=toml, log=lambda m: None)
+    with pytest.raises(MkdumpError, match="cannot read the mkexec module .*absent.ko"):
+        boot.prove_system("x86_64", kernel_image, module, toolchain_cc=["gcc"], extra_module=tmp_path / "absent.ko",
+                          qemu_toml=toml, log=lambda m: None)
+
+
+def test_prove_system_without_mkexec_has_no_mkexec_member(tmp_path, kernel_image):
+    module = tmp_path / "m.ko"
+    module.write_bytes(b"module bytes")
+    token = boot.module_token(module.read_bytes())
+    toml, _ = fakeqemu.make(tmp_path, [(0, consoles.system(token=token))], keep_initrd=tmp_path / "initrd.gz")
+    report = boot.prove_system("x86_64", kernel_image, module, toolchain_cc=["gcc"], qemu_toml=toml,
+                               log=lambda m: None)
+    assert "mkexec" not in report
+    names = {m["name"] for m in parse_newc(gzip.decompress((tmp_path / "initrd.gz").read_bytes()))}
+    assert "mkexec.ko" not in names and "module.ko" in names
 
 
 def test_boot_keeps_qemus_own_exit_status(tmp_path, kernel_image):

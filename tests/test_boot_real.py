@@ -1,5 +1,6 @@
 """Boot proofs on real 2.6.9 kernels built with today's gcc: the mini-kernel style boot (README step 4), and the
-system boot that loads a module built by the same toolchain. Minutes per arch."""
+system boot that loads a module built by the same toolchain and then a stand-in mkexec.ko built as the pipeline
+builds mkexec. Minutes per arch."""
 import json
 import os
 import subprocess
@@ -16,10 +17,11 @@ pytestmark = [pytest.mark.realkernel, pytest.mark.slow]
 def kernel(request, real_linux_tarball, tmp_path_factory):
     arch = request.param
     work = tmp_path_factory.mktemp(f"boot-{arch}")
-    built = boot_kernel.build(arch, real_linux_tarball, work, log=print)
+    built = boot_kernel.build(arch, real_linux_tarball, work, mkexec_standin=True, log=print)
     built["arch"] = arch
     built["module"] = boot.build_test_module(built["tree"], work / "module", make_args=built["make_args"],
                                              log=lambda m: None)
+    built["mkexec"] = boot_kernel.build_mkexec_standin(built, arch, work)
     built["work"] = work
     print(f"\n{arch}: kernel built in {built['seconds']:.1f} s")
     return built
@@ -38,12 +40,17 @@ def test_minik_boot_proof(kernel):
     assert report["checks"][2].startswith("late point: Kernel panic - not syncing: VFS: Unable to mount root fs")
 
 
-def test_system_boot_loads_our_module(kernel):
+def test_system_boot_loads_our_module_and_mkexec(kernel):
     report = boot.prove_system(kernel["arch"], kernel["bzimage"], kernel["module"],
-                               toolchain_cc=list(kernel["toolchain"].cc),
+                               toolchain_cc=list(kernel["toolchain"].cc), extra_module=kernel["mkexec"],
                                console_log=kernel["work"] / "system.console", log=print)
     _show(report)
-    assert report["checks"][-1].startswith("module init: mkdump-boot-test-module: init ran token=")
+    print(json.dumps(report["mkexec"], indent=1))
+    assert report["checks"][-3].startswith("module init: mkdump-boot-test-module: init ran token=")
+    assert report["checks"][-2] == "mkexec init_module returned 0"
+    assert report["mkexec"]["proc_mkexec_present"] == list(boot.MKEXEC_PROC_ENTRIES)
+    console = (kernel["work"] / "system.console").read_text(errors="replace")
+    assert f"mkexec: stand-in for {kernel['arch']} loaded, kernel side version 1" in console
 
 
 @pytest.mark.parametrize("kernel", ["x86_64"], indirect=True)

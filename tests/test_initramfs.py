@@ -10,33 +10,9 @@ from elftools.elf.elffile import ELFFile
 
 from mkdump import initramfs
 from mkdump.errors import MkdumpError
+from support.boot_newc import parse_newc
 
 needs_cpio = pytest.mark.skipif(shutil.which("cpio") is None, reason="Debian's cpio is not installed")
-
-
-def parse_newc(data, block_padding=False):
-    """Our own reader, written from the format description (see Documentation/early-userspace in 2.6).
-
-    cpio(1) pads its output to 512-byte blocks; ours must end right after the trailer."""
-    members, pos = [], 0
-    while True:
-        assert pos % 4 == 0
-        assert data[pos:pos + 6] == b"070701"
-        f = [int(data[pos + 6 + 8 * i:pos + 14 + 8 * i], 16) for i in range(13)]
-        ino, mode, uid, gid, nlink, mtime, size, _, _, rmaj, rmin, namesize, check = f
-        name = data[pos + 110:pos + 110 + namesize]
-        assert name.endswith(b"\0")
-        name = name[:-1].decode()
-        pos += 110 + namesize
-        pos += -pos % 4
-        body = data[pos:pos + size]
-        pos += size
-        pos += -pos % 4
-        if name == "TRAILER!!!":
-            assert pos == len(data) or (block_padding and not data[pos:].strip(b"\0") and len(data) % 512 == 0)
-            return members
-        members.append(dict(name=name, ino=ino, mode=mode, uid=uid, gid=gid, nlink=nlink, mtime=mtime,
-                            data=body, rdev=(rmaj, rmin), check=check))
 
 
 def sample():
@@ -144,6 +120,24 @@ def test_boot_test_entries_hold_init_module_params_and_console():
     assert members["module.ko"]["data"] == b"MODULE"
     assert members["module.params"]["data"] == b"token=1"
     assert members["dev/console"]["rdev"] == (5, 1)
+    assert "mkexec.ko" not in members
+    assert stat.S_ISDIR(members["proc"]["mode"])
+
+
+def test_boot_test_entries_with_mkexec_add_one_member_and_stay_reproducible():
+    def archive(order=1):
+        entries = initramfs.boot_test_entries(b"INIT", b"MODULE", "token=1", b"MKEXEC")
+        return initramfs.newc_archive(entries[::order], mtime=0)
+
+    members = parse_newc(archive())
+    by = {m["name"]: m for m in members}
+    assert by["mkexec.ko"]["data"] == b"MKEXEC" and stat.S_IMODE(by["mkexec.ko"]["mode"]) == 0o644
+    assert by["module.ko"]["data"] == b"MODULE"
+    without = {m["name"] for m in parse_newc(initramfs.newc_archive(
+        initramfs.boot_test_entries(b"INIT", b"MODULE", "token=1"), mtime=0))}
+    assert set(by) - without == {"mkexec.ko"}
+    assert archive() == archive(-1)
+    assert initramfs.gzip_bytes(archive()) == initramfs.gzip_bytes(archive(-1))
 
 
 # --- the static /init ----------------------------------------------------------------------------------------

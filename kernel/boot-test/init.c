@@ -1,5 +1,7 @@
 /*
- * /init of the system-kernel boot test: load /module.ko with init_module(2), say what happened, power off.
+ * /init of the system-kernel boot test: load /module.ko with init_module(2) and say what happened; if the
+ * initramfs also holds /mkexec.ko, load it too, mount /proc and say which /proc/mkexec entries its init made;
+ * power off.
  *
  * No libc: today's glibc refuses to start on kernels older than 3.2, so everything here is raw system calls.
  * The console lines starting with "mkdump-init:" are read by site_scons/mkdump/boot.py; keep them in step.
@@ -15,6 +17,7 @@ typedef long ssize_t;
 #define NR_open 2
 #define NR_close 3
 #define NR_exit 60
+#define NR_mount 165
 #define NR_reboot 169
 #define NR_init_module 175
 
@@ -33,6 +36,16 @@ static long syscall4(long n, long a, long b, long c, long d)
 	return ret;
 }
 
+static long syscall5(long n, long a, long b, long c, long d, long e)
+{
+	long ret;
+	register long r10 __asm__("r10") = d;
+	register long r8 __asm__("r8") = e;
+	__asm__ volatile("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8)
+			 : "rcx", "r11", "memory");
+	return ret;
+}
+
 __asm__(".text\n.global _start\n_start:\n\txor %ebp,%ebp\n\tand $-16,%rsp\n\tcall init_main\n\thlt\n");
 
 #elif defined(__i386__)
@@ -41,6 +54,7 @@ __asm__(".text\n.global _start\n_start:\n\txor %ebp,%ebp\n\tand $-16,%rsp\n\tcal
 #define NR_write 4
 #define NR_open 5
 #define NR_close 6
+#define NR_mount 21
 #define NR_reboot 88
 #define NR_init_module 128
 
@@ -61,6 +75,17 @@ static long syscall4(long n, long a, long b, long c, long d)
 	return ret;
 }
 
+/* Five arguments need both ebx and edi, so the first and fifth travel through memory, addressed by edi. */
+static long syscall5(long n, long a, long b, long c, long d, long e)
+{
+	long ret;
+	long ae[2] = { a, e };
+	long *p = ae;
+	__asm__ volatile("push %%ebx\n\tmovl (%%edi),%%ebx\n\tmovl 4(%%edi),%%edi\n\tint $0x80\n\tpop %%ebx"
+			 : "=a"(ret), "+D"(p) : "a"(n), "c"(b), "d"(c), "S"(d) : "memory");
+	return ret;
+}
+
 __asm__(".text\n.global _start\n_start:\n\txor %ebp,%ebp\n\tand $-16,%esp\n\tcall init_main\n\thlt\n");
 
 #else
@@ -68,6 +93,7 @@ __asm__(".text\n.global _start\n_start:\n\txor %ebp,%ebp\n\tand $-16,%esp\n\tcal
 #endif
 
 #define O_RDONLY 0
+#define ENOENT 2
 #define REBOOT_MAGIC1 0xfee1dead
 #define REBOOT_MAGIC2 672274793
 #define REBOOT_CMD_POWER_OFF 0x4321fedc
@@ -75,6 +101,12 @@ __asm__(".text\n.global _start\n_start:\n\txor %ebp,%ebp\n\tand $-16,%esp\n\tcal
 /* Big enough for any test module; .bss costs nothing until touched. */
 static char image[4 << 20];
 static char params[256];
+
+/* What mkexec's init creates (README.mkdump, "Run Mini Kernel Dump"); boot.py's MKEXEC_PROC_ENTRIES. */
+static const char *const mkexec_entries[] = {
+	"/proc/mkexec/mem", "/proc/mkexec/dumpdev", "/proc/mkexec/parameter", "/proc/mkexec/path",
+	"/proc/mkexec/stats",
+};
 
 /* gcc may emit calls to these even in freestanding code. */
 void *memset(void *s, int c, size_t n)
@@ -150,6 +182,49 @@ static void power_off(void)
 	syscall3(NR_exit, 0, 0, 0);
 }
 
+/* Loads /mkexec.ko with no parameters, as the README's insmod does, then shows what its init left in /proc. */
+static void load_mkexec(void)
+{
+	long size, ret, fd;
+	unsigned int i;
+
+	size = slurp("/mkexec.ko", image, sizeof(image));
+	if (size == -ENOENT) {
+		say("mkdump-init: no /mkexec.ko in the initramfs\n");
+		return;
+	}
+	if (size < 0) {
+		say("mkdump-init: cannot read /mkexec.ko: error ");
+		say_number(size);
+		say("\n");
+		return;
+	}
+	say("mkdump-init: loading /mkexec.ko (");
+	say_number(size);
+	say(" bytes)\n");
+	ret = syscall3(NR_init_module, (long)image, size, (long)"");
+	say("mkdump-init: /mkexec.ko init_module returned ");
+	say_number(ret);
+	say("\n");
+	ret = syscall5(NR_mount, (long)"proc", (long)"/proc", (long)"proc", 0, 0);
+	say("mkdump-init: mount proc on /proc returned ");
+	say_number(ret);
+	say("\n");
+	for (i = 0; i < sizeof(mkexec_entries) / sizeof(mkexec_entries[0]); i++) {
+		say("mkdump-init: ");
+		say(mkexec_entries[i]);
+		fd = syscall3(NR_open, (long)mkexec_entries[i], O_RDONLY, 0);
+		if (fd >= 0) {
+			syscall3(NR_close, fd, 0, 0);
+			say(" present\n");
+		} else {
+			say(" missing: error ");
+			say_number(fd);
+			say("\n");
+		}
+	}
+}
+
 void init_main(void)
 {
 	long size, plen, ret;
@@ -177,5 +252,6 @@ void init_main(void)
 	say("mkdump-init: init_module returned ");
 	say_number(ret);
 	say("\n");
+	load_mkexec();
 	power_off();
 }

@@ -50,6 +50,18 @@ _BANNER = re.compile(r"Linux version (\S+) \((.*)")
 _MEMORY = re.compile(r"Memory: (\d+)k/(\d+)k available")
 _INIT_MODULE = re.compile(re.escape(INIT_PREFIX) + r" init_module returned (-?\d+)")
 
+# What mkexec's init creates (README.mkdump, "Run Mini Kernel Dump": the load script writes to each of them).
+# Kept in step with mkexec_entries in kernel/boot-test/init.c.
+MKEXEC_PROC_ENTRIES = tuple(f"/proc/mkexec/{name}" for name in ("mem", "dumpdev", "parameter", "path", "stats"))
+_MKEXEC_ABSENT = re.compile(re.escape(INIT_PREFIX) + r" no /mkexec\.ko in the initramfs")
+_MKEXEC_UNREADABLE = re.compile(re.escape(INIT_PREFIX) + r" cannot read /mkexec\.ko: error (-?\d+)")
+_MKEXEC_INIT_MODULE = re.compile(re.escape(INIT_PREFIX) + r" /mkexec\.ko init_module returned (-?\d+)")
+_PROC_MOUNT = re.compile(re.escape(INIT_PREFIX) + r" mount proc on /proc returned (-?\d+)")
+_PROC_ENTRY = re.compile(re.escape(INIT_PREFIX) + r" (/proc/mkexec/\w+) (?:present|missing: error (-?\d+))$")
+_POWER_OFF = re.compile(re.escape(INIT_PREFIX) + r" powering off")
+# The loader names the module in its complaints ("mkexec: Unknown symbol ...", "mkexec: version magic ...").
+_MKEXEC_KERNEL_SAYS = re.compile(r"^(?:<\d>)?mkexec: ")
+
 
 class BootError(MkdumpError):
     """A boot proof failed. str() is the sentence, then the console tail; .result is the BootResult."""
@@ -273,14 +285,98 @@ def _find(lines, pattern):
     return None, None
 
 
+def _first_fault(lines, start, end):
+    """Index of the earliest line in lines[start:end] showing a kernel failure, or None."""
+    hits = [i for pattern in FAULTS for i, _ in [_find(lines[start:end], pattern)] if i is not None]
+    return start + min(hits) if hits else None
+
+
+def _errno_text(ret):
+    name = errno.errorcode.get(-ret, "")
+    return f"{ret} {name}" if name else str(ret)
+
+
+def mkexec_facts(lines, start=0):
+    """What /init said about /mkexec.ko from console line start on: a dict with absent (bool), read_error,
+    init_module_returned, proc_mount_returned (ints, None when not said), proc_mkexec ({entry path: 0 when
+    present, else open()'s negative errno}) and end (the index after the last such line, start if none)."""
+    facts = {"absent": False, "read_error": None, "init_module_returned": None, "proc_mount_returned": None,
+             "proc_mkexec": {}, "end": start}
+    for i in range(start, len(lines)):
+        line = lines[i]
+        if _MKEXEC_ABSENT.search(line):
+            facts["absent"] = True
+        elif m := _MKEXEC_UNREADABLE.search(line):
+            facts["read_error"] = int(m.group(1))
+        elif m := _MKEXEC_INIT_MODULE.search(line):
+            facts["init_module_returned"] = int(m.group(1))
+        elif m := _PROC_MOUNT.search(line):
+            facts["proc_mount_returned"] = int(m.group(1))
+        elif m := _PROC_ENTRY.search(line):
+            facts["proc_mkexec"][m.group(1)] = int(m.group(2) or 0)
+        else:
+            continue
+        facts["end"] = i + 1
+    return facts
+
+
+def _expect_mkexec(result, lines, start):
+    """The /mkexec.ko part of a system boot, from console line start (after the test module's load) on."""
+    facts = mkexec_facts(lines, start)
+    if facts["absent"]:
+        raise BootError("our /init found no /mkexec.ko in the initramfs: build it with boot_test_entries(..., "
+                        "mkexec_ko=...).", result)
+    if facts["read_error"] is not None:
+        raise BootError(f"our /init could not read /mkexec.ko (error {_errno_text(facts['read_error'])}): the "
+                        "initramfs member is damaged or too big for /init's buffer.", result)
+    i_off, _ = _find(lines[start:], _POWER_OFF.pattern)
+    end = start + i_off if i_off is not None else len(lines)
+    i = _first_fault(lines, start, max(end, facts["end"]))
+    if i is not None:
+        raise BootError(f"the kernel failed at line {i + 1} of its console while loading mkexec.ko: "
+                        f"{lines[i].strip()!r}.", result)
+    ret = facts["init_module_returned"]
+    if ret is None:
+        raise BootError("our /init never reported /mkexec.ko's init_module result: it stopped while loading "
+                        "mkexec.ko.", result)
+    if ret != 0:
+        said = "; ".join(line.strip() for line in lines[start:facts["end"]]
+                         if _MKEXEC_KERNEL_SAYS.search(line.strip()))
+        if "Unknown symbol" in said:
+            what = "the system kernel does not export what mkexec.ko uses: apply PATCH/mkexec-v1.patch to it"
+        elif "version magic" in said:
+            what = "mkexec.ko was built against another kernel: rebuild it against this system kernel"
+        else:
+            what = "run the check stage on mkexec.ko (ELF class and machine, relocations, vermagic)"
+        raise BootError(f"/mkexec.ko init_module returned {_errno_text(ret)}, so the system kernel refused "
+                        f"mkexec.ko{' (the kernel said: ' + said + ')' if said else ''}; {what}.", result)
+    passed = ["mkexec init_module returned 0"]
+    mount = facts["proc_mount_returned"]
+    if mount is None:
+        raise BootError("our /init never reported mounting proc after loading mkexec.ko.", result)
+    if mount != 0:
+        raise BootError(f"mounting proc on /proc returned {_errno_text(mount)}: the system kernel needs "
+                        "CONFIG_PROC_FS=y for mkexec's /proc/mkexec interface.", result)
+    seen = facts["proc_mkexec"]
+    missing = [f"{path} ({_errno_text(seen[path]) if path in seen else 'not checked'})"
+               for path in MKEXEC_PROC_ENTRIES if seen.get(path) != 0]
+    if missing:
+        raise BootError(f"mkexec.ko loaded but {', '.join(missing)} did not appear: its init did not create the "
+                        "/proc/mkexec entries the load script writes to.", result)
+    passed.append(f"mkexec proc entries: {' '.join(MKEXEC_PROC_ENTRIES)} present")
+    return passed
+
+
 def expect_boot(result, *, kind, expect_memory_kb=None, memory_slack_kb=1024, expect_version="2.6.9",
-                late_points=None, module_token=None):
+                late_points=None, module_token=None, expect_mkexec=False):
     """Check a boot's console; return the checks that passed, one line each; raise BootError on the first failure.
 
     Checks: the banner names expect_version; the "Memory: <free>k/<total>k available" line, with total at most
     expect_memory_kb and at most memory_slack_kb below it (firmware keeps a little of the top); the kind's late
     point, with no oops, BUG or other panic before it. For kind="system": init_module returned 0 and the test
-    module's init printed its marker (with module_token, if given).
+    module's init printed its marker (with module_token, if given); with expect_mkexec, also that /mkexec.ko's
+    init_module returned 0 with no kernel failure on the way, proc mounted, and every MKEXEC_PROC_ENTRIES entry
+    opened.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown kernel kind {kind!r}")
@@ -323,10 +419,9 @@ def expect_boot(result, *, kind, expect_memory_kb=None, memory_slack_kb=1024, ex
         i, m = _find(lines, pattern)
         if m is not None and (i_late is None or i < i_late):
             i_late = i
-    for pattern in FAULTS:
-        i, m = _find(lines[:i_late] if i_late is not None else lines, pattern)
-        if m is not None:
-            raise BootError(f"the kernel failed at line {i + 1} of its console: {lines[i].strip()!r}.", result)
+    i = _first_fault(lines, 0, i_late if i_late is not None else len(lines))
+    if i is not None:
+        raise BootError(f"the kernel failed at line {i + 1} of its console: {lines[i].strip()!r}.", result)
     if i_late is None:
         how = {"timeout": "QEMU was stopped at the time limit", "stopped": "QEMU was stopped after the kernel "
                "gave up", "exited": "QEMU exited"}[result.exit_reason]
@@ -353,6 +448,11 @@ def expect_boot(result, *, kind, expect_memory_kb=None, memory_slack_kb=1024, ex
             raise BootError(f"the test module's init did not print {marker!r}: init_module claimed success but the "
                             "module's init did not run.", result)
         passed.append(f"module init: {lines[i].strip()}")
+    if expect_mkexec:
+        if kind != "system":
+            raise ValueError("only a system boot loads mkexec.ko")
+        i_ret, _ = _find(lines, _INIT_MODULE.pattern)
+        passed += _expect_mkexec(result, lines, i_ret + 1)
     return passed
 
 
@@ -407,16 +507,27 @@ def module_token(module_bytes):
     return hashlib.sha256(module_bytes).hexdigest()[:16]
 
 
-def prove_system(arch, bzimage, module_ko, *, toolchain_cc, timeout=None, log=None, console_log=None,
-                 workdir=None, qemu_toml=QEMU_TOML):
+def _read_module(path, what):
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise MkdumpError(f"cannot read the {what} {path}: {e.strerror}; build it first.") from None
+
+
+def prove_system(arch, bzimage, module_ko, *, toolchain_cc, extra_module=None, timeout=None, log=None,
+                 console_log=None, workdir=None, qemu_toml=QEMU_TOML):
     """Boot the system kernel with an initramfs holding our /init and module_ko; pass only if init_module
-    returned 0 and the module's init printed its marker with our token. Returns a JSON-able report."""
-    module_bytes = Path(module_ko).read_bytes()
+    returned 0 and the module's init printed its marker with our token. With extra_module (a built mkexec.ko),
+    /init then loads it with no parameters, as the README's insmod does; the boot passes only if its init_module
+    also returned 0 and the /proc/mkexec entries appeared, and the report gains "mkexec" with those facts.
+    Returns a JSON-able report; raises BootError, or MkdumpError for a missing input."""
+    module_bytes = _read_module(module_ko, "boot-test module")
     token = module_token(module_bytes)
+    mkexec_bytes = None if extra_module is None else _read_module(extra_module, "mkexec module")
     with tempfile.TemporaryDirectory(prefix="mkdump-boot-", dir=workdir) as tmp:
         init_path = initramfs.build_init(arch, toolchain_cc=toolchain_cc, out_path=Path(tmp) / "init", log=log)
         image = initramfs.gzip_bytes(initramfs.newc_archive(
-            initramfs.boot_test_entries(init_path.read_bytes(), module_bytes, f"token={token}")))
+            initramfs.boot_test_entries(init_path.read_bytes(), module_bytes, f"token={token}", mkexec_bytes)))
         initrd = Path(tmp) / "initramfs.cpio.gz"
         initrd.write_bytes(image)
 
@@ -427,8 +538,19 @@ def prove_system(arch, bzimage, module_ko, *, toolchain_cc, timeout=None, log=No
         result = run()
         memory_mb = load_qemu_config(arch, "system", path=qemu_toml)["memory_mb"]
         checks = _expect_or_diagnose(result, run, kind="system", module_token=token,
-                                     expect_memory_kb=memory_mb * 1024)
-    return _report(arch, "system", result, checks, {"initramfs_bytes": len(image), "module_token": token})
+                                     expect_memory_kb=memory_mb * 1024, expect_mkexec=extra_module is not None)
+    extra = {"initramfs_bytes": len(image), "module_token": token}
+    if extra_module is not None:
+        lines = result.lines()
+        i_ret, _ = _find(lines, _INIT_MODULE.pattern)
+        facts = mkexec_facts(lines, i_ret + 1)
+        extra["mkexec"] = {"module": os.fspath(extra_module), "bytes": len(mkexec_bytes),
+                           "sha256": hashlib.sha256(mkexec_bytes).hexdigest(),
+                           "init_module_returned": facts["init_module_returned"],
+                           "proc_mount_returned": facts["proc_mount_returned"],
+                           "proc_mkexec_present": [p for p in MKEXEC_PROC_ENTRIES
+                                                   if facts["proc_mkexec"].get(p) == 0]}
+    return _report(arch, "system", result, checks, extra)
 
 
 def build_test_module(tree, out_dir, *, make_args, jobs=1, log=None):

@@ -131,12 +131,15 @@ def gzip_bytes(data):
     return gzip.compress(data, compresslevel=9, mtime=0)
 
 
-def boot_test_entries(init_exe, module_ko, params=""):
-    """The members of the system-kernel boot test: our /init, the module it loads and the parameters it passes.
+def boot_test_entries(init_exe, module_ko, params="", mkexec_ko=None):
+    """The members of the system-kernel boot test: our /init, the module it loads and the parameters it passes,
+    and, if given, /mkexec.ko, which /init loads after the module (with no parameters) before looking in
+    /proc/mkexec.
 
-    /dev/console must exist before /init runs: the kernel opens it as init's stdin/stdout/stderr.
+    /dev/console must exist before /init runs: the kernel opens it as init's stdin/stdout/stderr. /init mounts
+    proc on /proc, so that directory must exist too.
     """
-    return [
+    entries = [
         file("init", init_exe, 0o755),
         file("module.ko", module_ko),
         file("module.params", params.encode()),
@@ -145,6 +148,9 @@ def boot_test_entries(init_exe, module_ko, params=""):
         directory("proc"),
         directory("sys"),
     ]
+    if mkexec_ko is not None:
+        entries.append(file("mkexec.ko", mkexec_ko))
+    return entries
 
 
 def build_init(arch, *, toolchain_cc, out_path, source=INIT_SOURCE, log=None):

@@ -383,6 +383,7 @@ def boot_test(lay, *, minik_mem, jobs=1, log=_log_default):
     ko = boot.build_test_module(lay.tree("system"), os.path.join(lay.arch_dir, "boot-test-module"),
                                 make_args=toolchain_make_args(lay), jobs=jobs, log=log)
     system = boot.prove_system(lay.arch, os.path.join(lay.out, "system-bzImage"), ko, toolchain_cc=tc.cc_command(),
+                               extra_module=os.path.join(lay.out, "mkexec.ko"),
                                log=log, console_log=lay.log("boot-system"))
     stamp.write(lay.report("boot-test.json"), {"minik": minik, "system": system})
     log(f"mkdump: [{lay.arch}] boot test passed (console logs in {os.path.dirname(lay.log('x'))})")

@@ -28,7 +28,30 @@ def minik(total_kb=8064, free_kb=6000, version="2.6.9", late=ROOT_PANIC, middle=
     return FIRMWARE.format(append="mem=7M") + banner(version) + memory(free_kb, total_kb) + middle + late
 
 
-def init_lines(ret=0, token="abc", module_printed=True):
+POWER_OFF = ("mkdump-init: powering off\r\n"
+             "Power down.\r\n"
+             "Kernel panic - not syncing: Attempted to kill init!\r\n")
+
+MKEXEC_ENTRIES = ("mem", "dumpdev", "parameter", "path", "stats")
+
+
+def mkexec_lines(ret=0, mount=0, missing=(), kernel_says=""):
+    """What /init prints after loading /mkexec.ko: init_module's result, the proc mount, one line per
+    /proc/mkexec entry (those in missing with ENOENT). kernel_says goes between the load and the result, as the
+    loader's complaints do."""
+    text = "mkdump-init: loading /mkexec.ko (6112 bytes)\r\n"
+    if ret == 0:
+        text += "mkexec: stand-in for x86_64 loaded, kernel side version 1\r\n"
+    text += kernel_says
+    text += (f"mkdump-init: /mkexec.ko init_module returned {ret}\r\n"
+             f"mkdump-init: mount proc on /proc returned {mount}\r\n")
+    for name in MKEXEC_ENTRIES:
+        gone = name in missing or ret != 0 or mount != 0
+        text += f"mkdump-init: /proc/mkexec/{name} " + ("missing: error -2" if gone else "present") + "\r\n"
+    return text
+
+
+def init_lines(ret=0, token="abc", module_printed=True, mkexec="", power_off=POWER_OFF):
     text = ("Freeing unused kernel memory: 112k freed\r\n"
             "mkdump-init: started\r\n"
             f"mkdump-init: loading /module.ko (4008 bytes) with \"token={token}\"\r\n")
@@ -36,13 +59,11 @@ def init_lines(ret=0, token="abc", module_printed=True):
         text += f"mkdump-boot-test-module: init ran token={token} length={len(token)}\r\n"
     if ret == -8:
         text += "module mkdump_boot_test: Unknown rela relocation: 4\r\n"
-    text += (f"mkdump-init: init_module returned {ret}\r\n"
-             "mkdump-init: powering off\r\n"
-             "Power down.\r\n"
-             "Kernel panic - not syncing: Attempted to kill init!\r\n")
+    text += f"mkdump-init: init_module returned {ret}\r\n" + mkexec + power_off
     return text
 
 
-def system(ret=0, token="abc", module_printed=True, total_kb=65408):
+def system(ret=0, token="abc", module_printed=True, total_kb=65408, mkexec="", power_off=POWER_OFF):
+    """A system boot's console; mkexec is what /init says about /mkexec.ko (mkexec_lines()), if anything."""
     return (FIRMWARE.format(append="panic=1") + banner() + memory(62328, total_kb) + MIDDLE
-            + init_lines(ret, token, module_printed))
+            + init_lines(ret, token, module_printed, mkexec, power_off))

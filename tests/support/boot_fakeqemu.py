@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 SCRIPT = r'''#!{python}
-import json, sys, time
+import json, shutil, sys, time
 spec = json.load(open({spec!r}))
 if sys.argv[1:] == ["-machine", "help"]:
     print("Supported machines are:")
@@ -18,6 +18,8 @@ if sys.argv[1:] == ["-machine", "help"]:
 with open(spec["argv_file"], "w") as f:
     json.dump(sys.argv[1:], f)
 argv = sys.argv[1:]
+if spec["keep_initrd"] and "-initrd" in argv:
+    shutil.copyfile(argv[argv.index("-initrd") + 1], spec["keep_initrd"])
 early = spec["early_chunks"] is not None and "earlyprintk=" in argv[argv.index("-append") + 1]
 for chunk in spec["early_chunks"] if early else spec["chunks"]:
     time.sleep(chunk["delay"])
@@ -31,11 +33,12 @@ sys.exit(spec["exit"])
 
 
 def make(tmp_path, chunks, *, hang=False, exit_code=0, stderr="", machines=("pc", "pc-i440fx-7.0"),
-         early_chunks=None):
+         early_chunks=None, keep_initrd=None):
     """Write the fake QEMU and a qemu.toml pointing at it; return (qemu_toml_path, argv_file).
 
     chunks: a list of (delay_seconds, text) printed in order; early_chunks, if given, replace them when the
-    kernel command line holds earlyprintk= (as a kernel that dies early only speaks with earlyprintk)."""
+    kernel command line holds earlyprintk= (as a kernel that dies early only speaks with earlyprintk).
+    keep_initrd: a path the fake copies its -initrd file to (the caller's copy is gone after the boot)."""
     tmp_path = Path(tmp_path)
     spec = tmp_path / "fakeqemu.json"
     argv_file = tmp_path / "fakeqemu-argv.json"
@@ -43,7 +46,8 @@ def make(tmp_path, chunks, *, hang=False, exit_code=0, stderr="", machines=("pc"
     spec.write_text(json.dumps({"chunks": [{"delay": d, "text": t} for d, t in chunks], "early_chunks": early,
                                 "hang": hang,
                                 "exit": exit_code, "stderr": stderr, "machines": list(machines),
-                                "argv_file": str(argv_file)}))
+                                "argv_file": str(argv_file),
+                                "keep_initrd": None if keep_initrd is None else str(keep_initrd)}))
     script = tmp_path / "fake-qemu"
     script.write_text(SCRIPT.format(python=sys.executable, spec=str(spec)))
     os.chmod(script, 0o755)

@@ -1,6 +1,7 @@
 """A small 2.6.9 kernel for the real boot tests: unpacked from the real archive, the compat/ patches of
-patches/system.series applied, a lean config (modules on, serial console, IDE, initrd), built through the product's
-toolchain detection and kbuild runner.
+patches/system.series applied (and, on request, the mkexec stand-in's kernel patch, so a stand-in mkexec.ko can
+load), a lean config (modules on, serial console, IDE, initrd, proc), built through the product's toolchain
+detection and kbuild runner.
 
 The config is set here by hand rather than through the product's config stage: the boot proofs need a kernel that
 boots in QEMU and loads modules, not the mini/system kernel configs the pipeline audits."""
@@ -10,7 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from mkdump import kbuild, patching, toolchain
+from mkdump import kbuild, mkexec, patching, toolchain, unpack
+from support import standin_mkexec
 
 ROOT = Path(__file__).resolve().parents[2]
 PATCHES = ROOT / "patches"
@@ -58,8 +60,11 @@ def _config_value(config_text, name):
     return m.group(1) if m else "n"
 
 
-def build(arch, tarball, workdir, *, log=None):
-    """Unpack, patch, configure and build; return dict(tree, bzimage, toolchain, make_args, seconds, log)."""
+def build(arch, tarball, workdir, *, mkexec_standin=False, log=None):
+    """Unpack, patch, configure and build; return dict(tree, bzimage, toolchain, make_args, seconds, log).
+
+    mkexec_standin also applies the stand-in PATCH/mkexec-v1.patch (it exports the symbol the stand-in
+    mkexec.ko uses); the patch text is then in the result as "mkexec_patch"."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / "setup.log"
@@ -69,6 +74,10 @@ def build(arch, tarball, workdir, *, log=None):
     assert patches, f"{SERIES} lists no compat/ patches for {arch}"
     for patch, strip in patches:
         _run(["patch", f"-p{strip}", "--fuzz=0", "--batch", "-i", os.fspath(patch)], tree, log_path)
+    mkexec_patch = None
+    if mkexec_standin:
+        mkexec_patch = standin_mkexec.kernel_patch(tree)
+        _run(["patch", "-p1", "--fuzz=0", "--batch"], tree, log_path, stdin=mkexec_patch.encode("latin-1"))
     tc = toolchain.detect(arch)
     args = tc.make_args()
     _run(["make", *args, "allnoconfig"], tree, log_path)
@@ -82,7 +91,20 @@ def build(arch, tarball, workdir, *, log=None):
     kbuild.run_make(tree, ["bzImage", "modules"], toolchain=tc, jobs=2, log_path=build_log, log=log)
     seconds = time.monotonic() - start
     return {"tree": tree, "bzimage": tree / "arch" / arch / "boot" / "bzImage", "toolchain": tc,
-            "make_args": args, "seconds": seconds, "log": build_log}
+            "make_args": args, "seconds": seconds, "log": build_log, "mkexec_patch": mkexec_patch}
+
+
+def build_mkexec_standin(built, arch, workdir, *, log=None):
+    """The stand-in mkexec.ko for a kernel from build(..., mkexec_standin=True), made as the pipeline makes
+    the real one: stand-in archive, unpack, mkexec.build_module against the tree. Returns the .ko path."""
+    workdir = Path(workdir)
+    taz = standin_mkexec.make_taz(workdir / "mkexec-2.6.9-1.0-update1.taz", patch_text=built["mkexec_patch"])
+    src = workdir / "mkexec-src"
+    unpack.unpack(taz, src, log=lambda m: None)
+    release = kbuild.kernel_release(built["tree"])
+    return Path(mkexec.build_module(src, workdir / "mkexec", arch=arch, kdir=built["tree"], kver=release,
+                                    kmoddir=f"/lib/modules/{release}/extra", make_args=built["make_args"],
+                                    log_path=workdir / "mkexec.log", log=log or (lambda m: None)))
 
 
 def rebuild(built, *, log=None):
