@@ -47,7 +47,7 @@ def test_build_check_and_boot(arch, real_sources, tmp_path):
     assert any(c.startswith("late point: ") and "Unable to mount root fs" in c for c in minik)
     assert any("init_module returned 0" in c for c in boot["system"]["checks"])
     assert boot["system"]["mkexec"]["init_module_returned"] == 0, "the system kernel loaded our mkexec.ko"
-    assert boot["system"]["mkexec"]["proc_mkexec_present"]
+    assert len(boot["system"]["mkexec"]["proc_mkexec_present"]) == 5, "mem, dumpdev, parameter, path, stats"
 
     start = time.monotonic()
     r = P.scons(proj, "-q", *args)
