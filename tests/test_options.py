@@ -39,12 +39,19 @@ def test_all_arches_and_mirrors():
     ({"minik_fragment": "/nonexistent/frag"}, "minik_fragment="),
     ({"PREFIX": "usr"}, "PREFIX"),
     ({"jobs": "0"}, "jobs"),
+    ({"dump_dev": "/dev/floppy"}, "floppy"),
+    ({"dump_dev": "0x1000000000"}, "0x1000000000"),
 ])
 def test_invalid_values_name_the_option(kw, words):
     with pytest.raises(MkdumpError) as e:
         O.parse(raw(**kw), dump_drivers=DRIVERS)
     assert words in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_dump_dev_forms_are_accepted():
+    for dev in ("/dev/sdb2", "8:18", "0x800012"):
+        assert O.parse(raw(dump_dev=dev), dump_drivers=DRIVERS).dump_dev == dev
 
 
 def test_cache_default_follows_xdg():

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .errors import MkdumpError
+from .loadscript import encode_dump_dev
 
 ARCHES = ("x86_64", "i386")
 # 2.6.9's release day; the default timestamp for reproducible builds when SOURCE_DATE_EPOCH is not set.
@@ -153,6 +154,11 @@ def parse(raw, *, dump_drivers, base_dir="."):
 
     epoch = _int("SOURCE_DATE_EPOCH", raw["SOURCE_DATE_EPOCH"])
 
+    dump_dev = raw["dump_dev"].strip()
+    if dump_dev:
+        # The load script is written at the very end; a bad device must stop the build before it starts.
+        encode_dump_dev(dump_dev)
+
     destdir = raw["DESTDIR"]
     if destdir:
         destdir = os.path.abspath(os.path.join(base_dir, os.path.expanduser(destdir)))
@@ -175,7 +181,7 @@ def parse(raw, *, dump_drivers, base_dir="."):
         minik_fragment=_file("minik_fragment", raw["minik_fragment"], base_dir),
         system_config=_file("system_config", raw["system_config"], base_dir),
         minik_mem=mem,
-        dump_dev=raw["dump_dev"].strip(),
+        dump_dev=dump_dev,
         minik_params=raw["minik_params"],
         cc=raw["CC"] or None,
         cross_compile=raw["CROSS_COMPILE"] or None,

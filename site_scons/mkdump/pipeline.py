@@ -47,20 +47,21 @@ def staging_dir(dest):
 
 # ---------------------------------------------------------------- fetch
 
-def fetch_signature(source, *, root, lock_sha256):
-    """What decides whether a source must be fetched again: its definition, its lock entry, and whether the
-    verified file recorded last time is still where it was."""
-    present = False
-    try:
-        where = stamp.read(L.fetch_where(root, source.name))
-        present = os.path.isfile(where["path"])
-    except (OSError, ValueError, KeyError):
-        pass
+def fetch_signature(source, *, lock_sha256):
+    """What decides whether a source must be fetched again: its definition and its lock entry."""
     return {
         "name": source.name, "file": source.file, "urls": list(source.urls),
         "alternatives": list(source.alternatives), "sha256": source.sha256,
-        "tree_sha256": source.tree_sha256, "lock": lock_sha256, "present": present,
+        "tree_sha256": source.tree_sha256, "lock": lock_sha256,
     }
+
+
+def fetched_path_recorded(root, source_name):
+    """Where the last fetch left the verified file, or None; a fetch stamp is void once that file is gone."""
+    try:
+        return stamp.read(L.fetch_where(root, source_name))["path"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def fetch(source, *, root, cache, sources_dirs, mirrors, offline, lock_path, log=_log_default):

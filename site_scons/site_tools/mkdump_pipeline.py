@@ -12,12 +12,12 @@ import shutil
 import sys
 
 import SCons.Action
-from SCons.Script import (ARGUMENTS, COMMAND_LINE_TARGETS, AddMethod, Alias, AlwaysBuild, Default, Exit, GetOption, Help, Variables)
+from SCons.Script import (ARGUMENTS, COMMAND_LINE_TARGETS, AddMethod, Alias, AlwaysBuild, Default, Exit,
+                          GetLaunchDir, GetOption, Help, Variables)
 
 from mkdump import layout as L
 from mkdump import options as O
 from mkdump import pipeline as P
-from mkdump import stamp
 from mkdump.errors import MkdumpError
 
 
@@ -82,18 +82,18 @@ def _stage_boot_test(p, opts, log):
 
 
 _STAGES = {
-    "mkexec": _stage_mkexec,
-    "check": _stage_check,
-    "load_script": _stage_load_script,
-    "manifest": _stage_manifest,
-    "install": _stage_install,
-    "boot_test": _stage_boot_test,
     "fetch": _stage_fetch,
     "unpack": _stage_unpack,
     "toolchain": _stage_toolchain,
     "patch": _stage_patch,
     "config": _stage_config,
     "build": _stage_build,
+    "mkexec": _stage_mkexec,
+    "check": _stage_check,
+    "load_script": _stage_load_script,
+    "manifest": _stage_manifest,
+    "install": _stage_install,
+    "boot_test": _stage_boot_test,
 }
 
 
@@ -161,16 +161,11 @@ class Pipeline:
     def fetch(self):
         root = self.opts.build
         for name, src in self.sources.items():
-            try:
-                where = stamp.read(L.fetch_where(root, name))["path"]
-            except (OSError, ValueError, KeyError):
-                where = None
-            sig = P.fetch_signature(src, root=root, lock_sha256=self._lock.get(src.file))
-            sig.pop("present")
+            sig = P.fetch_signature(src, lock_sha256=self._lock.get(src.file))
             node = self._stage([L.fetch_stamp(root, name), L.fetch_where(root, name)],
                                dict(sig, stage="fetch", source=name, sources_toml=self.sources_toml,
                                     lock=self.lock),
-                               requires=[where] if where else [L.fetch_where(root, name)])
+                               requires=[P.fetched_path_recorded(root, name) or L.fetch_where(root, name)])
             self.fetched[name] = node[0]
             Alias("fetch", node)
         return self.fetched
@@ -291,7 +286,7 @@ class ArchPipeline:
                                           minik_params=o.minik_params, prefix=o.prefix),
                                deps=[self.system])
         manifest_opts = {
-            "dump_driver": o.dump_driver, "pae": o.pae if self.arch == "i386" else None,
+            "dump_driver": o.dump_driver, "pae": self._pae(),
             "minik_mem": o.minik_mem, "fuzz": o.fuzz, "dump_dev": o.dump_dev, "minik_params": o.minik_params,
             "prefix": o.prefix,
             "minik_fragment_sha256": P.optional_sha256(o.minik_fragment),
@@ -355,7 +350,7 @@ def _options(env, top):
         if unknown:
             raise MkdumpError(O.unknown_message(unknown))
         raw = {s.name: env.subst(str(env[s.name]), raw=1) for s in O.specs(names, default_driver)}
-        return O.parse(raw, dump_drivers=names, base_dir=GetLaunchDirSafe())
+        return O.parse(raw, dump_drivers=names, base_dir=GetLaunchDir() or os.getcwd())
     except MkdumpError as err:
         print(f"scons: *** {err}", file=sys.stderr)
         Exit(2)
@@ -363,11 +358,6 @@ def _options(env, top):
 
 def _format_option(env, key, help, default, actual, aliases=None):
     return f"  {key:17} {help}\n  {'':17} (default: {default if default != '' else 'none'})\n"
-
-
-def GetLaunchDirSafe():
-    from SCons.Script import GetLaunchDir
-    return GetLaunchDir() or os.getcwd()
 
 
 _HELP_HEAD = """mkdump-build: the Mini Kernel Dump recipe for Linux 2.6.9 as one command.
