@@ -8,12 +8,12 @@ own `$Id$` text) and everything else exactly, while GNU patch rejects exactly th
 import re
 import shutil
 import subprocess
-import tarfile
 
 import pytest
 
 from mkdump import patching
 from support import standin_minik
+from support.real_sources import extract_files
 
 pytestmark = pytest.mark.realkernel
 
@@ -23,17 +23,7 @@ WANTED = [kf.path for kf in standin_minik.KEYWORD_FILES] + list(standin_minik.KC
 @pytest.fixture(scope="session")
 def real_files(real_linux_tarball, tmp_path_factory):
     """The files the stand-in touches, extracted from the real archive (one streaming pass, nothing else)."""
-    root = tmp_path_factory.mktemp("real-patch")
-    wanted = {f"linux-2.6.9/{p}" for p in WANTED}
-    with tarfile.open(real_linux_tarball) as tar:
-        for member in tar:
-            if member.name in wanted:
-                tar.extract(member, root, filter="data")
-                wanted.discard(member.name)
-                if not wanted:
-                    break
-    assert not wanted, f"the archive lacks {sorted(wanted)}"
-    return root / "linux-2.6.9"
+    return extract_files(real_linux_tarball, tmp_path_factory.mktemp("real-patch"), WANTED)
 
 
 def _copy(src, dst):
