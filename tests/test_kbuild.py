@@ -192,9 +192,14 @@ ARCH_FRAGMENT = {
 _CONFIG_LINE = re.compile(r"^(?:(CONFIG_\w+)=.*|# (CONFIG_\w+) is not set)$")
 
 
+ARCHES = ("x86_64", "i386")
+
+
 def compat_patches(arch):
-    """Our compat patches for `arch`: its own (named <arch>-*) and the arch-independent repro-* ones."""
-    return sorted(COMPAT_DIR.glob(f"{arch}-*.patch")) + sorted(COMPAT_DIR.glob("repro-*.patch"))
+    """Our compat patches for `arch`: its own (named <arch>-*.patch), then the arch-independent ones."""
+    mine = sorted(COMPAT_DIR.glob(f"{arch}-*.patch"))
+    common = sorted(p for p in COMPAT_DIR.glob("*.patch") if not p.name.startswith(tuple(a + "-" for a in ARCHES)))
+    return mine + common
 
 
 def unpack(tarball, dest):
@@ -279,6 +284,7 @@ def test_mini_kernel_builds_and_rebuilds_bit_identically_elsewhere(real_linux_ta
 def test_all_compat_patches_apply_cleanly(real_linux_tarball, tmp_path):
     assert compat_patches("x86_64") and compat_patches("i386")
     patches = sorted(set(compat_patches("x86_64") + compat_patches("i386")))
+    assert compat_patches("i386")[0].name.startswith("i386-")
     assert patches == sorted(COMPAT_DIR.glob("*.patch"))
     # Only the files the patches touch are needed; extract just those to keep this test short.
     names = set()
