@@ -44,7 +44,9 @@ def unpack_subset(tarball, dest):
     with tarfile.open(tarball) as tar:
         for member in tar:
             if member.name in wanted or bulk.match(member.name):
-                tar.extract(member, dest, filter="data")
+                out = dest / member.name
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_bytes(tar.extractfile(member).read())
     return dest / "linux-2.6.9"
 
 

@@ -1,11 +1,11 @@
 """The configure stage on the real Linux 2.6.9 tree, with a stand-in for the minik patch's Kconfig lines."""
 import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
 
 from mkdump import kconfig
+from support.real_sources import unpack_tree
 
 pytestmark = pytest.mark.realkernel
 
@@ -43,9 +43,7 @@ NOT_CAUGHT = {"PROC_FS", "SYSFS", "TMPFS", "RAMFS", "HUGETLBFS", "DEVFS_FS", "NL
 @pytest.fixture(scope="session")
 def real_tree(real_linux_tarball, tmp_path_factory):
     root = tmp_path_factory.mktemp("real-config")
-    with tarfile.open(real_linux_tarball) as tar:
-        tar.extractall(root, filter="tar")
-    tree = root / "linux-2.6.9"
+    tree = unpack_tree(real_linux_tarball, root)
     init = tree / "init" / "Kconfig"
     pristine = init.read_text(encoding="latin-1")
     assert GENERAL_SETUP_END in pristine

@@ -1,7 +1,6 @@
 """mkexec.ko from the stand-in archive, built for real against a small 2.6.9 system kernel."""
 import re
 import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +8,7 @@ from elftools.elf.elffile import ELFFile
 
 from mkdump import elfcheck, mkexec, unpack
 from support import standin_mkexec
+from support.real_sources import extract_files, unpack_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,9 +36,7 @@ def _set_config(config, values):
 
 def _system_kernel(tarball, work, arch):
     """A pristine 2.6.9 tree with our compat patches and the stand-in mkexec patch, built (vmlinux, modpost)."""
-    with tarfile.open(tarball) as tar:
-        tar.extractall(work, filter="data")
-    tree = work / "linux-2.6.9"
+    tree = unpack_tree(tarball, work)
     for patch in sorted((ROOT / "patches" / "compat").glob(f"{arch}-*.patch")):
         standin_mkexec.apply_patch(tree, patch.read_text(encoding="latin-1"))
     patch_text = standin_mkexec.kernel_patch(tree)
@@ -86,10 +84,7 @@ def test_standin_module_builds_against_real_kernel(real_linux_tarball, tmp_path,
 
 @pytest.mark.realkernel
 def test_standin_patch_applies_to_real_tree(real_linux_tarball, tmp_path):
-    with tarfile.open(real_linux_tarball) as tar:
-        member = tar.getmember("linux-2.6.9/kernel/Makefile")
-        tar.extractall(tmp_path, members=[member], filter="data")
-    tree = tmp_path / "linux-2.6.9"
+    tree = extract_files(real_linux_tarball, tmp_path, ["kernel/Makefile"])
     standin_mkexec.apply_patch(tree, standin_mkexec.kernel_patch(tree))
     assert (tree / "kernel" / "Makefile").read_text().endswith(standin_mkexec.MAKEFILE_LINE)
     assert "EXPORT_SYMBOL(mkexec_stub_version);" in (tree / "kernel" / "mkexec_stub.c").read_text()

@@ -7,6 +7,7 @@ import os
 import tarfile
 from pathlib import Path
 
+from mkdump.unpack import unpack
 from support import standin_mkexec, standin_minik
 from support.project import LINUX, MINIK, MKEXEC
 
@@ -14,16 +15,26 @@ WANTED = [kf.path for kf in standin_minik.KEYWORD_FILES] + list(standin_minik.KC
 
 
 def extract_files(tarball, root, paths):
+    """Only `paths` (regular files) of the real tree, in one streaming pass; returns root/linux-2.6.9."""
     wanted = {f"linux-2.6.9/{p}" for p in paths}
     with tarfile.open(tarball) as tar:
         for member in tar:
             if member.name in wanted:
-                tar.extract(member, root, filter="data")
+                dest = Path(root) / member.name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(tar.extractfile(member).read())
                 wanted.discard(member.name)
                 if not wanted:
                     break
     assert not wanted, f"the archive lacks {sorted(wanted)}"
     return Path(root) / "linux-2.6.9"
+
+
+def unpack_tree(tarball, root):
+    """The whole real tree under root/linux-2.6.9, unpacked by the product (safe on every Python)."""
+    tree = Path(root) / "linux-2.6.9"
+    unpack(tarball, tree, log=lambda msg: None)
+    return tree
 
 
 def make_real_sources(tarball, workdir):
