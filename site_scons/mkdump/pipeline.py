@@ -10,6 +10,7 @@ import sys
 import tempfile
 
 from . import layout as L
+from . import products
 from . import stamp
 from .errors import MkdumpError
 from .options import ARCHES
@@ -211,26 +212,18 @@ def config(kind, lay, *, configs_dir, dump_driver, pae, minik_fragment=None, sys
 
 # ---------------------------------------------------------------- build
 
-def kernel_outputs(kind, arch):
-    """Files a kernel build must produce, relative to its tree."""
-    outs = ["vmlinux", "System.map", f"arch/{arch}/boot/bzImage"]
-    if kind == "minik":
-        outs.append(f"arch/{arch}/boot/compressed/vmlinux.bin")
-    return outs
-
-
 def build(kind, lay, *, jobs=None, verbose=False, source_date_epoch, log=_log_default):
     from . import kbuild
+    product = products.load(lay.arch)[kind]
     tree = lay.tree(kind)
     tc = detected_toolchain(lay)
-    targets = ["bzImage"] if kind == "minik" else ["bzImage", "modules"]
-    kbuild.run_make(tree, targets, toolchain=tc, jobs=jobs, verbose=verbose, log_path=lay.log("build-" + kind),
+    kbuild.run_make(tree, list(product.make_targets), toolchain=tc, jobs=jobs, verbose=verbose, log_path=lay.log("build-" + kind),
                     env_extra={"SOURCE_DATE_EPOCH": str(source_date_epoch)}, log=log)
     outputs = {}
-    for rel in kernel_outputs(kind, lay.arch):
+    for rel in product.outputs:
         path = os.path.join(tree, rel)
         if not os.path.isfile(path):
-            raise MkdumpError(f"The {kind} kernel build finished without producing {rel}; "
+            raise MkdumpError(f"The {product.title} build finished without producing {rel}; "
                               f"see {lay.log('build-' + kind)}.")
         outputs[rel] = _sha256_file(path)
     stamp.write(lay.stamp("build-" + kind),
@@ -246,38 +239,21 @@ def mkexec(lay, *, verbose=False, log=_log_default):
     ko = build_module(lay.mkexec_src, lay.mkexec_build, arch=lay.arch, kdir=lay.tree("system"), kver=release,
                       kmoddir=f"/lib/modules/{release}/extra", make_args=toolchain_make_args(lay),
                       log_path=lay.log("mkexec"), verbose=verbose, log=log)
-    stamp.write(lay.stamp("mkexec"), {"module": os.path.relpath(ko, lay.arch_dir), "sha256": _sha256_file(ko)})
+    stamp.write(lay.stamp("mkexec"),
+                {"module": os.path.relpath(ko, lay.mkexec_build), "sha256": _sha256_file(ko)})
 
 
 # ---------------------------------------------------------------- check and publish
 
-# out/ name -> (kernel tree or "mkexec", path inside it). Only checked files reach out/.
-def published(arch):
-    return {
-        "vmlinux.bin": ("minik", f"arch/{arch}/boot/compressed/vmlinux.bin"),
-        "minik-bzImage": ("minik", f"arch/{arch}/boot/bzImage"),
-        "minik-System.map": ("minik", "System.map"),
-        "system-bzImage": ("system", f"arch/{arch}/boot/bzImage"),
-        "system-System.map": ("system", "System.map"),
-        "mkexec.ko": ("mkexec", None),
-    }
-
-
-def _kernel_config(tree):
-    values = {}
-    with open(os.path.join(tree, ".config"), encoding="latin-1") as f:
-        for line in f:
-            if line.startswith("CONFIG_") and "=" in line:
-                k, v = line.rstrip("\n").split("=", 1)
-                values[k[len("CONFIG_"):]] = v
-    return values
+def product_dir(lay, product):
+    return lay.mkexec_build if product == "mkexec" else lay.tree(product)
 
 
 def run_checks(lay, *, minik_mem):
     from . import elfcheck as E
     arch = lay.arch
     minik, system = lay.tree("minik"), lay.tree("system")
-    ko = os.path.join(lay.arch_dir, stamp.read(lay.stamp("mkexec"))["module"])
+    ko = os.path.join(lay.mkexec_build, products.load(arch)["mkexec"].outputs[0])
     sys_vmlinux = os.path.join(system, "vmlinux")
     with open(os.path.join(system, "arch", arch, "kernel", "module.c"), encoding="latin-1") as f:
         allowed = E.loader_allowed_relocs(f.read(), arch, source=f"{system}/arch/{arch}/kernel/module.c")
@@ -285,7 +261,7 @@ def run_checks(lay, *, minik_mem):
     checks = E.check_module(ko, arch=arch, vermagic=E.vmlinux_vermagic(sys_vmlinux), allowed_relocs=allowed,
                             exports=exports, gpl_only=exports - E.kernel_exports(sys_vmlinux, include_gpl_only=False))
     vmlinux = os.path.join(minik, "vmlinux")
-    checks.append(E.check_vmlinux_bin(vmlinux, os.path.join(minik, published(arch)["vmlinux.bin"][1])))
+    checks.append(E.check_vmlinux_bin(vmlinux, os.path.join(minik, products.published(arch)["vmlinux.bin"][1])))
     checks.append(E.check_footprint(vmlinux, minik_mem_mb=minik_mem))
     head = os.path.join(minik, "arch", arch, "boot", "compressed", "head.S")
     with open(head, encoding="latin-1") as f:
@@ -307,9 +283,8 @@ def check(lay, *, minik_mem, log=_log_default):
                           f"was published to {lay.out}. Details: {lay.report('check.json')}.")
     os.makedirs(lay.out, exist_ok=True)
     outputs = {}
-    ko = os.path.join(lay.arch_dir, stamp.read(lay.stamp("mkexec"))["module"])
-    for name, (where, rel) in published(lay.arch).items():
-        src = ko if where == "mkexec" else os.path.join(lay.tree(where), rel)
+    for name, (product, rel) in products.published(lay.arch).items():
+        src = os.path.join(product_dir(lay, product), rel)
         dest = os.path.join(lay.out, name)
         tmp = dest + ".tmp"
         shutil.copyfile(src, tmp)
@@ -351,7 +326,7 @@ def manifest(lay, *, sources, opts_for_manifest, source_date_epoch, top):
     configs = {k: stamp.read(lay.stamp("config-" + k)) for k in ("minik", "system")}
     tc = stamp.read(lay.stamp("toolchain"))
     checked = stamp.read(lay.stamp("check"))
-    outputs = [M.file_entry(os.path.join(lay.out, n)) for n in sorted(published(lay.arch))]
+    outputs = [M.file_entry(os.path.join(lay.out, n)) for n in sorted(products.published(lay.arch))]
     outputs.append(M.file_entry(os.path.join(lay.out, script_name(lay.arch))))
     text = M.render(arch=lay.arch, source_date_epoch=source_date_epoch, sources=srcs, patches=patches,
                     configs=configs, toolchain=tc, options=opts_for_manifest, outputs=outputs,

@@ -18,6 +18,7 @@ from SCons.Script import (ARGUMENTS, COMMAND_LINE_TARGETS, AddMethod, Alias, Alw
 from mkdump import layout as L
 from mkdump import options as O
 from mkdump import pipeline as P
+from mkdump import products
 from mkdump.errors import MkdumpError
 
 
@@ -181,6 +182,7 @@ class ArchPipeline:
         self.opts = pipe.opts
         self.lay = L.Layout(pipe.opts.build, arch)
         self.arch = arch
+        self.products = products.load(arch)
         self.unpacked = {}
 
     def _pae(self):
@@ -218,7 +220,8 @@ class ArchPipeline:
     def kernel(self, kind):
         """patch -> config -> build for one of the two kernel trees."""
         tree = self.lay.tree(kind)
-        series = os.path.join(self.p.patches_dir, kind + ".series")
+        product = self.products[kind]
+        series = os.path.join(self.p.patches_dir, product.series)
         files, srcs = P.series_inputs(series, self.arch, self.p.patches_dir)
         deps = [series, self.unpacked["linux"]] + files
         for s in srcs:
@@ -251,7 +254,7 @@ class ArchPipeline:
         built = self.p._stage([self.lay.stamp("build-" + kind)],
                               self._base("build", kind=kind, source_date_epoch=self.opts.source_date_epoch),
                               deps=[patched[0], configured[0], self.toolchain_stamp],
-                              requires=[os.path.join(tree, rel) for rel in P.kernel_outputs(kind, self.arch)])
+                              requires=[os.path.join(tree, rel) for rel in product.outputs])
         Alias("build", built)
         setattr(self, kind, built[0])
         return built
@@ -260,7 +263,8 @@ class ArchPipeline:
     def mkexec(self):
         node = self.p._stage([self.lay.stamp("mkexec")], self._base("mkexec"),
                              deps=[self.unpacked["mkexec"], self.system, self.toolchain_stamp],
-                             requires=[self.lay.mkexec_build])
+                             requires=[os.path.join(self.lay.mkexec_build, rel)
+                                       for rel in self.products["mkexec"].outputs])
         Alias("build", node)
         self.module = node[0]
         return node
@@ -268,7 +272,7 @@ class ArchPipeline:
     @_user_errors
     def check(self):
         """Check the artifacts, then publish them in out/ (nothing unchecked reaches out/)."""
-        outs = [os.path.join(self.lay.out, n) for n in P.published(self.arch)]
+        outs = [os.path.join(self.lay.out, n) for n in products.published(self.arch)]
         node = self.p._stage([self.lay.stamp("check")] + outs,
                              self._base("check", minik_mem=self.opts.minik_mem),
                              deps=[self.minik, self.system, self.module])

@@ -1,0 +1,51 @@
+"""Stage glue that the integration tests reach only indirectly."""
+import os
+
+import pytest
+
+from mkdump import layout as L
+from mkdump import pipeline as P
+from mkdump import stamp
+from mkdump.errors import MkdumpError
+from mkdump.sources import Source
+
+
+def test_replace_dir_swaps_in_the_new_tree_and_drops_the_old(tmp_path):
+    dest = tmp_path / "tree"
+    dest.mkdir()
+    (dest / "old").write_text("old")
+    staging = P.staging_dir(str(dest))
+    (tmp_path / os.path.basename(staging) / "new").write_text("new")
+    P.replace_dir(staging, str(dest))
+    assert os.listdir(dest) == ["new"]
+    assert os.listdir(tmp_path) == ["tree"]
+
+
+def test_replace_dir_into_an_empty_place(tmp_path):
+    staging = P.staging_dir(str(tmp_path / "tree"))
+    P.replace_dir(staging, str(tmp_path / "tree"))
+    assert os.listdir(tmp_path) == ["tree"]
+
+
+def test_fetched_path_names_the_vanished_file(tmp_path):
+    stamp.write(L.fetch_where(str(tmp_path), "minik"), {"path": str(tmp_path / "gone"), "url": None,
+                                                        "origin": "cache", "file": "gone"})
+    assert P.fetched_path_recorded(str(tmp_path), "minik") == str(tmp_path / "gone")
+    with pytest.raises(MkdumpError, match="scons fetch"):
+        P.fetched_path(str(tmp_path), "minik")
+    assert P.fetched_path_recorded(str(tmp_path), "linux") is None
+
+
+def test_fetch_signature_follows_definition_and_lock():
+    src = Source("minik", "m.patch", ("http://a/m.patch",), None, None, ())
+    a = P.fetch_signature(src, lock_sha256=None)
+    b = P.fetch_signature(src, lock_sha256="ab" * 32)
+    assert a != b and a["urls"] == ["http://a/m.patch"]
+
+
+def test_series_inputs_split_sources_from_local_patches(tmp_path):
+    series = tmp_path / "k.series"
+    series.write_text("source:minik\nsource:mkexec/PATCH/x.patch\ncompat/a.patch arch=i386\ncompat/b.patch\n")
+    files, srcs = P.series_inputs(str(series), "x86_64", "/p")
+    assert files == ["/p/compat/b.patch"]
+    assert srcs == ["minik", "mkexec"]
