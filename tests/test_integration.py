@@ -264,3 +264,23 @@ def test_install_refuses_two_arches_into_one_destdir(sources, tmp_path):
     assert r.returncode == 2
     assert "one arch at a time" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "stage").exists()
+
+
+def test_system_config_is_the_users_own(built, tmp_path):
+    proj, args, _, _ = built
+    arch = proj / "build" / "x86_64"
+    usual = tmp_path / "usual.config"
+    usual.write_text((arch / "system" / ".config").read_text().replace("# CONFIG_SMP is not set", "CONFIG_SMP=y"))
+    try:
+        r = P.scons(proj, "config", f"system_config={usual}", *args)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "CONFIG_SMP=y" in (arch / "system" / ".config").read_text()
+        assert "# CONFIG_SMP is not set" in (arch / "minik" / ".config").read_text()
+
+        no_modules = tmp_path / "nomod.config"
+        no_modules.write_text(usual.read_text().replace("CONFIG_MODULES=y", "# CONFIG_MODULES is not set"))
+        r = P.scons(proj, "config", f"system_config={no_modules}", *args)
+        assert r.returncode != 0
+        assert "MODULES" in r.stderr and "Traceback" not in r.stderr
+    finally:
+        assert P.scons(proj, *args).returncode == 0

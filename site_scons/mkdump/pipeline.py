@@ -198,11 +198,22 @@ def toolchain_make_args(lay):
 
 # ---------------------------------------------------------------- config
 
+def config_fragments(kind, arch, *, configs_dir, dump_driver, pae, minik_fragment, system_config):
+    """The fragments a kernel's configuration applies. With system_config= the user's own .config is the whole
+    request for the system kernel ("apply the same configuration as the usual system"); only the rules (MODULES
+    on) are still audited."""
+    from . import kconfig
+    if kind == "system" and system_config:
+        return []
+    return kconfig.fragments_for(configs_dir, arch=arch, kind=kind, dump_driver=dump_driver, pae=pae,
+                                 user_fragment=minik_fragment)
+
+
 def config(kind, lay, *, configs_dir, dump_driver, pae, minik_fragment=None, system_config=None,
            log=_log_default):
     from . import kconfig
-    frags = kconfig.fragments_for(configs_dir, arch=lay.arch, kind=kind, dump_driver=dump_driver, pae=pae,
-                                  user_fragment=minik_fragment)
+    frags = config_fragments(kind, lay.arch, configs_dir=configs_dir, dump_driver=dump_driver, pae=pae,
+                             minik_fragment=minik_fragment, system_config=system_config)
     log(f"mkdump: [{lay.arch}] configuring the {kind} kernel")
     summary = kconfig.configure(lay.tree(kind), arch=lay.arch, kind=kind, fragments=frags,
                                 make_args=toolchain_make_args(lay), log=log,

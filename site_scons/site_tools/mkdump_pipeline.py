@@ -232,22 +232,19 @@ class ArchPipeline:
                                 deps=deps, requires=[tree])
         Alias("patch", patched)
 
-        from mkdump import kconfig
         minik = kind == "minik"
-        frags = kconfig.fragments_for(self.p.configs_dir, arch=self.arch, kind=kind,
-                                      dump_driver=self.opts.dump_driver if minik else None,
-                                      pae=self._pae() if minik else None,
-                                      user_fragment=self.opts.minik_fragment if minik else None)
+        cfg = dict(configs_dir=self.p.configs_dir,
+                   dump_driver=self.opts.dump_driver if minik else None,
+                   pae=self._pae() if minik else None,
+                   minik_fragment=self.opts.minik_fragment if minik else None,
+                   system_config=None if minik else self.opts.system_config)
+        frags = P.config_fragments(kind, self.arch, **cfg)
         cfg_deps = [patched[0], self.toolchain_stamp] + [f for f in frags if isinstance(f, str)] + [
             os.path.join(self.p.configs_dir, n) for n in ("rules.toml", "dump-drivers.toml")]
-        if kind == "system" and self.opts.system_config:
-            cfg_deps.append(self.opts.system_config)
+        if cfg["system_config"]:
+            cfg_deps.append(cfg["system_config"])
         configured = self.p._stage([self.lay.stamp("config-" + kind)],
-                                   self._base("config", kind=kind, configs_dir=self.p.configs_dir,
-                                              dump_driver=self.opts.dump_driver if minik else None,
-                                              pae=self._pae() if minik else None,
-                                              minik_fragment=self.opts.minik_fragment if minik else None,
-                                              system_config=None if minik else self.opts.system_config),
+                                   self._base("config", kind=kind, **cfg),
                                    deps=cfg_deps, requires=[os.path.join(tree, ".config")])
         Alias("config", configured)
 
