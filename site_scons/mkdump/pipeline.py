@@ -357,9 +357,7 @@ def install(lay, *, destdir, prefix, log=_log_default):
     release = stamp.read(lay.stamp("build-system"))["release"]
     files = {"vmlinux.bin": "vmlinux.bin", "System.map": "minik-System.map", "manifest.json": "manifest.json",
              "load-script": script_name(lay.arch), "mkexec.ko": "mkexec.ko", "kernel-image": "system-bzImage"}
-    for path in I.install(lay.out, destdir=destdir, prefix=prefix, release=release, files=files, arch=lay.arch,
-                          log=log):
-        log(f"mkdump: [{lay.arch}] installed {path}")
+    I.install(lay.out, destdir=destdir, prefix=prefix, release=release, files=files, arch=lay.arch, log=log)
 
 
 def boot_test(lay, *, minik_mem, jobs=1, log=_log_default):
