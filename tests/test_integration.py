@@ -284,3 +284,19 @@ def test_system_config_is_the_users_own(built, tmp_path):
         assert "MODULES" in r.stderr and "Traceback" not in r.stderr
     finally:
         assert P.scons(proj, *args).returncode == 0
+
+
+def test_build_failure_shows_command_error_and_log(sources, served, tmp_path):
+    proj = new_project(tmp_path, sources)
+    (proj / "patches" / "compat" / "break.patch").write_text(
+        "--- a/init/main.c\n+++ b/init/main.c\n@@ -1,2 +1,3 @@\n+#error deliberately broken\n /*\n"
+        "  *  linux/init/main.c (test fixture)\n")
+    with open(proj / "patches" / "minik.series", "a") as f:
+        f.write("compat/break.patch\n")
+    r = P.scons(proj, "build", "arch=x86_64", f"mirror={served.url}/mirror", f"cache={tmp_path / 'cache'}")
+    assert r.returncode != 0
+    error = r.stderr[r.stderr.index("mkdump: error:"):]
+    assert "init/main.c" in error and "deliberately broken" in error
+    log = proj / "build" / "x86_64" / "logs" / "build-minik.log"
+    assert str(log) in error and "deliberately broken" in log.read_text()
+    assert "Traceback" not in r.stderr
