@@ -96,7 +96,6 @@ def unpack(source, lay, *, log=_log_default):
     from . import unpack as U
     archive = fetched_path(lay.root, source.name)
     dest = unpacked_dir(lay, source.name)
-    log(f"mkdump: [{lay.arch}] unpacking {os.path.basename(archive)} into {dest}")
     tree = U.unpack(archive, dest, expect_tree_sha256=source.tree_sha256, log=log)
     if source.name == "mkexec":
         from .mkexec import find_layout
