@@ -49,3 +49,8 @@ def test_series_inputs_split_sources_from_local_patches(tmp_path):
     files, srcs = P.series_inputs(str(series), "x86_64", "/p")
     assert files == ["/p/compat/b.patch"]
     assert srcs == ["minik", "mkexec"]
+
+
+def test_missing_series_is_one_sentence(tmp_path):
+    with pytest.raises(MkdumpError, match="cannot be read"):
+        P.read_series(str(tmp_path / "nope.series"), "x86_64")

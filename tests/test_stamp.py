@@ -24,3 +24,9 @@ def test_write_failure_leaves_old_stamp(tmp_path):
         raise AssertionError("an unserialisable stamp must fail")
     assert stamp.read(p) == {"ok": True}
     assert os.listdir(tmp_path) == ["s.json"]
+
+
+def test_sha256_file(tmp_path):
+    p = tmp_path / "f"
+    p.write_bytes(b"abc")
+    assert stamp.sha256_file(p) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

@@ -4,23 +4,16 @@ Only facts that are the same whenever the inputs are the same go in: hashes, URL
 results. No wall-clock time, no absolute paths of this machine, no way the file happened to be found (cache or
 download), so two builds of the same inputs give the same bytes.
 """
-import hashlib
 import json
 import os
+
+from .stamp import sha256_file
 
 FORMAT = "mkdump-build manifest 1"
 
 
-def file_entry(path, name=None):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return {"path": name or os.path.basename(path), "size": os.path.getsize(path), "sha256": h.hexdigest()}
-
-
-def optional_file_hash(path):
-    return file_entry(path)["sha256"] if path else None
+def file_entry(path):
+    return {"path": os.path.basename(path), "size": os.path.getsize(path), "sha256": sha256_file(path)}
 
 
 def map_prefixes(obj, prefixes):

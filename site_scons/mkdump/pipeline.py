@@ -2,7 +2,11 @@
 
 Each function reads what earlier stages left (their stamps and trees, through `layout`), does its work in a
 staging place, moves the result into place and writes its own stamp last.
+
+Stage modules are imported inside the functions that use them: every run, a no-op included, reads this file, and
+importing requests and pyelftools alone would cost most of a no-op run's budget.
 """
+import hashlib
 import os
 import shutil
 import subprocess
@@ -18,15 +22,6 @@ from .options import ARCHES
 
 def _log_default(msg):
     print(msg, file=sys.stderr, flush=True)
-
-
-def _sha256_file(path):
-    import hashlib
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def replace_dir(staging, dest):
@@ -101,15 +96,20 @@ def unpack(source, lay, *, log=_log_default):
         from .mkexec import find_layout
         find_layout(dest)
     stamp.write(lay.stamp("unpack-" + source.name),
-                {"source": source.name, "sha256": _sha256_file(archive), "tree_sha256": tree})
+                {"source": source.name, "sha256": stamp.sha256_file(archive), "tree_sha256": tree})
 
 
 # ---------------------------------------------------------------- patch
 
 def read_series(series_path, arch):
     from .patching import parse_series
-    with open(series_path, encoding="utf-8") as f:
-        return parse_series(f.read(), arch=arch, filename=series_path, arches=ARCHES)
+    try:
+        with open(series_path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise MkdumpError(f"The patch series {series_path} cannot be read ({e.strerror}); restore it from the "
+                          "repository.") from None
+    return parse_series(text, arch=arch, filename=series_path, arches=ARCHES)
 
 
 def series_inputs(series_path, arch, patches_dir):
@@ -125,7 +125,10 @@ def series_inputs(series_path, arch, patches_dir):
 
 def _copy_tree(src, dest):
     # cp -a is several times faster than shutil.copytree on the 16,448-file tree, and keeps modes and links.
-    subprocess.run(["cp", "-a", "--reflink=auto", "--", src + "/.", dest], check=True)
+    r = subprocess.run(["cp", "-a", "--reflink=auto", "--", src + "/.", dest], stderr=subprocess.PIPE, text=True)
+    if r.returncode:
+        raise MkdumpError(f"Copying the pristine tree {src} to {dest} failed ({r.stderr.strip()}); free some space "
+                          "or fix the permissions and run again.")
 
 
 def patch(kind, lay, *, series_path, patches_dir, fuzz=0, log=_log_default):
@@ -145,7 +148,7 @@ def patch(kind, lay, *, series_path, patches_dir, fuzz=0, log=_log_default):
         with open(path, "rb") as f:
             data = f.read()
         patches.append((e.ref, data, e.strip))
-        described.append({"ref": e.ref, "strip": e.strip, "sha256": _sha256(data)})
+        described.append({"ref": e.ref, "strip": e.strip, "sha256": hashlib.sha256(data).hexdigest()})
 
     dest = lay.tree(kind)
     os.makedirs(os.path.dirname(lay.report("x")), exist_ok=True)
@@ -168,11 +171,6 @@ def patch(kind, lay, *, series_path, patches_dir, fuzz=0, log=_log_default):
     with open(report_path, "w") as f:
         f.write(report.text)
     stamp.write(lay.stamp("patch-" + kind), {"kind": kind, "patches": described, "report": report.to_dict()})
-
-
-def _sha256(data):
-    import hashlib
-    return hashlib.sha256(data).hexdigest()
 
 
 # ---------------------------------------------------------------- toolchain
@@ -227,15 +225,15 @@ def build(kind, lay, *, jobs=None, verbose=False, source_date_epoch, log=_log_de
     product = products.load(lay.arch)[kind]
     tree = lay.tree(kind)
     tc = detected_toolchain(lay)
-    kbuild.run_make(tree, list(product.make_targets), toolchain=tc, jobs=jobs, verbose=verbose, log_path=lay.log("build-" + kind),
-                    env_extra={"SOURCE_DATE_EPOCH": str(source_date_epoch)}, log=log)
+    kbuild.run_make(tree, list(product.make_targets), toolchain=tc, jobs=jobs, verbose=verbose,
+                    log_path=lay.log("build-" + kind), env_extra={"SOURCE_DATE_EPOCH": str(source_date_epoch)}, log=log)
     outputs = {}
     for rel in product.outputs:
         path = os.path.join(tree, rel)
         if not os.path.isfile(path):
             raise MkdumpError(f"The {product.title} build finished without producing {rel}; "
                               f"see {lay.log('build-' + kind)}.")
-        outputs[rel] = _sha256_file(path)
+        outputs[rel] = stamp.sha256_file(path)
     stamp.write(lay.stamp("build-" + kind),
                 {"kind": kind, "release": kbuild.kernel_release(tree), "outputs": outputs})
 
@@ -250,7 +248,7 @@ def mkexec(lay, *, verbose=False, log=_log_default):
                       kmoddir=f"/lib/modules/{release}/extra", make_args=toolchain_make_args(lay),
                       log_path=lay.log("mkexec"), verbose=verbose, log=log)
     stamp.write(lay.stamp("mkexec"),
-                {"module": os.path.relpath(ko, lay.mkexec_build), "sha256": _sha256_file(ko)})
+                {"module": os.path.relpath(ko, lay.mkexec_build), "sha256": stamp.sha256_file(ko)})
 
 
 # ---------------------------------------------------------------- check and publish
@@ -299,7 +297,7 @@ def check(lay, *, minik_mem, log=_log_default):
         tmp = dest + ".tmp"
         shutil.copyfile(src, tmp)
         os.replace(tmp, dest)
-        outputs[name] = _sha256_file(dest)
+        outputs[name] = stamp.sha256_file(dest)
     stamp.write(lay.stamp("check"), {"checks": results, "published": outputs})
 
 
@@ -374,4 +372,4 @@ def boot_test(lay, *, minik_mem, jobs=1, log=_log_default):
 
 
 def optional_sha256(path):
-    return _sha256_file(path) if path else None
+    return stamp.sha256_file(path) if path else None

@@ -1,4 +1,5 @@
 """Stamp files: how a stage's output (often a whole tree) is represented to SCons."""
+import hashlib
 import json
 import os
 import tempfile
@@ -27,3 +28,12 @@ def write(path, data):
 def read(path):
     with open(path) as f:
         return json.load(f)
+
+
+def sha256_file(path):
+    """The SHA-256 a stamp records for a file it vouches for."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
