@@ -35,6 +35,17 @@ def replace_dir(staging, dest):
         shutil.rmtree(trash)
 
 
+def write_atomic(dest, text, mode=None):
+    """Write a small output so that readers see the old file or the new one, never half of one."""
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    tmp = dest + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    if mode is not None:
+        os.chmod(tmp, mode)
+    os.replace(tmp, dest)
+
+
 def staging_dir(dest):
     parent = os.path.dirname(dest)
     os.makedirs(parent, exist_ok=True)
@@ -151,7 +162,6 @@ def patch(kind, lay, *, series_path, patches_dir, fuzz=0, log=_log_default):
         described.append({"ref": e.ref, "strip": e.strip, "sha256": hashlib.sha256(data).hexdigest()})
 
     dest = lay.tree(kind)
-    os.makedirs(os.path.dirname(lay.report("x")), exist_ok=True)
     report_path = lay.report(f"patch-{kind}.txt")
     staging = staging_dir(dest)
     try:
@@ -160,16 +170,14 @@ def patch(kind, lay, *, series_path, patches_dir, fuzz=0, log=_log_default):
         try:
             report = apply_series(staging, patches, fuzz=fuzz, log=log)
         except PatchRejected as err:
-            with open(report_path, "w") as f:
-                f.write(err.report)
+            write_atomic(report_path, err.report)
             raise MkdumpError(f"{err} Full report: {report_path}. The {kind} tree was not changed.") from None
         replace_dir(staging, dest)
         staging = None
     finally:
         if staging:
             shutil.rmtree(staging, ignore_errors=True)
-    with open(report_path, "w") as f:
-        f.write(report.text)
+    write_atomic(report_path, report.text)
     stamp.write(lay.stamp("patch-" + kind), {"kind": kind, "patches": described, "report": report.to_dict()})
 
 
@@ -283,7 +291,6 @@ def check(lay, *, minik_mem, log=_log_default):
     for c in checks:
         log(f"mkdump: [{lay.arch}] {c}")
     results = [c.to_dict() for c in checks]
-    os.makedirs(os.path.dirname(lay.report("x")), exist_ok=True)
     stamp.write(lay.report("check.json"), results)
     failed = [c.name for c in checks if not c.ok]
     if failed:
@@ -311,12 +318,7 @@ def load_script(lay, *, minik_mem, dump_dev, minik_params, prefix, log=_log_defa
     text = render_load_script(arch=lay.arch, mem_mb=minik_mem, dump_dev=dump_dev or None,
                               parameters=minik_params, vmlinux_bin_path=paths["vmlinux.bin"],
                               module_path=paths["mkexec.ko"])
-    dest = os.path.join(lay.out, script_name(lay.arch))
-    os.makedirs(lay.out, exist_ok=True)
-    with open(dest + ".tmp", "w") as f:
-        f.write(text)
-    os.chmod(dest + ".tmp", 0o755)
-    os.replace(dest + ".tmp", dest)
+    write_atomic(os.path.join(lay.out, script_name(lay.arch)), text, 0o755)
 
 
 def manifest(lay, *, sources, opts_for_manifest, source_date_epoch, top):
@@ -339,10 +341,7 @@ def manifest(lay, *, sources, opts_for_manifest, source_date_epoch, top):
     text = M.render(arch=lay.arch, source_date_epoch=source_date_epoch, sources=srcs, patches=patches,
                     configs=configs, toolchain=tc, options=opts_for_manifest, outputs=outputs,
                     checks=checked["checks"], prefixes=[(top, ""), (lay.root, "$build/")])
-    dest = os.path.join(lay.out, "manifest.json")
-    with open(dest + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(dest + ".tmp", dest)
+    write_atomic(os.path.join(lay.out, "manifest.json"), text)
 
 
 def install(lay, *, destdir, prefix, log=_log_default):
@@ -368,7 +367,7 @@ def boot_test(lay, *, minik_mem, jobs=1, log=_log_default):
                                extra_module=os.path.join(lay.out, "mkexec.ko"),
                                log=log, console_log=lay.log("boot-system"))
     stamp.write(lay.report("boot-test.json"), {"minik": minik, "system": system})
-    log(f"mkdump: [{lay.arch}] boot test passed (console logs in {os.path.dirname(lay.log('x'))})")
+    log(f"mkdump: [{lay.arch}] boot test passed (consoles: {lay.log('boot-minik')}, {lay.log('boot-system')})")
 
 
 def optional_sha256(path):
