@@ -245,3 +245,27 @@ def test_hostile_members_are_refused(tmp_path, members, culprit, why):
     assert repr(culprit) in message and why in message and str(archive) in message
     assert leftovers(tmp_path / "out") == []
     assert not os.path.lexists(tmp_path / OUTSIDE)
+
+
+def test_hard_link_to_a_name_now_a_symlink_is_refused(tmp_path):
+    # During extraction the chain p, q, r, s already leads out of the tree (only the finished tree is judged),
+    # and a hard link follows the symlink it names: linking to `a` once `a` is a symlink would put the outside
+    # file into the tree, and the next member would write into it.
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    archive = hostile(tmp_path, [
+        member("p", tarfile.SYMTYPE, linkname="."),
+        member("q", tarfile.SYMTYPE, linkname="p/.."),
+        member("r", tarfile.SYMTYPE, linkname="q/.."),
+        member("s", tarfile.SYMTYPE, linkname="r/.."),
+        member("a", data=b"a"),
+        member("a", tarfile.SYMTYPE, linkname="s/victim"),
+        member("h", tarfile.LNKTYPE, linkname="a"),
+        member("h", data=b"overwritten"),
+    ])
+    (tmp_path / "out").mkdir()
+    with pytest.raises(MkdumpError) as err:
+        unpack(archive, tmp_path / "out" / "pkg", log=lambda m: None)
+    assert "'h'" in str(err.value) and "symlink 'a'" in str(err.value)
+    assert victim.read_bytes() == b"precious"
+    assert leftovers(tmp_path / "out") == []

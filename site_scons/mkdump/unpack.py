@@ -92,17 +92,24 @@ class _Guard:
         raise MkdumpError(f"{self.archive}: refusing member {member.name!r}, {why}; the archive is unsafe, "
                           "replace it with a genuine one.")
 
-    def __call__(self, member, dest):
+    def symlink_on(self, path):
+        """The symlink an earlier member made at `path` or at one of its parent directories, or None."""
+        parts = path.split("/")
+        for i in range(1, len(parts) + 1):
+            if "/".join(parts[:i]) in self.symlinks:
+                return "/".join(parts[:i])
+        return None
+
+    def __call__(self, member):
         name = member.name
         if name.startswith("/"):
             self.refuse(member, "it has an absolute path")
         if ".." in name.split("/"):
             self.refuse(member, "its path contains '..'")
         norm = posixpath.normpath(name)
-        parts = norm.split("/")
-        for i in range(1, len(parts) + 1):
-            if "/".join(parts[:i]) in self.symlinks:
-                self.refuse(member, "it would be written through the symlink " + repr("/".join(parts[:i])))
+        via = self.symlink_on(norm)
+        if via is not None:
+            self.refuse(member, f"it would be written through the symlink {via!r}")
         if member.ischr() or member.isblk():
             self.refuse(member, "it is a device file")
         if member.isfifo():
@@ -120,6 +127,11 @@ class _Guard:
             if target not in self.files:
                 self.refuse(member, f"it is a hard link to {member.linkname!r}, which is not an earlier file "
                                     "of the archive")
+            # A hard link follows a symlink at its target, and a later member may have replaced that file by one
+            # (whose chain may, before the finished tree is judged, lead outside).
+            via = self.symlink_on(target)
+            if via is not None:
+                self.refuse(member, f"it is a hard link through the symlink {via!r}")
             self.files.add(norm)
         elif member.isreg():
             self.files.add(norm)
@@ -141,9 +153,9 @@ class _Guard:
         safe.uid, safe.gid, safe.uname, safe.gname = os.getuid(), os.getgid(), "", ""
         return safe
 
-    def members(self, tar, dest):
+    def members(self, tar):
         for member in tar:
-            yield self(member, dest)
+            yield self(member)
 
 
 # Members are already checked and sanitised by _Guard; newer Pythons would otherwise warn or filter a second time.
@@ -178,7 +190,7 @@ def unpack(archive, dest, *, expect_tree_sha256=None, log=None):
         guard = _Guard(archive)
         try:
             with _tar_stream(archive, kind) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
-                tar.extractall(tree, members=guard.members(tar, tree), numeric_owner=True, **_NO_FILTER)
+                tar.extractall(tree, members=guard.members(tar), numeric_owner=True, **_NO_FILTER)
         except OSError as e:
             if e.errno is not None:
                 raise MkdumpError(f"cannot unpack {archive} into {dest} ({e}); free some space or fix the "
