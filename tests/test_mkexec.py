@@ -253,3 +253,12 @@ def test_build_refuses_kdir_that_is_not_a_tree(src, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(MkdumpError, match="is not a kernel tree .*build the system kernel first"):
         build(src, tmp_path, tmp_path / "empty")
+
+
+def test_build_ignores_outer_make_flags(src, tmp_path, monkeypatch):
+    """MAKEFLAGS from an outer make or the user's shell (here -n) must not change what mkexec's make does, as
+    for the kernel builds (mkdump.kbuild)."""
+    monkeypatch.setenv("MAKEFLAGS", "n")
+    kdir = fake_kdir(tmp_path / "kdir")
+    ko = build(src, tmp_path, kdir)
+    assert open(ko).read() == "not really a module"

@@ -18,8 +18,10 @@ import sys
 import tempfile
 
 from .errors import MkdumpError
+from .kbuild import build_env, extract_errors
+from .options import ARCHES
+from .pipeline import replace_dir
 
-ARCHES = ("i386", "x86_64")
 SETTINGS = ("KVER", "KDIR", "KMODDIR")
 
 PATCH = "PATCH/mkexec-v1.patch"
@@ -36,8 +38,6 @@ _PROBE_TAG = "mkdump-probe:"
 _PROBE_MAKEFILE = "".join(f"$(info {_PROBE_TAG}{v}=$({v}))\n" for v in SETTINGS) + \
     ".PHONY: mkdump-probe\nmkdump-probe: ;\n"
 
-# Lines worth showing from a failed make: compiler/linker errors, make's own `***` lines, modpost's warnings.
-_ERROR_LINE = re.compile(r"error|\*\*\*|undefined|No such file|not found", re.IGNORECASE)
 _MODPOST_UNDEFINED = re.compile(r'\*\*\* Warning: "([^"]+)" \[[^]]*mkexec\.ko\] undefined!')
 
 
@@ -69,7 +69,7 @@ def find_layout(src_dir, *, arch=None):
             layout[key] = path
         else:
             missing.append(rel)
-    for a in ([arch] if arch else ARCHES):
+    for a in ([arch] if arch else sorted(ARCHES)):
         path = os.path.join(root, "include", f"asm-{a}")
         if os.path.isdir(path):
             layout["asm"][a] = path
@@ -88,17 +88,6 @@ def find_layout(src_dir, *, arch=None):
 # ---------------------------------------------------------------------------------------------------------------
 # Building
 
-def _replace_dir(staged, dest):
-    """Move the finished directory `staged` to `dest`, replacing an older `dest` only once `staged` is complete."""
-    old = None
-    if os.path.lexists(dest):
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(dest)}.old-", dir=os.path.dirname(dest))
-        os.rename(dest, os.path.join(old, "x"))
-    os.rename(staged, dest)
-    if old:
-        shutil.rmtree(old)
-
-
 def _check_setting(name, value):
     # make splits on whitespace and expands `$` even in command-line values, so such paths cannot be passed.
     if not value or re.search(r"[\s$#]", value):
@@ -107,11 +96,9 @@ def _check_setting(name, value):
 
 
 def _make_env(cwd):
-    env = dict(os.environ)
-    env["LC_ALL"] = "C"
-    # What a user's shell would have after `cd ~/mkexec`, for Makefiles that read $(PWD).
-    env["PWD"] = cwd
-    return env
+    # kbuild's environment (no outer make's MAKEFLAGS, C locale), plus what a user's shell would have after
+    # `cd ~/mkexec`, for Makefiles that read $(PWD).
+    return build_env({"PWD": cwd})
 
 
 def _probe_settings(kernel_dir, settings):
@@ -145,24 +132,20 @@ def _generated_makefile_base(original, settings):
     return "\n".join(lines) + "\n"
 
 
-def _error_excerpt(log_path, count=8):
-    with open(log_path, errors="replace") as f:
-        lines = [line.rstrip("\n") for line in f]
-    picked = [line for line in lines if _ERROR_LINE.search(line)] or lines
-    return " | ".join(picked[-count:])
-
-
 def _run_logged(argv, cwd, log_path, verbose, log):
+    """Run argv with its output in log_path (and, verbose, through log); return (exit status, output lines)."""
+    lines = []
     with open(log_path, "w") as logf:
         logf.write("$ " + shlex.join(argv) + "\n")
         logf.flush()
-        proc = subprocess.Popen(argv, cwd=cwd, env=_make_env(cwd), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, errors="replace")
+        proc = subprocess.Popen(argv, cwd=cwd, env=_make_env(cwd), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
         for line in proc.stdout:
             logf.write(line)
+            lines.append(line)
             if verbose:
                 log(line.rstrip("\n"))
-        return proc.wait()
+        return proc.wait(), lines
 
 
 def build_module(src_dir, build_dir, *, arch, kdir, kver, kmoddir, make_args, log_path, verbose=False,
@@ -213,19 +196,19 @@ def build_module(src_dir, build_dir, *, arch, kdir, kver, kmoddir, make_args, lo
         argv = ["make", f"ARCH={arch}"] + [f"{k}={v}" for k, v in settings.items()] + list(make_args)
         command = shlex.join(argv)
         log(f"mkexec: {command} (log: {log_path})")
-        rc = _run_logged(argv, staging, log_path, verbose, log)
+        rc, lines = _run_logged(argv, staging, log_path, verbose, log)
         if rc != 0:
+            excerpt = extract_errors(lines, limit=8) or [line.rstrip("\n") for line in lines[-8:]]
             raise MkdumpError(f"building mkexec.ko failed: `{command}` exited with {rc}: "
-                              f"{_error_excerpt(log_path)}; see the full log {log_path}")
-        with open(log_path, errors="replace") as f:
-            undefined = sorted(set(_MODPOST_UNDEFINED.findall(f.read())))
+                              f"{' | '.join(excerpt)}; see the full log {log_path}")
+        undefined = sorted({name for line in lines for name in _MODPOST_UNDEFINED.findall(line)})
         if undefined:
             raise MkdumpError(f"mkexec.ko uses {', '.join(undefined)}, which the system kernel in {kdir} does not "
                               f"export; apply {PATCH} to the system kernel and rebuild it (log: {log_path})")
         if not os.path.isfile(os.path.join(staging, MODULE)):
             raise MkdumpError(f"`{command}` succeeded but left no {MODULE}; check the archive's "
                               f"kernel/Makefile (log: {log_path})")
-        _replace_dir(staging, build_dir)
+        replace_dir(staging, build_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return os.path.join(build_dir, MODULE)
