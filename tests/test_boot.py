@@ -463,3 +463,26 @@ def test_prove_minik_checks_reported_memory_against_mem_not_the_machine(tmp_path
     argv = fakeqemu.argv(argv_file)
     assert argv[argv.index("-m") + 1] == "64"
     assert "mem=8M" in argv[argv.index("-append") + 1]
+
+
+def test_build_test_module_makes_it_kbuild_style(tmp_path, monkeypatch):
+    # An outer make's flags (here -n) must not reach the module build, as for the kernel builds.
+    monkeypatch.setenv("MAKEFLAGS", "n")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "Makefile").write_text(
+        "modules:\n\t@printf '%s\\n' '$(ARCH)' '$(SUBDIRS)' > $(SUBDIRS)/mkdump_boot_test.ko\n")
+    out = tmp_path / "out"
+    ko = boot.build_test_module(tree, out, make_args=["ARCH=i386"], jobs=2, log=lambda m: None)
+    assert ko == out / "mkdump_boot_test.ko"
+    assert ko.read_text().splitlines() == ["i386", str(out)]
+    assert sorted(p.name for p in boot.MODULE_SOURCE.iterdir()) == sorted(
+        p.name for p in out.iterdir() if p.name != "mkdump_boot_test.ko")
+
+
+def test_build_test_module_failure_names_the_command(tmp_path):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "Makefile").write_text("modules:\n\t@echo 'mkdump_boot_test.c:3: error: oops'; exit 1\n")
+    with pytest.raises(MkdumpError, match=r"(?s)failed with `make -C .* modules`.*mkdump_boot_test.c:3: error: oops"):
+        boot.build_test_module(tree, tmp_path / "out", make_args=[], log=lambda m: None)

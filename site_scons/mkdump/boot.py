@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mkdump import initramfs
+from mkdump.kbuild import build_env
 from mkdump.errors import MkdumpError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -563,8 +564,8 @@ def build_test_module(tree, out_dir, *, make_args, jobs=1, log=None):
     shutil.copytree(MODULE_SOURCE, out_dir)
     cmd = ["make", "-C", os.fspath(tree), *make_args, f"-j{jobs}", f"SUBDIRS={out_dir}", "modules"]
     log(f"boot-test: building the test module against {tree}")
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True)
+    proc = subprocess.run(cmd, env=build_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
     ko = out_dir / f"{MODULE_NAME}.ko"
     if proc.returncode != 0 or not ko.is_file():
         tail = "\n".join(proc.stdout.strip().splitlines()[-20:])
