@@ -3,6 +3,7 @@ import functools
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -164,11 +165,13 @@ else:
 kconf.write_config(".config")
 """
 
+# LOOP=1 is 2.6.9's conf on a choice the .config leaves open with stdin at EOF: the question, again and again.
 MAKEFILE = """\
 CC ?= cc
 FORCE ?=
 allnoconfig oldconfig:
-\t@if [ "$(SLOW)" = 1 ]; then sleep 30; fi
+\t@if [ "$(SLOW)" = 1 ]; then sleep 60 & echo $$! > slow.pid; wait; fi
+\t@if [ "$(LOOP)" = 1 ]; then yes 'PCI access mode (BIOS, Direct, Any) [1-3]: '; fi
 \t{python} scripts/fakeconf.py $@ $(ARCH) "$(CC)" "$(FORCE)"
 """.format(python=sys.executable)
 
@@ -462,10 +465,36 @@ def test_bad_value_type_is_an_error(env):
 
 # ------------------------------------------------------------------------------------------------ make runner
 
-def test_a_hanging_make_is_stopped(env):
+def stops_within(pid, seconds):
+    # SIGKILL is delivered asynchronously: give the process a moment to become a zombie or disappear.
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_hanging_make_is_stopped_with_what_it_started(env):
     msg = env.error(make_args=["SLOW=1"], make=functools.partial(kconfig.run_make, timeout=1))
     assert "did not finish within 1 s" in msg
     assert "allnoconfig" in msg
+    # The process make started (conf, in the real tree) is stopped too, not left running.
+    assert stops_within(int((env.tree / "slow.pid").read_text()), 5)
+
+
+def test_a_make_repeating_a_question_forever_is_stopped_early(env):
+    started = time.monotonic()
+    msg = env.error(make_args=["LOOP=1"], make=functools.partial(kconfig.run_make, timeout=120, max_output=1 << 20))
+    assert time.monotonic() - started < 60
+    assert msg.startswith(f"'make ARCH={ARCH} allnoconfig LOOP=1' in {env.tree} printed more than 1 MB and was "
+                          "stopped")
+    assert msg.splitlines()[-1] == "    PCI access mode (BIOS, Direct, Any) [1-3]:"
+    assert len(msg.splitlines()) == 16
 
 
 def test_a_failing_make_shows_its_output(env):
@@ -499,6 +528,45 @@ def test_system_kernel_from_users_config(env, tmp_path):
     assert summary["base_config"] == str(base)
     values = kconfig.read_config_values(env.tree / ".config")
     assert values["SMP"] == "y" and values["SERIAL"] == "y"
+
+
+def test_users_config_from_another_kernel_is_refused_line_by_line(env, tmp_path):
+    base = write(tmp_path / "other.config", "# from 2.6.12\nCONFIG_MODULES=y\nCONFIG_KEXEC=y\n"
+                 "# CONFIG_OLD_THING is not set\nCONFIG_SERIAL=m\nCONFIG_LOG_SHIFT=big\nthis is no config line\n")
+    msg = env.error(kind="system", fragments=[], base_config=base)
+    lines = msg.splitlines()
+    assert lines[0] == (f"the system_config file {base} is not a Linux 2.6.9 configuration for arch={ARCH}: 4 line(s), "
+                        "listed below, that this tree cannot take; make it with this tree's `make oldconfig`, or "
+                        "remove those lines")
+    assert lines[1].startswith("  line 5: 'm' is not a valid value for the bool symbol SERIAL")
+    assert lines[2].startswith("  the value 'big' is invalid for LOG_SHIFT")
+    assert lines[3] == "  line 7: ignoring malformed line 'this is no config line'"
+    assert lines[4] == "  line 3: CONFIG_KEXEC=y: no Kconfig file of this tree defines it for this arch"
+    assert len(lines) == 5
+    assert "OLD_THING" not in msg
+    assert not (env.tree / ".config").exists()
+    assert not (env.tree / "make-calls").exists()
+
+
+@pytest.mark.parametrize("content, text", [
+    (None, "cannot read the system_config file {base}: No such file or directory; check the path"),
+    (b"CONFIG_MODULES=y\nCONFIG_LOCALVERSION=\"-j\xf6rg\"\n", "the system_config file {base} is not a .config (Malformed utf-8 in"),
+])
+def test_unreadable_users_config_is_one_sentence(env, tmp_path, content, text):
+    base = tmp_path / "usual.config"
+    if content is not None:
+        base.write_bytes(content)
+    msg = env.error(kind="system", fragments=[], base_config=base)
+    assert msg.startswith(text.format(base=base))
+    assert not (env.tree / ".config").exists()
+
+
+def test_users_config_values_that_kconfig_changes_are_logged(env, tmp_path):
+    base = write(tmp_path / "usual.config", "CONFIG_MODULES=y\n# CONFIG_SERIAL is not set\nCONFIG_SERIAL_CONSOLE=y\n")
+    summary = env.configure(kind="system", fragments=[], base_config=base)
+    assert summary["audited"] == {"MODULES": "y"}
+    assert f"config: 1 value(s) of {base} do not hold in this tree (Kconfig dependencies or selects): " \
+           "CONFIG_SERIAL_CONSOLE y -> n" in env.logs
 
 
 # ------------------------------------------------------------------------------------------------ fragments

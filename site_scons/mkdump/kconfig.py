@@ -22,7 +22,8 @@ import dataclasses
 import hashlib
 import os
 import re
-import shutil
+import selectors
+import signal
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,10 @@ from mkdump.errors import MkdumpError
 
 KINDS = ("minik", "system")
 OLDCONFIG_TIMEOUT = 600
+# allnoconfig and oldconfig print a few kilobytes; 2.6.9's conf asking a question it cannot get an answer to prints
+# it again forever (gigabytes within minutes), which must neither fill memory nor wait for the timeout.
+MAX_MAKE_OUTPUT = 8 << 20
+_TAIL_BYTES = 64 << 10
 
 _ASSIGN_RE = re.compile(r"^CONFIG_([A-Za-z0-9_]+)=(.*)$")
 _UNSET_RE = re.compile(r"^# CONFIG_([A-Za-z0-9_]+) is not set$")
@@ -381,11 +386,11 @@ def explain(kconf, sym, wanted):
         # Lowering a value: something holds it up.
         if want == 1 and kconf.modules.tri_value == 0:
             reasons.append(f"m needs {kconf.modules.name}=y ({kconf.modules.name}=n here), so m becomes y")
-        selectors = [op for op in kconfiglib.split_expr(sym.rev_dep, kconfiglib.OR)
+        selected_by = [op for op in kconfiglib.split_expr(sym.rev_dep, kconfiglib.OR)
                      if kconfiglib.expr_value(op) > want]
-        if selectors:
+        if selected_by:
             reasons.append("selected by " + ", ".join(
-                f"{kconfiglib.expr_str(op)} [{_expr_values(op)}]" for op in selectors))
+                f"{kconfiglib.expr_str(op)} [{_expr_values(op)}]" for op in selected_by))
         elif sym.choice is not None and sym.choice.selection is sym:
             reasons.append("it is the selected member of its choice; select another member instead")
         elif sym.visibility < have:
@@ -516,20 +521,62 @@ def _valid_for_type(sym, value):
 
 # ------------------------------------------------------------------------------------------------ make
 
-def run_make(argv, cwd, *, timeout=OLDCONFIG_TIMEOUT):
-    """Run make with stdin at EOF (conf then takes defaults instead of prompting) and a timeout; output text."""
+def _kill_group(proc):
     try:
-        proc = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, timeout=timeout)
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def run_make(argv, cwd, *, timeout=OLDCONFIG_TIMEOUT, max_output=MAX_MAKE_OUTPUT):
+    """Run make with stdin at EOF (conf then takes defaults instead of prompting); output text.
+
+    make and everything it started (conf) are stopped, as a process group, when it runs longer than `timeout`
+    seconds or prints more than `max_output` bytes; only the output's tail is kept in memory.
+    """
+    try:
+        proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     except FileNotFoundError:
         raise ConfigError(f"cannot run {argv[0]}: it is not installed or not on PATH; install make") from None
-    except subprocess.TimeoutExpired:
-        raise ConfigError(f"'{' '.join(argv)}' in {cwd} did not finish within {timeout} s (waiting for input?); "
-                          "check the kernel tree's scripts/kconfig") from None
-    out = proc.stdout.decode("latin-1", "replace")
+    deadline = time.monotonic() + timeout
+    tail, total, stopped = bytearray(), 0, None
+    try:
+        with proc.stdout, selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            while stopped is None:
+                if not sel.select(max(deadline - time.monotonic(), 0)):
+                    stopped = "timeout"
+                    break
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                total += len(chunk)
+                tail += chunk
+                del tail[:-_TAIL_BYTES]
+                if total > max_output:
+                    stopped = "output"
+        if stopped is None:
+            try:
+                proc.wait(timeout=max(deadline - time.monotonic(), 0))
+            except subprocess.TimeoutExpired:
+                stopped = "timeout"
+    finally:
+        if proc.returncode is None:
+            _kill_group(proc)
+    command = " ".join(argv)
+    out = tail.decode("latin-1")
+    if stopped == "timeout":
+        raise ConfigError(f"'{command}' in {cwd} did not finish within {timeout} s (waiting for input?); "
+                          "check the kernel tree's scripts/kconfig")
+    last = "\n    ".join(out.strip().splitlines()[-15:])
+    if stopped == "output":
+        raise ConfigError(f"'{command}' in {cwd} printed more than {max_output >> 20} MB and was stopped (2.6.9's "
+                          "conf repeats a question forever when the .config leaves it open and stdin is empty); "
+                          f"check the .config against the tree's Kconfig; its last lines:\n    {last}")
     if proc.returncode != 0:
-        tail = "\n    ".join(out.strip().splitlines()[-15:])
-        raise ConfigError(f"'{' '.join(argv)}' failed in {cwd} (exit {proc.returncode}); its last lines:\n    {tail}")
+        raise ConfigError(f"'{command}' failed in {cwd} (exit {proc.returncode}); its last lines:\n    {last}")
     return out
 
 
@@ -580,6 +627,48 @@ def _rule_problem(rule, actual, kconf):
     sym = kconf.syms[rule.symbol]
     return (f"  CONFIG_{rule.symbol}: actual {actual}, but must be {rule.value}: {rule.why} (rule at {rule.origin})"
             f"\n      defined at {_defined_at(sym)}; " + explain(kconf, sym, rule.value))
+
+
+def _load_base_config(kconf, path, arch, log):
+    """Load the user's own .config into kconf; a line this tree cannot take is an error, not silently dropped.
+
+    Unknown symbols set to `n` are allowed (they ask for nothing); values Kconfig lowers or raises (dependencies,
+    selects) are logged, as oldconfig would apply them too.
+    """
+    first_warning = len(kconf.warnings)
+    try:
+        kconf.load_config(path)
+    except OSError as e:
+        raise ConfigError(f"cannot read the system_config file {path}: {e.strerror}; check the path") from None
+    except kconfiglib.KconfigError as e:
+        # kconfiglib's only complaint here is undecodable text, with the file's bytes around it.
+        reason = str(e).strip().splitlines()[0]
+        raise ConfigError(f"the system_config file {path} is not a .config ({reason}); pass the .config of "
+                          "a Linux 2.6.9 kernel") from None
+    # Warnings about a line carry "path:line: "; those from set_value (a bad int or hex) carry no place.
+    problems = ["  " + w.replace(path + ":", "line ", 1).replace("warning: ", "", 1)
+                for w in kconf.warnings[first_warning:]]
+    unknown = [(name, value) for name, value in kconf.missing_syms if value != "n"]
+    if unknown:
+        with open(path, encoding="utf-8") as f:
+            lines = {m.group(1): n for n, line in enumerate(f, 1) if (m := _ASSIGN_RE.match(line.rstrip()))}
+        problems += [f"  line {lines[name]}: CONFIG_{name}={value}: no Kconfig file of this tree defines it for "
+                     "this arch" for name, value in unknown]
+    if problems:
+        raise ConfigError(f"the system_config file {path} is not a Linux 2.6.9 configuration for arch={arch}: "
+                          f"{len(problems)} line(s), listed below, that this tree cannot take; make it with this "
+                          "tree's `make oldconfig`, or remove those lines\n" + "\n".join(problems))
+    changed = []
+    for sym in kconf.unique_defined_syms:
+        if sym.user_value is None:
+            continue
+        wanted = TRISTATE_NAMES[sym.user_value] if sym.orig_type in (kconfiglib.BOOL, kconfiglib.TRISTATE) \
+            else sym.user_value
+        if not _same(sym, wanted, _val(sym)):
+            changed.append(f"CONFIG_{sym.name} {wanted} -> {_val(sym)}")
+    if changed:
+        log(f"config: {len(changed)} value(s) of {path} do not hold in this tree (Kconfig dependencies or "
+            f"selects): {', '.join(changed)}")
 
 
 def configure(tree, *, arch, kind, fragments, make_args=(), log=None, base_config=None, options=None,
@@ -646,17 +735,12 @@ def configure(tree, *, arch, kind, fragments, make_args=(), log=None, base_confi
     config = os.path.join(tree, ".config")
     arch_arg = f"ARCH={arch}"
     if base_config is not None:
-        try:
-            shutil.copyfile(base_config, config + ".mkdump-tmp")
-        except OSError as e:
-            raise ConfigError(f"cannot read the system_config file {base_config}: {e.strerror}; "
-                              "check the path") from None
-        os.replace(config + ".mkdump-tmp", config)
         log(f"config: {kind} {arch}: starting from {base_config}")
+        _load_base_config(kconf, os.fspath(base_config), arch, log)
     else:
         log(f"config: {kind} {arch}: make {arch_arg} allnoconfig")
         make(["make", arch_arg, "allnoconfig", *make_args], tree)
-    kconf.load_config(config)
+        kconf.load_config(config)
     for req in merged.values():
         kconf.syms[req.symbol].set_value(req.value)
     written = config + ".mkdump-tmp"
