@@ -1,4 +1,5 @@
 import bz2
+import errno
 import gzip
 import hashlib
 import io
@@ -426,3 +427,41 @@ def test_concurrent_fetchers_share_one_cache(tmp_path, server):
     assert sum("Waiting for another build" in text for _, _, text in results) >= 1
     assert (tmp_path / "cache" / "files" / "m.patch").read_bytes() == PATCH
     assert listing(tmp_path / "cache" / "tmp") == []
+
+
+def test_disk_full_while_proving_a_tree_is_no_verdict_on_the_archive(tmp_path, server, kernel, monkeypatch):
+    tree_hash, tbz, tgz = kernel
+    bz2_route = server.add("/up/k-1.0.tar.bz2", tbz)
+    gz_route = server.add("/up/k-1.0.tar.gz", tgz)
+    src = kernel_source(server, tree_hash)
+    cache = tmp_path / "cache"
+    fetcher(tmp_path).fetch(src)
+    (cache / "verified" / "k-1.0.tar.bz2.json").unlink()     # so the next fetch proves the tree again
+
+    def disk_full(self, tarinfo, targetpath):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tarfile.TarFile, "makefile", disk_full)
+    for f in (fetcher(tmp_path, offline=True), fetcher(tmp_path / "fresh")):
+        with pytest.raises(MkdumpError, match="No space left on device.*free some space"):
+            f.fetch(src)
+    assert listing(cache / "files") == ["k-1.0.tar.bz2"]
+    assert listing(cache / "rejected") == [] and listing(tmp_path / "fresh" / "cache" / "rejected") == []
+    assert listing(cache / "tmp") == []
+    assert bz2_route.hits == 2 and gz_route.hits == 0
+
+
+def test_unreadable_file_in_a_sources_dir_is_one_sentence(tmp_path, monkeypatch):
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "m.patch").write_bytes(PATCH)
+    real_open = open
+
+    def denied(path, *args, **kwargs):     # chmod 0 would not stop root, who runs these tests in CI
+        if str(path) == str(local / "m.patch"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", denied)
+    with pytest.raises(MkdumpError, match=f"cannot read {local / 'm.patch'} \\(Permission denied\\)"):
+        fetcher(tmp_path, sources_dirs=[local], offline=True).fetch(source(sha256=sha(PATCH)))

@@ -10,7 +10,6 @@ Cache layout (cache_dir):
 """
 import contextlib
 import fcntl
-import hashlib
 import os
 import posixpath
 import re
@@ -25,7 +24,7 @@ import urllib3
 from mkdump import stamp
 from mkdump.errors import MkdumpError
 from mkdump.sources import check_file_name
-from mkdump.unpack import tree_sha256_of_archive
+from mkdump.unpack import ArchiveError, tree_sha256_of_archive
 
 _CHUNK = 1 << 16
 
@@ -55,14 +54,6 @@ class _UrlFailed(Exception):
 
 class _Retry(Exception):
     """A transient failure worth another attempt at the same URL."""
-
-
-def file_sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _stderr_log(msg):
@@ -260,7 +251,10 @@ class Fetcher:
 
     def _verify(self, source, name, path):
         """(sha256, tree hash or None) of a file that is the one asked for; raises _Mismatch otherwise."""
-        sha = file_sha256(path)
+        try:
+            sha = stamp.sha256_file(path)
+        except OSError as e:
+            raise MkdumpError(f"cannot read {path} ({e.strerror}); fix its permissions or remove it.") from None
         if source.sha256 and name == source.file and sha != source.sha256:
             raise _Mismatch(f"SHA-256 is {sha}, expected {source.sha256}", sha)
         tree = None
@@ -280,9 +274,10 @@ class Fetcher:
         if known.get("sha256") == sha and known.get("tree_sha256"):
             return known["tree_sha256"]
         self.log(f"Unpacking {path} to check its tree hash")
+        # Only a fault of the archive is a verdict on it; a full disk or permissions propagate and leave it alone.
         try:
             return tree_sha256_of_archive(path, self._dir("tmp"))
-        except MkdumpError as e:
+        except ArchiveError as e:
             raise _Mismatch(f"it cannot be unpacked ({e})", sha) from None
 
     def _trust(self, source, name, sha, where):

@@ -19,6 +19,11 @@ _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"
 _OPENERS = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}
 
 
+class ArchiveError(MkdumpError):
+    """The archive itself is at fault (not a tar, damaged, unsafe, another tree), as opposed to the machine
+    (a full disk, permissions): the fetcher sets aside only what fails for the first reason."""
+
+
 def _stderr_log(msg):
     print(msg, file=sys.stderr)
 
@@ -36,8 +41,8 @@ def detect_compression(path):
             return kind
     if head[257:262] == b"ustar":
         return "none"
-    raise MkdumpError(f"{path} is not a tar archive, plain or compressed with gzip, bzip2, xz or compress "
-                      f"(it starts with {head[:6].hex() or 'nothing'}); replace it with a genuine archive.")
+    raise ArchiveError(f"{path} is not a tar archive, plain or compressed with gzip, bzip2, xz or compress "
+                       f"(it starts with {head[:6].hex() or 'nothing'}); replace it with a genuine archive.")
 
 
 @contextlib.contextmanager
@@ -69,8 +74,8 @@ def _tar_stream(archive, kind):
             # gzip exits 2 for warnings such as trailing garbage after the compressed data: the data is good.
             if rc not in (0, 2):
                 err.seek(0)
-                raise MkdumpError(f"{archive} is a damaged compress (.Z) file "
-                                  f"({err.read().decode(errors='replace').strip()}); fetch it again.")
+                raise ArchiveError(f"{archive} is a damaged compress (.Z) file "
+                                   f"({err.read().decode(errors='replace').strip()}); fetch it again.")
 
 
 class _Guard:
@@ -89,8 +94,8 @@ class _Guard:
         self.files = set()
 
     def refuse(self, member, why):
-        raise MkdumpError(f"{self.archive}: refusing member {member.name!r}, {why}; the archive is unsafe, "
-                          "replace it with a genuine one.")
+        raise ArchiveError(f"{self.archive}: refusing member {member.name!r}, {why}; the archive is unsafe, "
+                           "replace it with a genuine one.")
 
     def symlink_on(self, path):
         """The symlink an earlier member made at `path` or at one of its parent directories, or None."""
@@ -195,9 +200,9 @@ def unpack(archive, dest, *, expect_tree_sha256=None, log=None):
             if e.errno is not None:
                 raise MkdumpError(f"cannot unpack {archive} into {dest} ({e}); free some space or fix the "
                                   "permissions and run again.") from None
-            raise MkdumpError(f"{archive} is damaged ({e}); fetch it again.") from None
+            raise ArchiveError(f"{archive} is damaged ({e}); fetch it again.") from None
         except (tarfile.TarError, EOFError, lzma.LZMAError) as e:
-            raise MkdumpError(f"{archive} is damaged or not a tar archive ({e}); fetch it again.") from None
+            raise ArchiveError(f"{archive} is damaged or not a tar archive ({e}); fetch it again.") from None
         entries = os.listdir(tree)
         root = tree
         if len(entries) == 1 and os.path.isdir(os.path.join(tree, entries[0])) \
@@ -209,12 +214,12 @@ def unpack(archive, dest, *, expect_tree_sha256=None, log=None):
         for link in sorted(guard.symlinks):
             on_disk = os.path.join(tree, link)
             if not _inside(os.path.realpath(on_disk), real_root):
-                raise MkdumpError(f"{archive}: refusing member {link!r}, it is a symlink that leads outside the "
-                                  "tree; the archive is unsafe, replace it with a genuine one.")
+                raise ArchiveError(f"{archive}: refusing member {link!r}, it is a symlink that leads outside the "
+                                   "tree; the archive is unsafe, replace it with a genuine one.")
         actual = nar_sha256(root)
         if expected is not None and actual != expected:
-            raise MkdumpError(f"{archive} unpacks to a tree with hash {actual}, but the pin is {expected}; "
-                              "it is not the expected source, so replace the archive with a genuine one.")
+            raise ArchiveError(f"{archive} unpacks to a tree with hash {actual}, but the pin is {expected}; "
+                               "it is not the expected source, so replace the archive with a genuine one.")
         if os.path.lexists(dest):
             os.rename(dest, os.path.join(tmp, "old"))
         os.rename(root, dest)
