@@ -126,9 +126,6 @@ class LockFile:
                                   "from version control or delete that line.") from None
         return data
 
-    def entries(self):
-        return dict(self._read())
-
     def get(self, file):
         return self._read().get(file)
 
