@@ -26,8 +26,8 @@ import tempfile
 
 from .errors import MkdumpError
 from .loadscript import script_name
+from .options import ARCHES
 
-ARCHES = ("i386", "x86_64")
 # Role -> file mode, in the order files are installed and reported.
 ROLES = {
     "vmlinux.bin": 0o644,
