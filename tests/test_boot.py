@@ -334,6 +334,16 @@ def test_boot_stops_qemu_soon_after_the_final_words(tmp_path, kernel_image):
     boot.expect_boot(res, kind="minik")
 
 
+@pytest.mark.parametrize("split", ["Kernel pa", "\r", "\r\nPower do"])
+def test_final_words_split_across_console_chunks_still_stop_qemu(tmp_path, kernel_image, split):
+    text = "Linux version 2.6.9 (x)\r\nSome line\r\nPower down.\r\n" if "Power" in split else consoles.minik()
+    cut = text.index(split) + len(split)
+    toml, _ = fakeqemu.make(tmp_path, [(0, text[:cut]), (0.3, text[cut:])], hang=True)
+    res = boot.boot("x86_64", kernel_image, append="", timeout=15, qemu_toml=toml, log=lambda m: None)
+    assert res.exit_reason == "stopped"
+    assert res.console == boot.normalise_console(text)
+
+
 def test_boot_uses_fallback_machine_on_an_older_qemu(tmp_path, kernel_image):
     boot._machine_cache.clear()
     toml, argv_file = fakeqemu.make(tmp_path, [(0, "x")], machines=("pc", "pc-i440fx-2.0"))

@@ -256,11 +256,13 @@ def boot(arch, kernel_image, *, append, memory_mb=None, initrd=None, timeout=Non
                         except subprocess.TimeoutExpired:
                             pass
                         break
+                    # Only the lines this chunk touched: normalising the whole console per chunk is quadratic.
+                    scan_from = max(raw.rfind(b"\n"), raw.rfind(b"\r")) + 1
                     raw += chunk
                     if sink:
                         sink.write(chunk)
                         sink.flush()
-                    if stop_at is None and final.search(normalise_console(bytes(raw))):
+                    if stop_at is None and final.search(normalise_console(bytes(raw[scan_from:]))):
                         stop_at = time.monotonic() + config["grace_seconds"]
         finally:
             _stop(proc)
