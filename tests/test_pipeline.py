@@ -54,3 +54,16 @@ def test_series_inputs_split_sources_from_local_patches(tmp_path):
 def test_missing_series_is_one_sentence(tmp_path):
     with pytest.raises(MkdumpError, match="cannot be read"):
         P.read_series(str(tmp_path / "nope.series"), "x86_64")
+
+
+def test_fetched_file_swapped_after_verification_is_refused(tmp_path):
+    f = tmp_path / "m.patch"
+    f.write_bytes(b"verified")
+    root = str(tmp_path)
+    stamp.write(L.fetch_where(root, "minik"), {"path": str(f), "url": None, "origin": "cache", "file": "m.patch"})
+    stamp.write(L.fetch_stamp(root, "minik"), {"name": "minik", "sha256": stamp.sha256_file(f),
+                                               "tree_sha256": None})
+    assert P.fetched_path(root, "minik") == str(f)
+    f.write_bytes(b"swapped")
+    with pytest.raises(MkdumpError, match="changed after it was verified"):
+        P.fetched_path(root, "minik")

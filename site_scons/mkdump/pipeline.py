@@ -85,11 +85,19 @@ def fetch(source, *, root, cache, sources_dirs, mirrors, offline, lock_path, log
 
 
 def fetched_path(root, source_name):
+    """The verified file of a source, checked again against the fetch stamp: the cache or a sources= directory
+    may have changed since fetch verified it, and an unpinned file has no other guard."""
     where = stamp.read(L.fetch_where(root, source_name))
-    if not os.path.isfile(where["path"]):
-        raise MkdumpError(f"The verified copy of source {source_name!r} ({where['path']}) has disappeared; "
+    path = where["path"]
+    if not os.path.isfile(path):
+        raise MkdumpError(f"The verified copy of source {source_name!r} ({path}) has disappeared; "
                           "run `scons fetch` again.")
-    return where["path"]
+    expected = stamp.read(L.fetch_stamp(root, source_name))["sha256"]
+    actual = stamp.sha256_file(path)
+    if actual != expected:
+        raise MkdumpError(f"{path} changed after it was verified (SHA-256 {actual}, verified {expected}); "
+                          "run `scons fetch` again to fetch and verify it anew.")
+    return path
 
 
 # ---------------------------------------------------------------- unpack
@@ -106,8 +114,7 @@ def unpack(source, lay, *, log=_log_default):
     if source.name == "mkexec":
         from .mkexec import find_layout
         find_layout(dest)
-    stamp.write(lay.stamp("unpack-" + source.name),
-                {"source": source.name, "sha256": stamp.sha256_file(archive), "tree_sha256": tree})
+    stamp.write(lay.stamp("unpack-" + source.name), {"source": source.name, "tree_sha256": tree})
 
 
 # ---------------------------------------------------------------- patch
