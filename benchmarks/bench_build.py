@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from mkdump import kbuild, toolchain  # noqa: E402
 # The tree preparation the real-kernel tests use, so benchmark and tests build the same thing.
-from test_kbuild import MINI_FRAGMENT, SYSTEM_FRAGMENT, apply_compat_patches, configure, unpack  # noqa: E402
+from support.kernel_tree import MINI_FRAGMENT, SYSTEM_FRAGMENT, apply_compat_patches, configure, unpack  # noqa: E402
 
 KERNELS = {
     "mini": (MINI_FRAGMENT, ["bzImage"]),

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from mkdump import boot
-from support import boot_kernel
+from support import boot_kernel, kernel_tree
 
 pytestmark = [pytest.mark.realkernel, pytest.mark.slow]
 
@@ -57,7 +57,7 @@ def test_system_boot_loads_our_module_and_mkexec(kernel):
 def test_without_plt32_patch_the_module_load_fails(kernel):
     """The module proof can fail: take the PLT32 fix back out of the x86_64 loader and the same module is
     refused with ENOEXEC. Afterwards the fix goes back in, so the tree is as the fixture built it."""
-    (plt32, strip), = [(p, s) for p, s in boot_kernel.compat_patches("x86_64") if "plt32" in p.name]
+    (plt32, strip), = [(p, s) for p, s in kernel_tree.compat_patches("x86_64") if "plt32" in p.name]
     tree = kernel["tree"]
     subprocess.run(["patch", f"-p{strip}", "-R", "--fuzz=0", "--batch", "-s", "-i", os.fspath(plt32)], cwd=tree,
                    check=True)

@@ -1,21 +1,15 @@
-"""mkdump.kbuild: run_make against tiny Makefiles the tests write, and one real 2.6.9 mini kernel build.
-
-The helpers at the bottom (unpack, apply_compat_patches, configure) prepare a real tree the way the pipeline
-will; benchmarks/bench_build.py reuses them.
-"""
+"""mkdump.kbuild: run_make against tiny Makefiles the tests write, and one real 2.6.9 mini kernel build (the tree
+prepared by support.kernel_tree, as benchmarks/bench_build.py prepares it)."""
 import os
 import re
 import subprocess
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from mkdump import kbuild, toolchain
 from mkdump.errors import MkdumpError
-
-ROOT = Path(__file__).resolve().parent.parent
-COMPAT_DIR = ROOT / "patches" / "compat"
+from support.kernel_tree import COMPAT_DIR, MINI_FRAGMENT, apply_compat_patches, compat_patches, configure, unpack
 
 
 def fake_toolchain(arch="x86_64"):
@@ -152,102 +146,6 @@ def test_kernel_release(tmp_path):
 
 # --- the real tree -------------------------------------------------------------------------------------------
 
-MINI_FRAGMENT = """\
-# CONFIG_SMP is not set
-# CONFIG_SWAP is not set
-# CONFIG_NET is not set
-# CONFIG_EXT2_FS is not set
-# CONFIG_EXT3_FS is not set
-# CONFIG_MODULES is not set
-CONFIG_PCI=y
-CONFIG_IDE=y
-CONFIG_BLK_DEV_IDE=y
-CONFIG_BLK_DEV_IDEDISK=y
-CONFIG_IDE_GENERIC=y
-CONFIG_BLK_DEV_IDEPCI=y
-CONFIG_BLK_DEV_GENERIC=y
-CONFIG_BLK_DEV_IDEDMA_PCI=y
-CONFIG_BLK_DEV_PIIX=y
-CONFIG_SERIAL_8250=y
-CONFIG_SERIAL_8250_CONSOLE=y
-CONFIG_PROC_FS=y
-CONFIG_SYSFS=y
-CONFIG_BINFMT_ELF=y
-CONFIG_BLK_DEV_RAM=y
-CONFIG_BLK_DEV_INITRD=y
-"""
-# The system kernel adds module support and two modules to exercise it.
-SYSTEM_FRAGMENT = MINI_FRAGMENT.replace("# CONFIG_MODULES is not set\n", """\
-CONFIG_MODULES=y
-CONFIG_MODULE_UNLOAD=y
-# CONFIG_MODVERSIONS is not set
-CONFIG_BLK_DEV_LOOP=m
-""")
-# 2.6.9's oldconfig loops forever on a choice with an unset member when stdin is empty: set them all.
-ARCH_FRAGMENT = {
-    "x86_64": "",
-    "i386": "CONFIG_PCI_GOANY=y\n# CONFIG_PCI_GOBIOS is not set\n# CONFIG_PCI_GOMMCONFIG is not set\n"
-            "# CONFIG_PCI_GODIRECT is not set\n",
-}
-_CONFIG_LINE = re.compile(r"^(?:(CONFIG_\w+)=.*|# (CONFIG_\w+) is not set)$")
-
-
-ARCHES = ("x86_64", "i386")
-
-
-def compat_patches(arch):
-    """Our compat patches for `arch`: its own (named <arch>-*.patch), then the arch-independent ones."""
-    mine = sorted(COMPAT_DIR.glob(f"{arch}-*.patch"))
-    common = sorted(p for p in COMPAT_DIR.glob("*.patch") if not p.name.startswith(tuple(a + "-" for a in ARCHES)))
-    return mine + common
-
-
-def unpack(tarball, dest):
-    """Unpack linux-2.6.9 into dest/linux-2.6.9 and return that path."""
-    dest.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["tar", "-xf", str(tarball), "-C", str(dest)], check=True)
-    return dest / "linux-2.6.9"
-
-
-def apply_patch(tree, patch):
-    """GNU patch with zero fuzz and no offset: a patch that needs either is a patch to fix."""
-    proc = subprocess.run(["patch", "-p1", "-N", "--fuzz=0", "--no-backup-if-mismatch", "-i", str(patch)],
-                          cwd=tree, capture_output=True, text=True)
-    assert proc.returncode == 0, f"{patch.name} does not apply: {proc.stdout}{proc.stderr}"
-    assert "offset" not in proc.stdout and "fuzz" not in proc.stdout, proc.stdout
-
-
-def apply_compat_patches(tree, arch):
-    for p in compat_patches(arch):
-        apply_patch(tree, p)
-
-
-def merge_fragment(config_path, fragment):
-    wanted = {}
-    for line in fragment.splitlines():
-        m = _CONFIG_LINE.match(line)
-        if m:
-            wanted[m.group(1) or m.group(2)] = line
-    kept = []
-    for line in Path(config_path).read_text().splitlines():
-        m = _CONFIG_LINE.match(line)
-        if not (m and (m.group(1) or m.group(2)) in wanted):
-            kept.append(line)
-    Path(config_path).write_text("\n".join(kept + list(wanted.values())) + "\n")
-    return wanted
-
-
-def configure(tree, tc, fragment, log_dir, log=None):
-    """allnoconfig + fragment + oldconfig; returns the fragment lines oldconfig did not honour."""
-    kbuild.run_make(tree, ["allnoconfig"], toolchain=tc, log_path=log_dir / "allnoconfig.log", log=log)
-    wanted = merge_fragment(tree / ".config", fragment + ARCH_FRAGMENT[tc.arch])
-    kbuild.run_make(tree, ["oldconfig"], toolchain=tc, log_path=log_dir / "oldconfig.log", log=log)
-    final = (tree / ".config").read_text().splitlines()
-    set_now = {line.split("=", 1)[0]: line for line in final if line.startswith("CONFIG_")}
-    return [line for sym, line in wanted.items()
-            if (set_now.get(sym) != line if "=" in line else sym in set_now)]
-
-
 def build_mini_x86_64(tarball, workdir, tc):
     tree = unpack(tarball, workdir)
     apply_compat_patches(tree, "x86_64")
@@ -283,18 +181,20 @@ def test_mini_kernel_builds_and_rebuilds_bit_identically_elsewhere(real_linux_ta
 @pytest.mark.realkernel
 def test_all_compat_patches_apply_cleanly(real_linux_tarball, tmp_path):
     assert compat_patches("x86_64") and compat_patches("i386")
+    assert compat_patches("i386")[0][0].name.startswith("i386-")
+    # Every compat patch is in the series for some arch.
     patches = sorted(set(compat_patches("x86_64") + compat_patches("i386")))
-    assert compat_patches("i386")[0].name.startswith("i386-")
-    assert patches == sorted(COMPAT_DIR.glob("*.patch"))
+    assert [p for p, _ in patches] == sorted(COMPAT_DIR.glob("*.patch"))
     # Only the files the patches touch are needed; extract just those to keep this test short.
     names = set()
-    for p in patches:
+    for p, _ in patches:
         names.update(re.findall(r"^\+\+\+ b/(\S+)", p.read_text(), re.MULTILINE))
-    subprocess.run(["tar", "-xf", str(real_linux_tarball), "-C", str(tmp_path)]
-                   + sorted(f"linux-2.6.9/{n}" for n in names), check=True)
-    tree = tmp_path / "linux-2.6.9"
-    for p in patches:
-        apply_patch(tree, p)
+    for arch in ("x86_64", "i386"):
+        (tmp_path / arch).mkdir()
+        subprocess.run(["tar", "-xf", str(real_linux_tarball), "-C", str(tmp_path / arch)]
+                       + sorted(f"linux-2.6.9/{n}" for n in names), check=True)
+        # In the series' own order, as the pipeline applies them.
+        apply_compat_patches(tmp_path / arch / "linux-2.6.9", arch)
     # Each patch's header is plain text ahead of the first diff line and says what breaks and why.
     for p in sorted(COMPAT_DIR.glob("*.patch")):
         header = p.read_text().split("\n--- a/", 1)[0]

@@ -1,6 +1,6 @@
 """A small 2.6.9 kernel for the real boot tests: unpacked from the real archive, the compat/ patches of
-patches/system.series applied (and, on request, the mkexec stand-in's kernel patch, so a stand-in mkexec.ko can
-load), a lean config (modules on, serial console, IDE, initrd, proc), built through the product's toolchain
+patches/system.series applied by support.kernel_tree (and, on request, the mkexec stand-in's kernel patch, so a
+stand-in mkexec.ko can load), a lean config (modules on, serial console, IDE, initrd, proc), built through the product's toolchain
 detection and kbuild runner.
 
 The config is set here by hand rather than through the product's config stage: the boot proofs need a kernel that
@@ -11,12 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from mkdump import kbuild, mkexec, patching, toolchain, unpack
-from support import standin_mkexec
-
-ROOT = Path(__file__).resolve().parents[2]
-PATCHES = ROOT / "patches"
-SERIES = PATCHES / "system.series"
+from mkdump import kbuild, mkexec, toolchain, unpack
+from support import kernel_tree, standin_mkexec
 
 FRAGMENT = {
     "SMP": "n", "SWAP": "n", "NET": "n", "EXT2_FS": "n", "EXT3_FS": "n", "MODVERSIONS": "n",
@@ -25,13 +21,6 @@ FRAGMENT = {
     "BLK_DEV_PIIX": "y", "SERIAL_8250": "y", "SERIAL_8250_CONSOLE": "y", "PROC_FS": "y", "SYSFS": "y",
     "BINFMT_ELF": "y", "BLK_DEV_RAM": "y", "BLK_DEV_INITRD": "y",
 }
-
-
-def compat_patches(arch):
-    """Our own patches for arch, in series order: the compat/ entries of patches/system.series (the upstream
-    mkexec patch is not needed to boot), as (path, strip level)."""
-    entries = patching.parse_series(SERIES.read_text(), arch=arch, filename=str(SERIES), arches=("i386", "x86_64"))
-    return [(PATCHES / e.path, e.strip) for e in entries if e.kind == "file" and e.path.startswith("compat/")]
 
 
 def _run(cmd, cwd, log_path, stdin=None):
@@ -70,10 +59,7 @@ def build(arch, tarball, workdir, *, mkexec_standin=False, log=None):
     log_path = workdir / "setup.log"
     subprocess.run(["tar", "-xjf", os.fspath(tarball), "-C", os.fspath(workdir)], check=True)
     tree = workdir / "linux-2.6.9"
-    patches = compat_patches(arch)
-    assert patches, f"{SERIES} lists no compat/ patches for {arch}"
-    for patch, strip in patches:
-        _run(["patch", f"-p{strip}", "--fuzz=0", "--batch", "-i", os.fspath(patch)], tree, log_path)
+    kernel_tree.apply_compat_patches(tree, arch)
     mkexec_patch = None
     if mkexec_standin:
         mkexec_patch = standin_mkexec.kernel_patch(tree)
