@@ -5,26 +5,16 @@ from pathlib import Path
 import pytest
 
 from mkdump import kconfig
+from support import standin_minik
 from support.real_sources import unpack_tree
 
 pytestmark = pytest.mark.realkernel
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
-# What the minik patch adds to Kconfig (the options the mkdump authors' configuration shows under
-# "General setup"); the real patch is applied by the patch stage, these tests need only its Kconfig side.
-STANDIN = """\
-config DUMP_MINI_KERNEL
-	bool "Make dump mini kernel"
-	help
-	  Build this kernel as the mkdump mini kernel (stand-in for the minik patch).
-
-config X86_PAE
-	bool "Run the mini kernel on PAE mode (default)"
-	depends on DUMP_MINI_KERNEL
-	default y
-
-"""
+# The minik patch's Kconfig options; the real patch is applied by the patch stage, these tests need only its Kconfig
+# side, so they go into init/Kconfig's "General setup" menu.
+STANDIN = standin_minik.KCONFIG_OPTIONS.decode() + "\n"
 GENERAL_SETUP_END = "endmenu\t\t# General setup"
 
 # What the mini kernel's "no filesystem" rule catches on 2.6.9 x86 (both arches): every filesystem a user could
@@ -163,3 +153,40 @@ def test_system_kernel_default_config_passes_the_audit(system_tree, arch):
 def test_mini_kernel_on_a_tree_without_the_minik_patch(system_tree):
     with pytest.raises(kconfig.ConfigError, match="the minik patch did not apply or is not the expected one"):
         configure(system_tree, "x86_64")
+
+
+def without_lines(path, needle):
+    return "".join(line for line in path.read_text(encoding="latin-1").splitlines(keepends=True)
+                   if needle not in line)
+
+
+def test_users_config_leaving_a_choice_open_is_completed_before_oldconfig(system_tree, tmp_path):
+    configure(system_tree, "i386", kind="system")
+    usual = tmp_path / "usual.config"
+    usual.write_text(without_lines(system_tree / ".config", "PCI_GO"), encoding="latin-1")
+    # The kernel's own conf, given that file with stdin at EOF, asks the PCI access question forever.
+    (system_tree / ".config").write_text(usual.read_text(encoding="latin-1"), encoding="latin-1")
+    with pytest.raises(kconfig.ConfigError, match="printed more than 1 MB and was stopped") as info:
+        kconfig.run_make(["make", "ARCH=i386", "oldconfig"], system_tree, max_output=1 << 20)
+    assert "(PCI_GOANY) (NEW)" in str(info.value)
+    # configure() writes the whole choice with kconfiglib first, so oldconfig has nothing to ask.
+    summary = kconfig.configure(system_tree, arch="i386", kind="system", fragments=[], base_config=usual,
+                                log=lambda msg: None)
+    assert summary["audited"] == {"MODULES": "y"}
+    assert kconfig.read_config_values(system_tree / ".config")["PCI_GOANY"] == "y"
+    assert oldconfig_again_changes_nothing(system_tree, "i386")
+
+
+def test_users_config_from_another_kernel_version_is_refused(system_tree, tmp_path):
+    configure(system_tree, "x86_64", kind="system")
+    usual = tmp_path / "usual.config"
+    usual.write_text((system_tree / ".config").read_text(encoding="latin-1")
+                     + "CONFIG_KEXEC=y\n# CONFIG_CRASH_DUMP is not set\n", encoding="latin-1")
+    with pytest.raises(kconfig.ConfigError) as info:
+        kconfig.configure(system_tree, arch="x86_64", kind="system", fragments=[], base_config=usual,
+                          log=lambda msg: None)
+    lines = str(info.value).splitlines()
+    assert lines[0].startswith(f"the system_config file {usual} is not a Linux 2.6.9 configuration for arch=x86_64: "
+                               "1 line(s)")
+    number = usual.read_text(encoding="latin-1").splitlines().index("CONFIG_KEXEC=y") + 1
+    assert lines[1:] == [f"  line {number}: CONFIG_KEXEC=y: no Kconfig file of this tree defines it for this arch"]
