@@ -30,9 +30,8 @@ NEW_STAMP = "2005-08-26 10:00:00.000000000 +0900"
 EPOCH = "1970-01-01 09:00:00.000000000 +0900"
 
 KCONFIG_ANCHOR = b'source "init/Kconfig"\n'
-KCONFIG_ADDITION = b"""
-menu "General setup"
-
+# The options the minik patch adds (what the mkdump authors' configuration shows under "General setup").
+KCONFIG_OPTIONS = b"""\
 config DUMP_MINI_KERNEL
 	bool "Make dump mini kernel"
 	help
@@ -42,9 +41,8 @@ config X86_PAE
 	bool "Run the mini kernel on PAE mode (default)"
 	depends on DUMP_MINI_KERNEL
 	default y
-
-endmenu
 """
+KCONFIG_ADDITION = b'\nmenu "General setup"\n\n' + KCONFIG_OPTIONS + b"\nendmenu\n"
 NEW_FILE = "Documentation/mkdump-minik-standin.txt"
 NEW_FILE_TEXT = b"""Mini kernel dump: stand-in for minik-2.6.9-1.0-update1.patch.
 
