@@ -88,7 +88,6 @@ def split_lines(data):
     return lines
 
 
-
 def _unquote(s):
     """A git/diff C-quoted name "..." to its bytes."""
     out = bytearray()
