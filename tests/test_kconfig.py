@@ -497,6 +497,15 @@ def test_a_make_repeating_a_question_forever_is_stopped_early(env):
     assert len(msg.splitlines()) == 16
 
 
+def test_an_outer_makes_flags_do_not_reach_make(env, monkeypatch):
+    # Under an outer `make -n`, allnoconfig and oldconfig would only print their commands and write no .config.
+    monkeypatch.setenv("MAKEFLAGS", "n")
+    monkeypatch.setenv("MAKELEVEL", "1")
+    summary = env.configure()
+    assert summary["audited"]["DUMP_MINI_KERNEL"] == "y"
+    assert (env.tree / "make-calls").read_text().splitlines() == ["allnoconfig CC=cc", "oldconfig CC=cc"]
+
+
 def test_a_failing_make_shows_its_output(env):
     (env.tree / "scripts" / "fakeconf.py").write_text("import sys\nprint('conf exploded')\nsys.exit(3)\n")
     msg = env.error()

@@ -32,6 +32,7 @@ import tomllib
 
 import kconfiglib
 
+from mkdump import kbuild
 from mkdump.errors import MkdumpError
 
 KINDS = ("minik", "system")
@@ -536,8 +537,9 @@ def run_make(argv, cwd, *, timeout=OLDCONFIG_TIMEOUT, max_output=MAX_MAKE_OUTPUT
     seconds or prints more than `max_output` bytes; only the output's tail is kept in memory.
     """
     try:
-        proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        # kbuild's environment: an outer make's MAKEFLAGS (-n, -k, jobserver) would change what this make does.
+        proc = subprocess.Popen(argv, cwd=cwd, env=kbuild.build_env(), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     except FileNotFoundError:
         raise ConfigError(f"cannot run {argv[0]}: it is not installed or not on PATH; install make") from None
     deadline = time.monotonic() + timeout
