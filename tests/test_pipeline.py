@@ -1,5 +1,4 @@
 """Stage glue that the integration tests reach only indirectly."""
-import os
 
 import pytest
 
@@ -8,23 +7,6 @@ from mkdump import pipeline as P
 from mkdump import stamp
 from mkdump.errors import MkdumpError
 from mkdump.sources import Source
-
-
-def test_replace_dir_swaps_in_the_new_tree_and_drops_the_old(tmp_path):
-    dest = tmp_path / "tree"
-    dest.mkdir()
-    (dest / "old").write_text("old")
-    staging = P.staging_dir(str(dest))
-    (tmp_path / os.path.basename(staging) / "new").write_text("new")
-    P.replace_dir(staging, str(dest))
-    assert os.listdir(dest) == ["new"]
-    assert os.listdir(tmp_path) == ["tree"]
-
-
-def test_replace_dir_into_an_empty_place(tmp_path):
-    staging = P.staging_dir(str(tmp_path / "tree"))
-    P.replace_dir(staging, str(tmp_path / "tree"))
-    assert os.listdir(tmp_path) == ["tree"]
 
 
 def test_fetched_path_names_the_vanished_file(tmp_path):

@@ -20,7 +20,7 @@ import tempfile
 from .errors import MkdumpError
 from .kbuild import build_env, extract_errors
 from .options import ARCHES
-from .pipeline import replace_dir
+from .fsutil import replace_dir
 
 SETTINGS = ("KVER", "KDIR", "KMODDIR")
 

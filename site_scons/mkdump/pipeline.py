@@ -11,9 +11,9 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 
 from . import layout as L
+from .fsutil import replace_dir, staging_dir, write_atomic
 from . import products
 from . import stamp
 from .errors import MkdumpError
@@ -22,34 +22,6 @@ from .options import ARCHES
 
 def _log_default(msg):
     print(msg, file=sys.stderr, flush=True)
-
-
-def replace_dir(staging, dest):
-    """Move a finished staging directory to dest, replacing an old dest only once the new one is complete."""
-    trash = None
-    if os.path.lexists(dest):
-        trash = tempfile.mkdtemp(prefix="." + os.path.basename(dest) + ".old-", dir=os.path.dirname(dest))
-        os.rename(dest, os.path.join(trash, "d"))
-    os.rename(staging, dest)
-    if trash:
-        shutil.rmtree(trash)
-
-
-def write_atomic(dest, text, mode=None):
-    """Write a small output so that readers see the old file or the new one, never half of one."""
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    tmp = dest + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    if mode is not None:
-        os.chmod(tmp, mode)
-    os.replace(tmp, dest)
-
-
-def staging_dir(dest):
-    parent = os.path.dirname(dest)
-    os.makedirs(parent, exist_ok=True)
-    return tempfile.mkdtemp(prefix="." + os.path.basename(dest) + ".tmp-", dir=parent)
 
 
 # ---------------------------------------------------------------- fetch
