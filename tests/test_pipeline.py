@@ -1,5 +1,4 @@
 """Stage glue that the integration tests reach only indirectly."""
-
 import pytest
 
 from mkdump import layout as L
