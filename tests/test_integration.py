@@ -300,3 +300,17 @@ def test_build_failure_shows_command_error_and_log(sources, served, tmp_path):
     log = proj / "build" / "x86_64" / "logs" / "build-minik.log"
     assert str(log) in error and "deliberately broken" in log.read_text()
     assert "Traceback" not in r.stderr
+
+
+def test_kbuild_output_only_with_verbose(sources, served, tmp_path):
+    proj = new_project(tmp_path, sources)
+    args = ["build", "arch=x86_64", f"mirror={served.url}/mirror", f"cache={tmp_path / 'cache'}"]
+    quiet = P.scons(proj, *args)
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    log = proj / "build" / "x86_64" / "logs" / "build-minik.log"
+    assert "-c -o init/main.o init/main.c" in log.read_text()
+    assert "is ready" in log.read_text() and "is ready" not in quiet.stdout + quiet.stderr
+    (proj / "build" / "x86_64" / "stamps" / "build-minik.json").unlink()
+    loud = P.scons(proj, *args, "verbose=1")
+    assert loud.returncode == 0, loud.stdout + loud.stderr
+    assert "Kernel: arch/x86_64/boot/bzImage is ready" in loud.stdout + loud.stderr

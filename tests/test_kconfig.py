@@ -385,7 +385,7 @@ def test_rule_broken_by_a_default_without_any_request(env):
     write(env.configs / "minik-common.config", MINIK_COMMON.replace("# CONFIG_SWAP is not set\n", ""))
     msg = env.error()
     rules = env.configs / "rules.toml"
-    assert f"  CONFIG_SWAP: actual y, but must be n: README step 2" in msg
+    assert "  CONFIG_SWAP: actual y, but must be n: README step 2" in msg
     swap_line = line_of(rules, 'symbol = "SWAP"')
     assert f"(rule at {rules}:{swap_line})" in msg
     assert defined(env, "init/Kconfig", "SWAP") + "; its prompt is hidden (needs EMBEDDED (=n)), so its " \
