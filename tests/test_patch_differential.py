@@ -8,7 +8,6 @@ CVS keywords, so here the two must also agree on every failure. Seeds are fixed,
 the same cases every time.
 """
 
-import os
 import random
 import re
 import shutil
@@ -17,6 +16,7 @@ import subprocess
 import pytest
 
 from mkdump import patching
+from support.trees import snapshot
 
 GNU_PATCH = shutil.which("patch")
 GNU_DIFF = shutil.which("diff")
@@ -87,17 +87,6 @@ def _write_tree(root, files):
         path.write_bytes(b"".join(lines))
 
 
-def _snapshot(root):
-    state = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel = os.path.relpath(dirpath, root)
-        state[rel + "/"] = None
-        for name in filenames:
-            with open(os.path.join(dirpath, name), "rb") as f:
-                state[os.path.join(rel, name)] = f.read()
-    return state
-
-
 def _make_case(rng, tmp):
     old = {name: _random_lines(rng) for name in rng.sample(NAMES, rng.randint(1, 3))}
     new = {name: _edit(rng, lines) for name, lines in old.items()}
@@ -132,13 +121,13 @@ def _run_case(tmp, patch, target, fuzz):
     gnu = subprocess.run([GNU_PATCH, "-p1", f"--fuzz={fuzz}", "--forward", "--batch", "--no-backup-if-mismatch",
                           "-i", str(tmp / "p.diff")], cwd=tmp / "gnu", capture_output=True,
                          stdin=subprocess.DEVNULL)
-    before = _snapshot(tmp / "ours")
+    before = snapshot(tmp / "ours")
     try:
         patching.apply_series(tmp / "ours", [("p.diff", patch, 1)], fuzz=fuzz, log=lambda msg: None)
         ours_ok = True
     except patching.PatchRejected:
         ours_ok = False
-    ours = _snapshot(tmp / "ours")
+    ours = snapshot(tmp / "ours")
     return gnu, ours_ok, before, ours
 
 
@@ -164,7 +153,7 @@ def _differential(tmp_path, seed, pick_fuzz):
         where = f"seed {seed} case {case} fuzz {fuzz}\n--- patch:\n{patch.decode()}\n--- gnu:\n{gnu.stdout.decode()}"
         if gnu.returncode == 0:
             assert ours_ok, "GNU patch applied this, we rejected it: " + where
-            assert ours == _snapshot(tmp_path / "gnu"), "results differ: " + where
+            assert ours == snapshot(tmp_path / "gnu"), "results differ: " + where
             outcomes["both applied"] += 1
         elif not ours_ok:
             assert ours == before, "a rejected series changed the tree: " + where

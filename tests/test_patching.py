@@ -8,6 +8,7 @@ import pytest
 
 from mkdump import patching
 from mkdump.errors import MkdumpError
+from support.trees import snapshot
 
 QUIET = {"log": lambda msg: None}
 
@@ -18,17 +19,6 @@ def tree_of(root, files):
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(data)
     return root
-
-
-def snapshot(root):
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel = os.path.relpath(dirpath, root)
-        out[rel + "/"] = None
-        for n in filenames:
-            with open(os.path.join(dirpath, n), "rb") as f:
-                out[os.path.join(rel, n)] = f.read()
-    return out
 
 
 def apply(root, *patches, fuzz=0):

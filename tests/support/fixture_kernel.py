@@ -30,6 +30,8 @@ import tempfile
 import tomllib
 from pathlib import Path
 
+from support import standin_minik
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIGS_DIR = REPO_ROOT / "configs"
 
@@ -2960,17 +2962,8 @@ def make_fixture_tarball(out_dir, *, compression="bz2", release="2.6.9", configs
 # ---------------------------------------------------------------------------------------------------------
 # Stand-in for the upstream minik patch
 
-MINIK_KCONFIG = '''
-config DUMP_MINI_KERNEL
-	bool "Make dump mini kernel"
-	help
-	  Build this kernel as the mkdump mini kernel (stand-in for the minik patch).
-
-config X86_PAE
-	bool "Run the mini kernel on PAE mode (default)"
-	depends on DUMP_MINI_KERNEL
-	default y
-'''
+# The same Kconfig options the real-tree stand-in adds, with the blank line that separates them from what follows.
+MINIK_KCONFIG = "\n" + standin_minik.KCONFIG_OPTIONS.decode()
 
 _CVS_ID = re.compile(r"\$Id(?::[^$\n]*)?\$")
 
