@@ -5,9 +5,11 @@ import hashlib
 import io
 import multiprocessing
 import os
+import socket
 import tarfile
 
 import pytest
+import requests
 
 import mkdump.fetch
 from mkdump.errors import MkdumpError
@@ -465,3 +467,22 @@ def test_unreadable_file_in_a_sources_dir_is_one_sentence(tmp_path, monkeypatch)
     monkeypatch.setattr("builtins.open", denied)
     with pytest.raises(MkdumpError, match=f"cannot read {local / 'm.patch'} \\(Permission denied\\)"):
         fetcher(tmp_path, sources_dirs=[local], offline=True).fetch(source(sha256=sha(PATCH)))
+
+
+class UnknownHost:
+    def __init__(self):
+        self.calls = 0
+
+    def get(self, url, **kwargs):
+        self.calls += 1
+        raise requests.ConnectionError(socket.gaierror(-2, "Name or service not known"))
+
+
+def test_unknown_host_moves_on_without_retrying(tmp_path):
+    session = UnknownHost()
+    src = Source("minik", "m.patch", ("http://a.invalid/m.patch", "http://b.invalid/m.patch"), None, None, ())
+    with pytest.raises(MkdumpError) as e:
+        fetcher(tmp_path, session=session, retries=4, backoff=60).fetch(src)
+    assert session.calls == 2, "one attempt per URL: name resolution failures are not retried"
+    assert "a.invalid" in str(e.value) and "b.invalid" in str(e.value)
+    assert "Name or service not known" in str(e.value)

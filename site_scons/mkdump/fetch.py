@@ -13,6 +13,7 @@ import fcntl
 import os
 import posixpath
 import re
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -337,6 +338,9 @@ class Fetcher:
             except requests.exceptions.SSLError as e:
                 raise _UrlFailed(f"TLS error ({e})") from None
             except (requests.ConnectionError, requests.Timeout) as e:
+                if _host_unknown(e):
+                    # Not a passing fault: waiting and asking again only delays the next URL (offline machines).
+                    raise _UrlFailed(_describe(e)) from None
                 reason = _describe(e)
             except requests.RequestException as e:
                 raise _UrlFailed(f"{type(e).__name__}: {e}") from None
@@ -401,6 +405,25 @@ class Fetcher:
                 progress.close()
             if total is not None and progress.have < total:
                 raise _Retry(f"the connection closed after {progress.have} of {total} bytes")
+
+
+# urllib3 1.x has no NameResolutionError; its gaierror is then found further down the chain.
+_NAME_ERRORS = tuple(t for t in (socket.gaierror, getattr(urllib3.exceptions, "NameResolutionError", None)) if t)
+
+
+def _host_unknown(e):
+    """Whether a failed request never got past name resolution (the cause sits somewhere in the chain)."""
+    stack, seen = [e], set()
+    while stack:
+        x = stack.pop()
+        if x is None or id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, _NAME_ERRORS):
+            return True
+        stack += [getattr(x, "reason", None), x.__cause__, x.__context__]
+        stack += [a for a in getattr(x, "args", ()) if isinstance(a, BaseException)]
+    return False
 
 
 def _describe(e):
