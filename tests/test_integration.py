@@ -179,12 +179,10 @@ def test_install_without_destdir_says_what_to_do(built):
 
 def test_reject_stops_with_patch_file_and_hunk_and_leaves_no_tree(sources, served, tmp_path):
     proj = new_project(tmp_path, sources)
-    (proj / "patches" / "compat" / "bad.patch").write_text(
-        "Deliberately wrong context.\n"
-        "--- a/Makefile\n+++ b/Makefile\n@@ -1,3 +1,3 @@\n-VERSION = 3\n+VERSION = 4\n PATCHLEVEL = 6\n"
-        " SUBLEVEL = 9\n")
-    with open(proj / "patches" / "minik.series", "a") as f:
-        f.write("compat/bad.patch\n")
+    P.add_local_patch(proj, "minik", "bad.patch",
+                      "Deliberately wrong context.\n"
+                      "--- a/Makefile\n+++ b/Makefile\n@@ -1,3 +1,3 @@\n-VERSION = 3\n+VERSION = 4\n"
+                      " PATCHLEVEL = 6\n SUBLEVEL = 9\n")
     r = P.scons(proj, "patch", "arch=x86_64", f"mirror={served.url}/mirror", f"cache={tmp_path / 'cache'}")
     assert r.returncode != 0
     error = [l for l in r.stderr.splitlines() if l.startswith("mkdump: error:")]
@@ -232,12 +230,11 @@ def test_changing_a_patch_recreates_the_tree_from_the_pristine_sources(built):
     arch = proj / "build" / "x86_64"
     before = _mtimes(arch)
     series = proj / "patches" / "system.series"
-    original = series.read_text()
     local = proj / "patches" / "compat" / "note.patch"
-    local.write_text("--- a/Makefile\n+++ b/Makefile\n@@ -1,2 +1,3 @@\n VERSION = 2\n+# mkdump-build test note\n"
-                     " PATCHLEVEL = 6\n")
+    original = P.add_local_patch(proj, "system", "note.patch",
+                                 "--- a/Makefile\n+++ b/Makefile\n@@ -1,2 +1,3 @@\n VERSION = 2\n"
+                                 "+# mkdump-build test note\n PATCHLEVEL = 6\n")
     try:
-        series.write_text(original + "compat/note.patch\n")
         r = P.scons(proj, "patch", *args)
         assert r.returncode == 0, r.stdout + r.stderr
         after = _mtimes(arch)
@@ -288,11 +285,9 @@ def test_system_config_is_the_users_own(built, tmp_path):
 
 def test_build_failure_shows_command_error_and_log(sources, served, tmp_path):
     proj = new_project(tmp_path, sources)
-    (proj / "patches" / "compat" / "break.patch").write_text(
-        "--- a/init/main.c\n+++ b/init/main.c\n@@ -1,2 +1,3 @@\n+#error deliberately broken\n /*\n"
-        "  *  linux/init/main.c (test fixture)\n")
-    with open(proj / "patches" / "minik.series", "a") as f:
-        f.write("compat/break.patch\n")
+    P.add_local_patch(proj, "minik", "break.patch",
+                      "--- a/init/main.c\n+++ b/init/main.c\n@@ -1,2 +1,3 @@\n+#error deliberately broken\n /*\n"
+                      "  *  linux/init/main.c (test fixture)\n")
     r = P.scons(proj, "build", "arch=x86_64", f"mirror={served.url}/mirror", f"cache={tmp_path / 'cache'}")
     assert r.returncode != 0
     error = r.stderr[r.stderr.index("mkdump: error:"):]

@@ -46,6 +46,15 @@ def keep_fixture_series(project):
         series.write_text("\n".join(lines) + "\n")
 
 
+def add_local_patch(project, series, name, text):
+    """Write patches/compat/<name> and append it to patches/<series>.series; returns the series' old text."""
+    (Path(project) / "patches" / "compat" / name).write_text(text)
+    path = Path(project) / "patches" / f"{series}.series"
+    old = path.read_text()
+    path.write_text(old + f"compat/{name}\n")
+    return old
+
+
 def pin_linux_tree(project, tree_sha256):
     toml = Path(project) / "patches" / "sources.toml"
     text = toml.read_text()
