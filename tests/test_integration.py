@@ -57,6 +57,9 @@ def test_default_target_publishes_checked_artifacts(built):
     assert r.stderr.count("TRUSTED ON FIRST USE") == 2
     lock = (proj / "patches" / "sources.lock").read_text()
     assert P.MINIK in lock and P.MKEXEC in lock
+    # the signature database lives in the build root, so a read-only checkout builds and build= dirs are separate
+    assert (proj / "build" / ".sconsign.dblite").is_file()
+    assert not (proj / ".sconsign.dblite").exists()
 
 
 def test_manifest_records_pins_and_urls(built, sources, served):

@@ -60,3 +60,39 @@ def test_cache_default_follows_xdg():
 
 def test_unknown_message():
     assert "arhc" in O.unknown_message(["arhc"]) and "scons -h" in O.unknown_message(["arhc"])
+
+
+def test_deb_build_options_parallel_is_read(tmp_path):
+    env = {"DEB_BUILD_OPTIONS": "nocheck parallel=3 noopt"}
+    o = O.parse(raw(), dump_drivers=DRIVERS, base_dir=str(tmp_path), environ=env)
+    assert o.deb_parallel == 3 and o.jobs is None
+    assert O.parse(raw(), dump_drivers=DRIVERS, environ={}).deb_parallel is None
+    with pytest.raises(MkdumpError, match="DEB_BUILD_OPTIONS parallel"):
+        O.parse(raw(), dump_drivers=DRIVERS, environ={"DEB_BUILD_OPTIONS": "parallel=x"})
+
+
+def test_cc_launcher_by_name_or_path(tmp_path):
+    fake = tmp_path / "ccache"
+    fake.write_text("#!/bin/sh\nexec \"$@\"\n")
+    fake.chmod(0o755)
+    env = {"PATH": str(tmp_path)}
+    assert O.parse(raw(cc_launcher="ccache"), dump_drivers=DRIVERS, environ=env).cc_launcher == "ccache"
+    o = O.parse(raw(cc_launcher="./ccache"), dump_drivers=DRIVERS, base_dir=str(tmp_path), environ=env)
+    assert o.cc_launcher == str(fake)
+    assert O.parse(raw(), dump_drivers=DRIVERS, environ=env).cc_launcher is None
+
+
+@pytest.mark.parametrize("value, words", [
+    ("distcc", "install the Debian package distcc"),
+    ("/nonexistent/launcher", "no executable file at /nonexistent/launcher"),
+])
+def test_cc_launcher_errors_name_the_fix(tmp_path, value, words):
+    with pytest.raises(MkdumpError) as e:
+        O.parse(raw(cc_launcher=value), dump_drivers=DRIVERS, environ={"PATH": str(tmp_path)})
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_cache_dir_is_made_absolute(tmp_path):
+    o = O.parse(raw(cache_dir="team-cache"), dump_drivers=DRIVERS, base_dir=str(tmp_path))
+    assert o.cache_dir == str(tmp_path / "team-cache")
+    assert O.parse(raw(), dump_drivers=DRIVERS).cache_dir is None

@@ -3,6 +3,7 @@
 The SCons tool only collects raw strings and prints help; every check lives here so it is testable without SCons.
 """
 import os
+import shutil
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -12,6 +13,8 @@ from .loadscript import encode_dump_dev
 ARCHES = ("x86_64", "i386")
 # 2.6.9's release day; the default timestamp for reproducible builds when SOURCE_DATE_EPOCH is not set.
 DEFAULT_EPOCH = 1097794800
+# cc_launcher= names that need no path; anything else must be the path of an executable.
+LAUNCHERS = ("ccache", "distcc", "icecc", "sccache")
 
 
 def default_cache(environ=os.environ):
@@ -35,7 +38,8 @@ def specs(dump_drivers, default_driver, environ=os.environ):
         Spec("sources", "read-only directory of pre-downloaded source files, looked in first", ""),
         Spec("mirror", "comma-separated base URLs tried before the upstream URLs", ""),
         Spec("offline", "1: never touch the network; fail if a source is not in sources= or the cache", "0"),
-        Spec("jobs", "parallel jobs passed to make (default: SCons -j if given, else the CPU count)", ""),
+        Spec("jobs", "parallel jobs passed to make (default: SCons -j, else DEB_BUILD_OPTIONS=parallel=N, "
+             "else the CPU count)", ""),
         Spec("verbose", "1: show kbuild's full output instead of one progress line per stage", "0"),
         Spec("fuzz", "patch context fuzz allowed (0 = exact, like Buildroot); fuzzed hunks are reported", "0"),
         Spec("dump_driver", "mini kernel dump block driver family: " + ", ".join(dump_drivers), default_driver),
@@ -47,6 +51,10 @@ def specs(dump_drivers, default_driver, environ=os.environ):
         Spec("minik_params", "extra kernel parameters for the mini kernel, written by the load script", ""),
         Spec("CC", "C compiler command for the kernels (default: detected per arch)", ""),
         Spec("CROSS_COMPILE", "cross toolchain prefix, e.g. i686-linux-gnu-", ""),
+        Spec("cc_launcher", "compiler launcher prefixed to the kernels' CC: " + "|".join(LAUNCHERS)
+             + " or a path (outputs are the same with or without it)", ""),
+        Spec("cache_dir", "SCons CacheDir shared by a team: finished artifacts are retrieved from it when "
+             "every input matches", ""),
         Spec("DESTDIR", "install: staging root (scons install DESTDIR=...)", ""),
         Spec("PREFIX", "install: prefix under DESTDIR", "/usr"),
         Spec("SOURCE_DATE_EPOCH", "timestamp written into the kernels (reproducible builds)",
@@ -63,6 +71,7 @@ class Options:
     mirrors: tuple
     offline: bool
     jobs: Optional[int]
+    deb_parallel: Optional[int]
     verbose: bool
     fuzz: int
     dump_driver: str
@@ -74,6 +83,8 @@ class Options:
     minik_params: str
     cc: Optional[str]
     cross_compile: Optional[str]
+    cc_launcher: Optional[str]
+    cache_dir: Optional[str]
     destdir: str
     prefix: str
     source_date_epoch: int
@@ -118,7 +129,32 @@ def _url(value):
     return value.rstrip("/")
 
 
-def parse(raw, *, dump_drivers, base_dir="."):
+def deb_parallel(environ):
+    """N from DEB_BUILD_OPTIONS=parallel=N (Debian policy 4.9.1), or None."""
+    for word in environ.get("DEB_BUILD_OPTIONS", "").split():
+        name, _, value = word.partition("=")
+        if name == "parallel":
+            return _int("DEB_BUILD_OPTIONS parallel", value, minimum=1)
+    return None
+
+
+def _launcher(value, base_dir, environ):
+    value = value.strip()
+    if not value:
+        return None
+    if value in LAUNCHERS:
+        if shutil.which(value, path=environ.get("PATH", os.defpath)) is None:
+            raise MkdumpError(f"cc_launcher={value}: {value} is not on PATH; install the Debian package {value} "
+                              "or leave cc_launcher unset.")
+        return value
+    path = os.path.abspath(os.path.join(base_dir, os.path.expanduser(value)))
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        raise MkdumpError(f"cc_launcher={value}: not one of {', '.join(LAUNCHERS)} and no executable file at "
+                          f"{path}; name a launcher or give its path.")
+    return path
+
+
+def parse(raw, *, dump_drivers, base_dir=".", environ=os.environ):
     """Validate the raw option strings (as SCons collected them) into Options; MkdumpError on the first bad one."""
     arch = raw["arch"].strip().lower()
     if arch == "all":
@@ -174,6 +210,7 @@ def parse(raw, *, dump_drivers, base_dir="."):
         mirrors=mirrors,
         offline=_bool("offline", raw["offline"]),
         jobs=jobs,
+        deb_parallel=deb_parallel(environ),
         verbose=_bool("verbose", raw["verbose"]),
         fuzz=_int("fuzz", raw["fuzz"]),
         dump_driver=driver,
@@ -185,6 +222,9 @@ def parse(raw, *, dump_drivers, base_dir="."):
         minik_params=raw["minik_params"],
         cc=raw["CC"] or None,
         cross_compile=raw["CROSS_COMPILE"] or None,
+        cc_launcher=_launcher(raw["cc_launcher"], base_dir, environ),
+        cache_dir=(os.path.abspath(os.path.join(base_dir, os.path.expanduser(raw["cache_dir"])))
+                   if raw["cache_dir"].strip() else None),
         destdir=destdir,
         prefix=prefix.rstrip("/") or "/",
         source_date_epoch=epoch,

@@ -328,7 +328,7 @@ class _Runtime:
     def __init__(self, opts):
         self.__dict__.update(opts.__dict__)
         n = GetOption("num_jobs") or 1
-        self.jobs_effective = opts.jobs or (n if n > 1 else os.cpu_count() or 1)
+        self.jobs_effective = opts.jobs or (n if n > 1 else opts.deb_parallel or os.cpu_count() or 1)
 
 
 def _options(env, top):
@@ -389,6 +389,10 @@ def _pipeline(env):
     if opts is None:
         return None
     env["MKDUMP_OPTS"] = _Runtime(opts)
+    # Each build root keeps its own signature database: build= directories are independent of each other and
+    # of the checkout, which may be read-only.
+    os.makedirs(opts.build, exist_ok=True)
+    env.SConsignFile(os.path.join(opts.build, ".sconsign"))
     return Pipeline(env, opts, top)
 
 
