@@ -14,7 +14,8 @@ from mkdump.errors import MkdumpError
 EM_386, EM_X86_64 = 3, 62
 
 # A fake gcc in Python: writes a minimal ELF header for the machine chosen by -m32/-m64 (or its default),
-# rejects the flags named in $FAKE_REJECT (by the name before any `=`), fails -m32 when $FAKE_NO_M32 is set, logs its argv.
+# rejects the flags named in $FAKE_REJECT (by their name before any `=`), fails -m32 when $FAKE_NO_M32 is set,
+# logs its argv.
 FAKE_GCC = textwrap.dedent("""\
     #!{python}
     import os, sys
