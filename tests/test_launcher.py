@@ -235,3 +235,71 @@ def test_cc_and_cross_compile_reach_make(proj, sources, tmp_path, option, cc):
         assert f" CC={cc} -fno-pie " in line and " HOSTCC=gcc " in line, line
         assert ("CROSS_COMPILE=x86_64-linux-gnu-" in line) == option.startswith("CROSS_COMPILE="), line
     assert json.loads((build / "x86_64" / "stamps" / "toolchain.json").read_text())["cc"] == [cc]
+
+
+# --- the real 2.6.9 mini kernel ----------------------------------------------------------------------------------
+
+REAL_PRODUCTS = ("arch/x86_64/boot/compressed/vmlinux.bin", "arch/x86_64/boot/bzImage", "vmlinux", "System.map")
+
+
+def build_real_mini(tarball, workdir, tc, launcher=None):
+    from support.kernel_tree import MINI_FRAGMENT, apply_compat_patches, configure, unpack
+    tree = unpack(tarball, workdir)
+    apply_compat_patches(tree, "x86_64")
+    assert configure(tree, tc, MINI_FRAGMENT, workdir / "logs") == []
+    kbuild.run_make(tree, ["bzImage"], toolchain=tc, jobs=2, launcher=launcher,
+                    log_path=workdir / "logs" / "build.log", log=lambda m: None)
+    return tree
+
+
+def real_compiles(tree):
+    """Source files of the compiler calls in a build log: (path, ...) in log order."""
+    log = (tree.parent / "logs" / "build.log").read_text()
+    return re.findall(r"\s-c\s+-o\s+\S+\.o\s+(\S+\.[cS])$", log, re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def real_plain(real_linux_tarball, tmp_path_factory):
+    tc = toolchain.detect("x86_64")
+    tree = build_real_mini(real_linux_tarball, tmp_path_factory.mktemp("real-plain"), tc)
+    return tc, {rel: (tree / rel).read_bytes() for rel in REAL_PRODUCTS}
+
+
+@pytest.mark.realkernel
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("ccache") is None, reason="ccache is not installed (Debian package ccache)")
+def test_real_mini_kernel_with_ccache_is_the_same_and_hits_when_warm(real_linux_tarball, real_plain, tmp_path,
+                                                                     monkeypatch):
+    tc, plain = real_plain
+    monkeypatch.setenv("CCACHE_DIR", str(tmp_path / "ccache"))
+    cold = build_real_mini(real_linux_tarball, tmp_path / "cold", tc, "ccache")
+    cold_stats = ccache_stats({})
+    subprocess.run(["ccache", "--zero-stats"], check=True, capture_output=True)
+    warm = build_real_mini(real_linux_tarball, tmp_path / "other" / "warm", tc, "ccache")
+    warm_stats = ccache_stats({})
+    hits = warm_stats["direct_cache_hit"] + warm_stats["preprocessed_cache_hit"]
+    compiles = real_compiles(warm)
+    print(f"real mini kernel: {len(compiles)} compiles; cold ccache {cold_stats['cache_miss']} misses, warm in "
+          f"another directory {hits} hits, {warm_stats['cache_miss']} misses, "
+          f"{warm_stats.get('uncacheable_call', 0)} uncacheable")
+    assert hits >= len(compiles) > 100
+    assert warm_stats["cache_miss"] == 0
+    for tree in (cold, warm):
+        assert {rel: (tree / rel).read_bytes() for rel in REAL_PRODUCTS} == plain, tree
+
+
+@pytest.mark.realkernel
+@pytest.mark.slow
+def test_real_mini_kernel_with_distcc_is_the_same(real_linux_tarball, real_plain, tmp_path, monkeypatch, distccd):
+    tc, plain = real_plain
+    for name, value in distccd.client_env().items():
+        monkeypatch.setenv(name, value)
+    tree = build_real_mini(real_linux_tarball, tmp_path / "distcc", tc, "distcc")
+    jobs = distccd.jobs()
+    assert not [j for j in jobs if j[0] != "COMPILE_OK"], distccd.log()
+    remote = {source for _, source in jobs}
+    compiles = real_compiles(tree)
+    local = sorted({c for c in compiles if c not in remote})
+    print(f"distcc: {len(jobs)} jobs on the server, {len(compiles)} compiles in the log; run locally: {local}")
+    assert [c for c in local if c.endswith(".c")] == []
+    assert {rel: (tree / rel).read_bytes() for rel in REAL_PRODUCTS} == plain
