@@ -206,6 +206,14 @@ def test_distcc_for_real_compiles_on_the_server(proj, sources, plain, tmp_path, 
 
 # --- make's -j and the compiler options, end to end ------------------------------------------------------------
 
+def test_help_explains_the_launcher_and_the_jobs_order(proj):
+    r = P.scons(proj, "-h")
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    assert re.search(r"cc_launcher [^()]*\bCC\b[^()]*ccache\|distcc\|icecc\|sccache or a path", text)
+    assert re.search(r"jobs [^()]*SCons -j, else DEB_BUILD_OPTIONS=parallel=N", text)
+
+
 def make_line(build, kind="minik"):
     return (build / "x86_64" / "logs" / f"build-{kind}.log").read_text().splitlines()[0]
 
