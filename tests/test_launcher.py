@@ -211,7 +211,7 @@ def test_help_explains_the_launcher_and_the_jobs_order(proj):
     assert r.returncode == 0, r.stderr
     text = " ".join(r.stdout.split())
     assert re.search(r"cc_launcher [^()]*\bCC\b[^()]*ccache\|distcc\|icecc\|sccache or a path", text)
-    assert re.search(r"jobs [^()]*SCons -j, else DEB_BUILD_OPTIONS=parallel=N", text)
+    assert re.search(r"jobs parallel jobs passed to make .{0,20}SCons -j, else DEB_BUILD_OPTIONS=parallel=N", text)
 
 
 def make_line(build, kind="minik"):
