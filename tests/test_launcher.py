@@ -141,6 +141,8 @@ def test_recording_launcher_sees_every_kernel_and_module_compile_and_changes_not
     assert any(c.endswith("init/main.c") for c in compiled)
     assert any(c.endswith("/kernel/mkexec.c") for c in compiled), "mkexec.ko is built through the launcher too"
     # HOSTCC builds the fixture's boot/tools/build: never through the launcher.
+    assert re.search(r"^gcc .* -o arch/x86_64/boot/tools/build ",
+                     (build / "x86_64" / "logs" / "build-minik.log").read_text(), re.MULTILINE)
     assert not [c for c in calls if "tools/build" in c]
     assert (build / "x86_64" / "logs" / "build-minik.log").read_text().startswith(
         f"# cd {build / 'x86_64' / 'minik'} && make -j")
