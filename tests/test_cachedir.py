@@ -82,7 +82,8 @@ def test_teammate_gets_out_from_the_cache_without_running_any_stage(team, source
     dest = tmp_path / "stage"
     r = P.scons(b, "install", f"DESTDIR={dest}", *offline(tmp_path, team, "build=elsewhere"))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert (dest / "lib/modules/2.6.9/extra/mkexec.ko").read_bytes() == (team.a / "build/x86_64/out/mkexec.ko").read_bytes()
+    installed = dest / "lib/modules/2.6.9/extra/mkexec.ko"
+    assert installed.read_bytes() == (team.a / "build/x86_64/out/mkexec.ko").read_bytes()
 
     before = entries(team.cache)
     r = P.scons(b, "-c", *offline(tmp_path, team, "build=elsewhere"))

@@ -141,7 +141,8 @@ def publish(checked_dir, out_dir, names, check_stamp):
         checked = stamp.read(check_stamp)
     except (OSError, ValueError) as e:
         raise MkdumpError(f"The check record {check_stamp} cannot be read ({e}); {redo}") from None
-    if not all(c.get("ok") for c in checked.get("checks", [])) or not checked.get("checks"):
+    checks = checked.get("checks") or []
+    if not checks or not all(c.get("ok") for c in checks):
         raise MkdumpError(f"{check_stamp} does not record passing checks; {redo}")
     outputs = _manifest_outputs(os.path.join(checked_dir, "manifest.json"))
     for name in names:

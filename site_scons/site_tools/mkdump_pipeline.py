@@ -323,26 +323,32 @@ class ArchPipeline:
         Default(self.published)
         return self.published
 
+    def _input_key(self, made, manifest_opts):
+        """The cache key of this arch's out/ (mkdump.cachekey) and the source pins it holds. The project files in
+        it are the graph's own leaves behind `made`, so a file a stage starts reading enters the key by itself."""
+        from mkdump import cachekey as K
+        from mkdump.toolchain import load_arch_data
+        o = self.opts
+        files = _leaf_files(made) + [self.p.sources_toml, str(products.PRODUCTS_TOML)] + K.code_files(self.p.top)
+        project, external = K.file_digests(self.p.top, files)
+        tools = K.compiler_tools(load_arch_data(self.arch), cc=o.cc, cross_compile=o.cross_compile)
+        pins = K.source_pins(self.p.sources, self.p._lock)
+        description = K.describe(
+            arch=self.arch, project=project, external=external, pins=pins,
+            programs=K.program_digests(tools, os.environ.get("PATH", os.defpath)),
+            options=dict(manifest_opts, cc=o.cc, cross_compile=o.cross_compile,
+                         source_date_epoch=o.source_date_epoch))
+        return K.digest(description), pins
+
     def _share(self, made, manifest_opts):
         """cache_dir=: one publish node fills out/. Its only source is the input key, so SCons can retrieve its
         targets without bringing the stages up to date; the stages (`made`: the manifest and load script, and
         through them everything else) are an order-only prerequisite, declared only when the cache cannot
         supply every artifact of this key, or for `scons -c`."""
-        from mkdump import cachekey as K
+        from mkdump.cachekey import unpinned
         from mkdump.loadscript import script_name
-        from mkdump.toolchain import load_arch_data
-        o = self.opts
         names = ["manifest.json"] + list(products.published(self.arch)) + [script_name(self.arch)]
-        project, external = K.file_digests(self.p.top, _leaf_files(made) + [self.p.sources_toml,
-                                                                         str(products.PRODUCTS_TOML)]
-                                           + K.code_files(self.p.top))
-        tools = K.compiler_tools(load_arch_data(self.arch), cc=o.cc, cross_compile=o.cross_compile)
-        pins = K.source_pins(self.p.sources, self.p._lock)
-        key = K.digest(K.describe(
-            arch=self.arch, project=project, external=external, pins=pins,
-            programs=K.program_digests(tools, os.environ.get("PATH", os.defpath)),
-            options=dict(manifest_opts, cc=o.cc, cross_compile=o.cross_compile,
-                         source_date_epoch=o.source_date_epoch)))
+        key, pins = self._input_key(made, manifest_opts)
         env = self.p.shared_env
         params = {"arch": self.arch, "key": key, "names": names, "checked": self.work.out, "out": self.lay.out,
                   "check_stamp": self.lay.stamp("check")}
@@ -350,7 +356,7 @@ class ArchPipeline:
                            _PUBLISH)
         for t in node:
             t.attributes.mkdump_key = key
-        loose = K.unpinned(pins)
+        loose = unpinned(pins)
         if loose:
             env.NoCache(node)
             _log(f"mkdump: [{self.arch}] cache_dir: not used by this run, source {', '.join(loose)} is not pinned "
