@@ -126,7 +126,7 @@ def test_publish_copies_what_check_and_the_manifest_recorded(tmp_path):
     for n in names:
         assert (tmp_path / "out" / n).read_bytes() == (checked / n).read_bytes()
     for n in names:
-        K.check_retrieved(tmp_path / "out", n, "/cache/XX/entry")
+        K.check_retrieved(tmp_path / "out", n, ["/cache/XX/entry", "/cache/YY/manifest"])
 
 
 def test_publish_refuses_an_artifact_changed_after_check(tmp_path):
@@ -153,12 +153,12 @@ def test_publish_names_a_missing_artifact(tmp_path):
         K.publish(checked, tmp_path / "out", names, tmp_path / "check.json")
 
 
-def test_check_retrieved_names_the_damaged_entry(tmp_path):
+def test_check_retrieved_names_the_damaged_entries(tmp_path):
     checked, names = _checked(tmp_path)
     (checked / "vmlinux.bin").write_bytes(b"imagf")
-    with pytest.raises(MkdumpError, match=r"vmlinux.bin retrieved from cache_dir= has SHA-256 .* the cache entry "
-                                          r"/cache/AB/abc is damaged"):
-        K.check_retrieved(checked, "vmlinux.bin", "/cache/AB/abc")
+    with pytest.raises(MkdumpError, match=r"vmlinux.bin retrieved from cache_dir= has SHA-256 .* damaged copy: "
+                                          r"delete the cache entries /cache/AB/abc and /cache/CD/man and run"):
+        K.check_retrieved(checked, "vmlinux.bin", ["/cache/CD/man", "/cache/AB/abc"])
     (checked / "manifest.json").write_text("{not json")
-    with pytest.raises(MkdumpError, match="not a readable manifest"):
-        K.check_retrieved(checked, "manifest.json", "/cache/AB/abc")
+    with pytest.raises(MkdumpError, match="not a readable manifest .* delete the cache entry /cache/CD/man and"):
+        K.check_retrieved(checked, "manifest.json", ["/cache/CD/man", "/cache/CD/man"])

@@ -114,23 +114,24 @@ def _manifest_outputs(manifest_path):
         raise MkdumpError(f"{manifest_path} is not a readable manifest ({e})") from None
 
 
-def check_retrieved(out_dir, name, cachefile):
+def check_retrieved(out_dir, name, entries):
     """Check an artifact just retrieved into out_dir against the manifest retrieved before it: SCons copies cache
-    entries without looking at them, and a damaged shared entry must not become our output."""
+    entries without looking at them, and a damaged shared entry must not become our output. `entries` are the
+    cache files of the artifact and of the manifest, named in the error: either may be the damaged one."""
     manifest = os.path.join(out_dir, "manifest.json")
-    advice = (f"the cache entry {cachefile} is damaged; delete it and run scons again (or build without the "
-              "cache with --cache-disable).")
+    advice = (f"delete the cache entr{'y' if len(set(entries)) == 1 else 'ies'} {' and '.join(sorted(set(entries)))} "
+              "and run scons again (or build without the cache with --cache-disable).")
     try:
         outputs = _manifest_outputs(manifest)
     except MkdumpError as e:
-        raise MkdumpError(f"{e}: {advice}") from None
+        raise MkdumpError(f"{e}, so the cache holds a damaged copy: {advice}") from None
     if name == "manifest.json":
         return
     path = os.path.join(out_dir, name)
     actual = stamp.sha256_file(path)
     if outputs.get(name) != actual:
-        raise MkdumpError(f"{path} retrieved from cache_dir= has SHA-256 {actual}, its manifest records "
-                          f"{outputs.get(name)}: {advice}")
+        raise MkdumpError(f"{path} retrieved from cache_dir= has SHA-256 {actual} but its manifest records "
+                          f"{outputs.get(name)}, so the cache holds a damaged copy: {advice}")
 
 
 def publish(checked_dir, out_dir, names, check_stamp):

@@ -424,10 +424,13 @@ class _SharedCache(SCons.CacheDir.CacheDir):
             return False
         if SCons.Action.execute_actions:
             from mkdump.cachekey import check_retrieved
+            group = node.get_executor().get_all_targets()
+            manifest = next(t for t in group if t.name == "manifest.json")
             try:
-                check_retrieved(node.dir.get_abspath(), node.name, self.cachepath(node)[1])
+                check_retrieved(node.dir.get_abspath(), node.name,
+                                [self.cachepath(node)[1], self.cachepath(manifest)[1]])
             except MkdumpError as err:
-                for t in node.get_executor().get_all_targets():
+                for t in group:
                     if os.path.exists(t.get_abspath()):
                         os.remove(t.get_abspath())
                 raise SCons.Errors.BuildError(node=node, errstr=str(err), exitstatus=2) from None
