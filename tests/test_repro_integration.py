@@ -63,7 +63,8 @@ RECORD = ("\t$(Q)$(if $(KBUILD_MODULES),rm -rf $(MODVERDIR) &&) mkdir -p $(MODVE
 
 
 def variation_lines(stderr):
-    return {l.split()[2].rstrip(":"): l for l in stderr.splitlines() if l.startswith("repro:   ") and l.split()[1] in ("varied", "SKIPPED")}
+    return {l.split()[2].rstrip(":"): l for l in stderr.splitlines()
+            if l.startswith("repro:   ") and l.split()[1] in ("varied", "SKIPPED")}
 
 
 def test_repro_reports_identical_outputs_under_really_different_conditions(sources, served, open_dir):

@@ -262,11 +262,9 @@ def _tree_files(top):
         for f in files:
             path = os.path.join(d, f)
             st = os.lstat(path)
-            if stat.S_ISREG(st.st_mode):
-                found[os.path.relpath(path, top)] = FileInfo(st.st_size, stamp.sha256_file(path),
-                                                             stat.S_IMODE(st.st_mode))
-            else:
-                found[os.path.relpath(path, top)] = FileInfo(st.st_size, "not a regular file", stat.S_IMODE(st.st_mode))
+            # out/ holds regular files; a symbolic link is compared by its target, never followed out of the tree.
+            digest = stamp.sha256_file(path) if stat.S_ISREG(st.st_mode) else "link->" + os.readlink(path)
+            found[os.path.relpath(path, top)] = FileInfo(st.st_size, digest, stat.S_IMODE(st.st_mode))
     return found
 
 
@@ -495,8 +493,8 @@ def run(req, *, log=_log_default, python=sys.executable, environ=os.environ):
             overrides.update(seed_for_other_user(dirs["a"], req.cache, os.path.join(work, "seed-b"), cond.user))
         argv = [python, "-m", "SCons", "-C", req.top, *scons_args(req.arglist, overrides)]
         log(f"repro: build {cond.name} starts: scons {' '.join(argv[5:])}")
-        status = run_build(cond, argv, base_env=env, cwd=req.launch_dir, log_path=os.path.join(work, f"{cond.name}.log"),
-                           log=log, python=python)
+        status = run_build(cond, argv, base_env=env, cwd=req.launch_dir,
+                           log_path=os.path.join(work, f"{cond.name}.log"), log=log, python=python)
         if status != 0:
             raise MkdumpError(f"Build {cond.name} of the repro run failed (exit status {status}), so nothing was "
                               f"compared: see {work}/{cond.name}.log, fix the build (a plain `scons` with the same "
