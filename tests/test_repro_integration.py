@@ -1,6 +1,7 @@
 """`scons repro` end to end on the fixture kernel: identical outputs are reported identical, with every variation
 really applied (or skipped with its reason), and a build that embeds the clock is caught and named."""
 import difflib
+import json
 import os
 import shutil
 import socket
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from mkdump import options
 from support import fixture_kernel
 from support import project as P
 from support.httpserver import serve
@@ -109,6 +111,10 @@ def test_repro_reports_identical_outputs_under_really_different_conditions(sourc
         assert cond["b"]["host"] in varied["host"]
     else:
         assert cond["a"]["host"] == cond["b"]["host"]
+    # without SOURCE_DATE_EPOCH both builds use the fixed default
+    for n in ("a", "b"):
+        manifest = json.loads((work / n / "x86_64" / "out" / "manifest.json").read_text())
+        assert manifest["source_date_epoch"] == options.DEFAULT_EPOCH
     # the jobs variation reached make
     assert "-j1]" in (work / "a.log").read_text() and "-j1]" not in (work / "b.log").read_text()
 
@@ -129,7 +135,7 @@ def test_repro_catches_and_names_a_build_that_embeds_the_clock(sources, served, 
     P.add_local_patch(proj, "minik", "embed-clock.patch",
                       fixture_patch("Makefile", *CLOCK, "Test only: embed the build time in the banner."))
     r = P.scons(proj, "repro", "arch=x86_64", f"mirror={served.url}/mirror", f"cache={open_dir / 'cache'}",
-                timeout=1200)
+                env={"SOURCE_DATE_EPOCH": "1234567890"}, timeout=1200)
     assert r.returncode != 0
     work = proj / "build" / "repro"
     errors = [l for l in r.stderr.splitlines() if l.startswith("mkdump: error:")]
@@ -142,6 +148,8 @@ def test_repro_catches_and_names_a_build_that_embeds_the_clock(sources, served, 
         "identical", "only what the clock reaches differs"
     for n in ("a", "b"):
         assert (work / n / "x86_64" / "out" / "vmlinux.bin").is_file(), "both builds are kept"
+        manifest = json.loads((work / n / "x86_64" / "out" / "manifest.json").read_text())
+        assert manifest["source_date_epoch"] == 1234567890, "the user's SOURCE_DATE_EPOCH reached both builds"
     if shutil.which("diffoscope"):
         report = work / "diffoscope-x86_64-vmlinux.bin.txt"
         assert str(report) in errors[0]
