@@ -160,3 +160,20 @@ def test_repro_catches_and_names_a_build_that_embeds_the_clock(sources, served, 
     else:
         assert "diffoscope is not installed" in errors[0]
     assert "Traceback" not in r.stderr
+
+
+def test_a_failing_inner_build_stops_repro_with_its_log(sources, served, open_dir):
+    proj = new_project(open_dir, sources)
+    P.add_local_patch(proj, "minik", "break.patch",
+                      fixture_patch("init/main.c", "char saved_command_line[256];\n",
+                                    "#error deliberately broken\n", "Test only: break the build."))
+    r = P.scons(proj, "repro", "arch=x86_64", f"mirror={served.url}/mirror", f"cache={open_dir / 'cache'}",
+                timeout=1200)
+    assert r.returncode == 2
+    work = proj / "build" / "repro"
+    errors = [l for l in r.stderr.splitlines() if l.startswith("mkdump: error:")]
+    assert errors[-1].startswith("mkdump: error: Build a of the repro run failed (exit status 2)")
+    assert f"{work}/a.log" in errors[-1]
+    assert "deliberately broken" in (work / "a.log").read_text()
+    assert not (work / "b.log").exists(), "b does not start once a has failed"
+    assert "Traceback" not in r.stderr

@@ -497,8 +497,8 @@ def run(req, *, log=_log_default, python=sys.executable, environ=os.environ):
                            log_path=os.path.join(work, f"{cond.name}.log"), log=log, python=python)
         if status != 0:
             raise MkdumpError(f"Build {cond.name} of the repro run failed (exit status {status}), so nothing was "
-                              f"compared: see {work}/{cond.name}.log, fix the build (a plain `scons` with the same "
-                              "options fails too, or the log shows which variation broke it) and run again.")
+                              f"compared; its output is in {work}/{cond.name}.log (when a plain `scons` with the same "
+                              "options succeeds, that log shows which variation broke the build).")
 
     problems = [p for c in (a, b) for arch in req.arches
                 for p in usability_problems(L.Layout(dirs[c.name], arch).out, c.name)]
