@@ -15,7 +15,7 @@ import SCons.Action
 import SCons.CacheDir
 import SCons.Errors
 import SCons.Node.FS
-from SCons.Script import (ARGUMENTS, COMMAND_LINE_TARGETS, AddMethod, Alias, AlwaysBuild, Default, Exit,
+from SCons.Script import (ARGLIST, ARGUMENTS, COMMAND_LINE_TARGETS, AddMethod, Alias, AlwaysBuild, Default, Exit,
                           GetLaunchDir, GetOption, Help, Variables)
 
 from mkdump import layout as L
@@ -477,6 +477,27 @@ class _Runtime:
         self.jobs_effective = opts.jobs or (n if n > 1 else opts.deb_parallel or os.cpu_count() or 1)
 
 
+def _run_repro(target, source, env):
+    from mkdump import repro
+    o = env["MKDUMP_OPTS"]
+    req = repro.Request(top=env.Dir("#").abspath, launch_dir=GetLaunchDir() or os.getcwd(), arglist=list(ARGLIST),
+                        build=o.build, arches=o.arches, cache=o.cache, jobs=o.jobs_effective, keep=o.keep,
+                        read_paths=[p for p in (o.minik_fragment, o.system_config, o.cc_launcher)
+                                    if p and os.path.isabs(p)])
+    try:
+        repro.run(req, log=_log)
+    except MkdumpError as err:
+        print(f"mkdump: error: {err}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
+def _repro(env):
+    """`scons repro`: two fresh builds in <build>/repro compared; nothing of the outer build dir is built."""
+    node = env.Alias("repro", [], SCons.Action.Action(_run_repro, strfunction=_quiet))
+    AlwaysBuild(node)
+
+
 def _options(env, top):
     from mkdump import kconfig
     families = kconfig.dump_driver_families(os.path.join(top, "configs"))
@@ -519,6 +540,7 @@ Targets (each stops after its stage; the default runs up to the checked artifact
   check      check the artifacts and publish them in <build>/<arch>/out/
   install    install into DESTDIR (scons install DESTDIR=/tmp/stage)
   boot-test  boot the built kernels under QEMU
+  repro      build twice in <build>/repro/{a,b} under different conditions and compare every output
 
 Variables:
 """
@@ -544,6 +566,7 @@ def _pipeline(env):
     # of the checkout, which may be read-only.
     os.makedirs(opts.build, exist_ok=True)
     env.SConsignFile(os.path.join(opts.build, ".sconsign"))
+    _repro(env)
     return Pipeline(env, opts, top)
 
 
