@@ -1,5 +1,6 @@
-"""The packager's promises, with the real scons on the fixture kernel: after `scons fetch`, an offline=1 build
-touches no network; a distro's renamed or recompressed Linux tarball in sources= is accepted by its tree hash."""
+"""The packager's promises, with the real scons: after `scons fetch`, an offline=1 build touches no network; a
+distro's renamed or recompressed Linux tarball in sources= is accepted by its tree hash. The fixture kernel served
+over loopback, and once the real 2.6.9 archive (realkernel, slow)."""
 import bz2
 import gzip
 import hashlib
@@ -7,13 +8,18 @@ import io
 import json
 import lzma
 import os
+import shutil
 import tarfile
+from pathlib import Path
 
 import pytest
 
+from mkdump import layout as L
+from mkdump.sources import load_sources
 from support import project as P
 from support.httpserver import serve
 from support.network import NetTrap, netns_prefix, probe, run_scons
+from support.real_sources import make_real_sources
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +145,25 @@ def test_renamed_and_recompressed_linux_tarball_in_sources_offline(tmp_path, sou
     assert sorted(os.listdir(distfiles)) == sorted(["linux_2.6.9.orig.tar.gz", "linux-source-2.6.9.tar.xz",
                                                     "linux_2.6.9-1.dsc", P.MINIK, P.MKEXEC])
     assert not (cache / "files").exists() or not os.listdir(cache / "files"), "a sources= file was copied"
+
+
+@pytest.mark.realkernel
+@pytest.mark.slow
+def test_real_linux_tarball_recompressed_under_debians_name(real_linux_tarball, tmp_path):
+    distfiles = make_real_sources(real_linux_tarball, tmp_path / "real")
+    os.unlink(distfiles / P.LINUX)
+    orig = distfiles / "linux_2.6.9.orig.tar.gz"
+    opener = {"bz2": bz2.open, "gz": gzip.open, "xz": lzma.open}[real_linux_tarball.suffix.lstrip(".")]
+    with opener(real_linux_tarball, "rb") as tar, gzip.GzipFile(orig, "wb", compresslevel=1, mtime=0) as out:
+        shutil.copyfileobj(tar, out, 1 << 20)
+    proj = P.copy_project(tmp_path / "proj")
+    trap = NetTrap(tmp_path / "trap")
+
+    r = run_scons(proj, "unpack", "arch=x86_64", "offline=1", f"sources={distfiles}", f"cache={tmp_path / 'cache'}",
+                  env=trap.env(), timeout=1800)
+    assert r.returncode == 0, r.stdout + r.stderr[-4000:]
+    assert trap.attempts() == [] and trap.loaded()
+    where = json.loads(Path(L.fetch_where(proj / "build", "linux")).read_text())
+    assert where["file"] == orig.name and where["path"] == str(orig)
+    unpacked = json.loads((proj / "build" / "x86_64" / "stamps" / "unpack-linux.json").read_text())
+    assert unpacked["tree_sha256"] == load_sources(proj / "patches" / "sources.toml")["linux"].tree_sha256

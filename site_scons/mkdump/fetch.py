@@ -97,7 +97,8 @@ class _Progress:
 class Fetcher:
     """Finds, downloads and verifies sources. See the module docstring for the cache layout.
 
-    sources_dirs: read-only directories of pre-downloaded files, looked in first and never written.
+    sources_dirs: read-only directories of pre-downloaded files, looked in first and never written; for a
+        tree-pinned source with a sources_glob, archives under other names there are tried too (_local_names).
     mirrors: base URLs tried (base/<file>) before a source's own URLs.
     offline: never touch the network.
     lock: the LockFile for trust on first use of files without a pin.
