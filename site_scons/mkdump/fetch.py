@@ -228,7 +228,7 @@ class Fetcher:
     def _offline_message(self, source, failures):
         others = list(source.names[1:])
         if source.tree_sha256 and source.sources_glob:
-            others.append(f"an archive named like {source.sources_glob} in a sources= directory")
+            others.append(f"or in a sources= directory any archive named like {source.sources_glob}")
         names = source.file + (f" (or {', '.join(others)})" if others else "")
         where = ", ".join(self.sources_dirs) or "none given"
         message = (f"{names} for source [{source.name}] is not in the download cache "
