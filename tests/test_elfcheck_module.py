@@ -214,3 +214,12 @@ def test_not_elf_and_missing_files_name_the_file(tmp_path):
         elfcheck.check_module(junk, arch="x86_64", vermagic=VERMAGIC, allowed_relocs={}, exports=set())
     with pytest.raises(MkdumpError, match="absent.ko"):
         elfcheck.kernel_exports(tmp_path / "absent.ko")
+
+
+def test_module_release_is_the_first_word_of_vermagic(tmp_path):
+    elf_fixtures.require_toolchain("x86_64")
+    ko = elf_fixtures.build_module(tmp_path / "a", "x86_64", vermagic="2.6.9-mk1 gcc-12.2")
+    assert elfcheck.module_release(ko) == "2.6.9-mk1"
+    bare = elf_fixtures.build_module(tmp_path / "b", "x86_64", modinfo=False)
+    with pytest.raises(MkdumpError, match="no vermagic"):
+        elfcheck.module_release(bare)

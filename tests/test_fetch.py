@@ -3,6 +3,7 @@ import errno
 import gzip
 import hashlib
 import io
+import lzma
 import multiprocessing
 import os
 import socket
@@ -46,9 +47,9 @@ def server():
         yield s
 
 
-def source(file="m.patch", urls=(), sha256=None, tree=None, alternatives=(), name="m"):
+def source(file="m.patch", urls=(), sha256=None, tree=None, alternatives=(), name="m", glob=None):
     return Source(name=name, file=file, urls=tuple(urls), sha256=sha256, tree_sha256=tree,
-                  alternatives=tuple(alternatives))
+                  alternatives=tuple(alternatives), sources_glob=glob)
 
 
 def fetcher(tmp_path, **kw):
@@ -486,3 +487,150 @@ def test_unknown_host_moves_on_without_retrying(tmp_path):
     assert session.calls == 2, "one attempt per URL: name resolution failures are not retried"
     assert "a.invalid" in str(e.value) and "b.invalid" in str(e.value)
     assert "Name or service not known" in str(e.value)
+
+
+# -- a distro's own name for a tree-pinned archive in a sources= directory --------------------------------------
+COMPRESS = {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress, "tar": lambda data: data}
+
+
+def tar_of(tree, top="k-1.0"):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(tree, arcname=top)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def k_tree(tmp_path):
+    """The k-1.0 tree as a tar (uncompressed bytes), its tree hash, and a different tree's tar."""
+    tree = tmp_path / "trees" / "k-1.0"
+    (tree / "kernel").mkdir(parents=True)
+    (tree / "Makefile").write_text("VERSION = 1\n")
+    (tree / "kernel" / "sched.c").write_text("/* sched */\n")
+    good = tar_of(tree)
+    tree_hash = nar_sha256(tree)
+    (tree / "kernel" / "sched.c").write_text("/* sched, patched by someone */\n")
+    return good, tree_hash, tar_of(tree), nar_sha256(tree)
+
+
+def globbed(tree_hash):
+    return source(name="k", file="k-1.0.tar.bz2", alternatives=["k-1.0.tar.gz"], tree=tree_hash,
+                  urls=["https://example.org/k-1.0.tar.bz2"], glob="k*[-_]1.0[!0-9]*")
+
+
+def distfiles(tmp_path, files):
+    d = tmp_path / "distfiles"
+    d.mkdir()
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+    return d
+
+
+@pytest.mark.parametrize("name, compression", [
+    ("k_1.0.orig.tar.gz", "gz"),            # Debian's name
+    ("k-source-1.0.tar.bz2", "bz2"),
+    ("k-1.0-repack.tar.xz", "xz"),
+    ("k-1.0.tgz", "xz"),                     # recompressed but not renamed: the bytes decide, not the suffix
+    ("k-1.0.tar", "tar"),
+])
+def test_a_renamed_or_recompressed_archive_is_found_by_its_tree(tmp_path, k_tree, name, compression):
+    good, tree_hash, _, _ = k_tree
+    data = COMPRESS[compression](good)
+    local = distfiles(tmp_path, {name: data})
+    log = Log()
+    got = fetcher(tmp_path, sources_dirs=[local], offline=True, session=NoNetwork(), log=log).fetch(
+        globbed(tree_hash))
+    assert got == Fetched("k", name, str(local / name), sha(data), tree_hash, None, "sources")
+    assert f"Using {local / name} for source [k]" in log.text
+    assert listing(tmp_path / "cache" / "files") == [] and listing(tmp_path / "cache" / "tmp") == []
+
+
+def test_candidates_are_tried_in_name_order_until_one_has_the_tree(tmp_path, k_tree, monkeypatch):
+    good, tree_hash, other, other_hash = k_tree
+    local = distfiles(tmp_path, {
+        "k-1.0-a.tar.gz": gzip.compress(other),         # first in name order: another tree
+        "k_1.0.orig.tar.xz": lzma.compress(good),
+        "k-1.00.tar.gz": gzip.compress(good),            # another version by its name: never opened
+        "k_1.0-1.dsc": b"Format: 3.0 (quilt)\n",         # not an archive by its name
+        "k-1.0.tar.gz.sign": b"signature",
+    })
+    unpacked = []
+    real = mkdump.fetch.tree_sha256_of_archive
+
+    def counting(archive, scratch):
+        unpacked.append(os.path.basename(archive))
+        return real(archive, scratch)
+
+    monkeypatch.setattr(mkdump.fetch, "tree_sha256_of_archive", counting)
+    log = Log()
+    got = fetcher(tmp_path, sources_dirs=[local], offline=True, log=log).fetch(globbed(tree_hash))
+    assert got.file == "k_1.0.orig.tar.xz" and got.tree_sha256 == tree_hash
+    assert unpacked == ["k-1.0-a.tar.gz", "k_1.0.orig.tar.xz"]
+    assert f"trying k-1.0-a.tar.gz, k_1.0.orig.tar.xz (named like k*[-_]1.0[!0-9]*)" in log.text
+    assert (f"not using {local / 'k-1.0-a.tar.gz'}: its unpacked tree hashes to {other_hash}, "
+            f"expected {tree_hash}") in log.text
+
+    # The match is remembered by its SHA-256: a later fetch unpacks only the refused candidate again.
+    unpacked.clear()
+    again = fetcher(tmp_path, sources_dirs=[local], offline=True).fetch(globbed(tree_hash))
+    assert again == got and unpacked == ["k-1.0-a.tar.gz"]
+
+
+def test_a_listed_name_that_verifies_is_used_without_looking_further(tmp_path, k_tree, monkeypatch):
+    good, tree_hash, other, _ = k_tree
+    local = distfiles(tmp_path, {"k-1.0.tar.gz": gzip.compress(good), "k-1.0-a.tar.gz": gzip.compress(other)})
+    unpacked = []
+    real = mkdump.fetch.tree_sha256_of_archive
+    monkeypatch.setattr(mkdump.fetch, "tree_sha256_of_archive",
+                        lambda archive, scratch: unpacked.append(archive) or real(archive, scratch))
+    got = fetcher(tmp_path, sources_dirs=[local], offline=True).fetch(globbed(tree_hash))
+    assert got.file == "k-1.0.tar.gz" and unpacked == [str(local / "k-1.0.tar.gz")]
+
+
+def test_a_listed_name_with_another_tree_gives_way_to_a_renamed_one(tmp_path, k_tree):
+    good, tree_hash, other, other_hash = k_tree
+    local = distfiles(tmp_path, {"k-1.0.tar.gz": gzip.compress(other), "k_1.0.orig.tar.gz": gzip.compress(good)})
+    log = Log()
+    got = fetcher(tmp_path, sources_dirs=[local], offline=True, log=log).fetch(globbed(tree_hash))
+    assert got.file == "k_1.0.orig.tar.gz"
+    assert f"not using {local / 'k-1.0.tar.gz'}: its unpacked tree hashes to {other_hash}" in log.text
+    # the refused listed file is not tried a second time as a glob candidate
+    assert "trying k_1.0.orig.tar.gz (named like" in log.text
+
+
+def test_no_candidate_with_the_tree_names_each_one_and_its_hash(tmp_path, k_tree):
+    _, tree_hash, other, other_hash = k_tree
+    local = distfiles(tmp_path, {"k_1.0.orig.tar.gz": gzip.compress(other), "k-1.0-x.tar.xz": b"not an archive"})
+    with pytest.raises(MkdumpError) as err:
+        fetcher(tmp_path, sources_dirs=[local], offline=True, session=NoNetwork()).fetch(globbed(tree_hash))
+    message = str(err.value)
+    assert "k-1.0.tar.bz2 (or k-1.0.tar.gz, or in a sources= directory any archive named like k*[-_]1.0[!0-9]*)" \
+        in message
+    assert f"{local / 'k_1.0.orig.tar.gz'}: its unpacked tree hashes to {other_hash}, expected {tree_hash}" in message
+    assert f"{local / 'k-1.0-x.tar.xz'}: it cannot be unpacked" in message
+    assert listing(tmp_path / "cache" / "files") == [] and listing(tmp_path / "cache" / "tmp") == []
+    assert sorted(os.listdir(local)) == ["k-1.0-x.tar.xz", "k_1.0.orig.tar.gz"], "a sources= dir is read-only"
+
+
+def test_a_candidate_with_an_escaping_member_is_refused_and_writes_nothing_outside(tmp_path, k_tree):
+    good, tree_hash, _, _ = k_tree
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("k-1.0/../../../escaped")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"evil"))
+    local = distfiles(tmp_path, {"k-1.0-evil.tar.gz": gzip.compress(buf.getvalue()),
+                                 "k_1.0.orig.tar.gz": gzip.compress(good)})
+    log = Log()
+    got = fetcher(tmp_path, sources_dirs=[local], offline=True, log=log).fetch(globbed(tree_hash))
+    assert got.file == "k_1.0.orig.tar.gz"
+    assert "refusing member 'k-1.0/../../../escaped'" in log.text
+    assert not [p for p in tmp_path.rglob("escaped")]
+
+
+def test_without_a_glob_a_renamed_archive_is_not_considered(tmp_path, k_tree):
+    good, tree_hash, _, _ = k_tree
+    local = distfiles(tmp_path, {"k_1.0.orig.tar.gz": gzip.compress(good)})
+    plain = source(name="k", file="k-1.0.tar.bz2", tree=tree_hash, urls=["https://example.org/k-1.0.tar.bz2"])
+    with pytest.raises(MkdumpError, match="offline=1 forbids"):
+        fetcher(tmp_path, sources_dirs=[local], offline=True, session=NoNetwork()).fetch(plain)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from mkdump.errors import MkdumpError
-from mkdump.sources import LockFile, Source, load_sources
+from mkdump.sources import LockFile, Source, glob_candidates, load_sources
 
 ROOT = Path(__file__).resolve().parent.parent
 PIN_HEX = "02573e89056d5b89b65ae3b62808b3758dbe0943896dd683665491fca8dc36c3"
@@ -24,6 +24,25 @@ def test_the_project_manifest():
     for name in ("minik", "mkexec"):
         assert sources[name].sha256 is None and sources[name].tree_sha256 is None
         assert sources[name].names == (sources[name].file,)
+        assert sources[name].sources_glob is None
+
+
+def test_the_project_glob_finds_distro_names_of_2_6_9_only():
+    linux = load_sources(ROOT / "patches" / "sources.toml")["linux"]
+    listing = ["linux_2.6.9.orig.tar.gz", "linux-source-2.6.9.tar.bz2", "linux-2.6.9-repack.tar.xz",
+               "linux-2.6.9.tgz", "linux-2.6.9.tar.bz2", "linux-2.6.9.tar.xz",   # the last two are listed names
+               "linux-2.6.90.tar.gz", "linux-2.6.8.tar.gz", "linux_2.6.9-1.dsc", "linux-2.6.9.tar.bz2.sign",
+               "patch-2.6.9.bz2", "minik-2.6.9-1.0-update1.patch", "Linux-2.6.9.tar.gz", "linux-2.6.9\n.tar.gz"]
+    assert glob_candidates(linux, listing) == [
+        "linux-2.6.9-repack.tar.xz", "linux-2.6.9.tgz", "linux-source-2.6.9.tar.bz2", "linux_2.6.9.orig.tar.gz"]
+
+
+def test_glob_needs_a_tree_pin_to_offer_anything():
+    unpinned = Source(name="k", file="k.tar.gz", urls=("https://example.org/k.tar.gz",), sources_glob="k*")
+    assert glob_candidates(unpinned, ["k-1.tar.gz"]) == []
+    pinned = Source(name="k", file="k.tar.gz", urls=("https://example.org/k.tar.gz",), tree_sha256=PIN_HEX,
+                    sources_glob="k*")
+    assert glob_candidates(pinned, ["k-1.tar.gz", "k.tar.gz", "k-1.patch"]) == ["k-1.tar.gz"]
 
 
 def write(tmp_path, text):
@@ -61,6 +80,10 @@ GOOD = 'file = "x.patch"\nurls = ["https://example.org/x.patch"]\n'
     ("[x]\n" + GOOD + "alternatives = ['x.gz']\n", ["[x]", "tree_sha256"]),
     ("[x]\n" + GOOD + f"tree_sha256 = '{PIN_HEX}'\nalternatives = 'x.gz'\n", ["[x]", "alternatives"]),
     ("[x]\n" + GOOD + "[y]\n" + GOOD, ["[y]", "x.patch", "[x]"]),
+    ("[x]\n" + GOOD + "sources_glob = 'x*'\n", ["[x]", "sources_glob", "tree_sha256"]),
+    ("[x]\n" + GOOD + f"tree_sha256 = '{PIN_HEX}'\nsources_glob = 'dl/x*'\n", ["[x]", "sources_glob",
+                                                                                "without any directory"]),
+    ("[x]\n" + GOOD + f"tree_sha256 = '{PIN_HEX}'\nsources_glob = ['x*']\n", ["[x]", "sources_glob"]),
 ])
 def test_malformed_manifests_name_file_and_key(tmp_path, text, words):
     path = write(tmp_path, text)

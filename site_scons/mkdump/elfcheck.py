@@ -337,6 +337,16 @@ def _modinfo(f):
     return info
 
 
+def module_release(ko_path):
+    """The kernel release a module was built for: the first word of its vermagic (check made sure that it is the
+    system kernel's), so what is published in out/ is enough to install it."""
+    with _Elf(ko_path) as f:
+        words = ((_modinfo(f) or {}).get("vermagic") or "").split()
+    if not words:
+        raise MkdumpError(f"{ko_path} has no vermagic in .modinfo, so its kernel release is unknown; build it again.")
+    return words[0]
+
+
 def _license_gpl_ok(license):
     # kernel/module.c license_is_gpl_compatible()
     return license in ("GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL", "Dual MPL/GPL")

@@ -24,7 +24,7 @@ import urllib3
 
 from mkdump import stamp
 from mkdump.errors import MkdumpError
-from mkdump.sources import check_file_name
+from mkdump.sources import check_file_name, glob_candidates
 from mkdump.unpack import ArchiveError, tree_sha256_of_archive
 
 _CHUNK = 1 << 16
@@ -97,7 +97,8 @@ class _Progress:
 class Fetcher:
     """Finds, downloads and verifies sources. See the module docstring for the cache layout.
 
-    sources_dirs: read-only directories of pre-downloaded files, looked in first and never written.
+    sources_dirs: read-only directories of pre-downloaded files, looked in first and never written; for a
+        tree-pinned source with a sources_glob, archives under other names there are tried too (_local_names).
     mirrors: base URLs tried (base/<file>) before a source's own URLs.
     offline: never touch the network.
     lock: the LockFile for trust on first use of files without a pin.
@@ -149,16 +150,16 @@ class Fetcher:
             check_file_name(name, f"source [{source.name}]")
         failures = []
         for directory in self.sources_dirs:
-            for name in source.names:
+            for name in self._local_names(source, directory):
                 path = os.path.join(directory, name)
-                if not os.path.isfile(path):
-                    continue
                 try:
                     sha, tree = self._verify(source, name, path)
                 except _Mismatch as e:
                     failures.append(f"{path}: {e}")
                     self.log(f"WARNING: not using {path}: {e}")
                     continue
+                if name not in source.names:
+                    self.log(f"Using {path} for source [{source.name}]: its unpacked tree has the pinned hash")
                 self._trust(source, name, sha, path)
                 self._record(name, sha, tree, None)
                 return Fetched(source.name, name, path, sha, tree, None, "sources")
@@ -196,6 +197,22 @@ class Fetcher:
         raise MkdumpError(f"could not fetch {source.file} for source [{source.name}]: " + "; ".join(failures)
                           + ". Check the network and any mirror= URLs, or put the file in a sources= directory.")
 
+    def _local_names(self, source, directory):
+        """The files of a sources= directory worth verifying for `source`: its listed names, then (a tree-pinned
+        source only, and only if none of those verified) the archives its sources_glob matches, so a packager's
+        renamed or recompressed tarball needs no renaming. Lazy: the directory is listed only when needed."""
+        yield from (n for n in source.names if os.path.isfile(os.path.join(directory, n)))
+        try:
+            listing = os.listdir(directory)
+        except OSError as e:
+            raise MkdumpError(f"cannot list sources={directory} ({e.strerror}); fix its permissions.") from None
+        found = [n for n in glob_candidates(source, listing) if os.path.isfile(os.path.join(directory, n))]
+        if found:
+            self.log(f"No listed file for source [{source.name}] in {directory} was usable; trying "
+                     f"{', '.join(found)} (named like {source.sources_glob}), each unpacked once to compare its "
+                     "tree hash with the pin")
+        yield from found
+
     def _candidates(self, source):
         seen = set()
         pairs = [(name, base.rstrip("/") + "/" + quote(name)) for base in self.mirrors for name in source.names]
@@ -209,7 +226,10 @@ class Fetcher:
                 yield name, url
 
     def _offline_message(self, source, failures):
-        names = source.file + (f" (or {', '.join(source.alternatives)})" if len(source.names) > 1 else "")
+        others = list(source.names[1:])
+        if source.tree_sha256 and source.sources_glob:
+            others.append(f"or in a sources= directory any archive named like {source.sources_glob}")
+        names = source.file + (f" (or {', '.join(others)})" if others else "")
         where = ", ".join(self.sources_dirs) or "none given"
         message = (f"{names} for source [{source.name}] is not in the download cache "
                    f"({os.path.join(self.cache_dir, 'files', source.file)}) or in any sources= directory ({where}), "

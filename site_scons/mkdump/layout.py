@@ -9,6 +9,9 @@ LINUX_DIR = "linux-2.6.9"
 class Layout:
     root: str      # the build= option
     arch: str
+    # Where check, the manifest and the load script put their files. With cache_dir= they work in "checked" and
+    # a publish step copies them to out/, whose entries the shared cache holds.
+    out_name: str = "out"
 
     def _a(self, *parts):
         return os.path.join(self.root, self.arch, *parts)
@@ -35,7 +38,7 @@ class Layout:
 
     @property
     def out(self):
-        return self._a("out")
+        return self._a(self.out_name)
 
     def stamp(self, name):
         return self._a("stamps", name + ".json")

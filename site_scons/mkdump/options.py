@@ -55,6 +55,7 @@ def specs(dump_drivers, default_driver, environ=os.environ):
              + " or a path (outputs are the same with or without it)", ""),
         Spec("cache_dir", "SCons CacheDir shared by a team: finished artifacts are retrieved from it when "
              "every input matches", ""),
+        Spec("keep", "repro: 1 keeps both builds (<build>/repro/a and b) even when they are identical", "0"),
         Spec("DESTDIR", "install: staging root (scons install DESTDIR=...)", ""),
         Spec("PREFIX", "install: prefix under DESTDIR", "/usr"),
         Spec("SOURCE_DATE_EPOCH", "timestamp written into the kernels (reproducible builds)",
@@ -88,6 +89,7 @@ class Options:
     destdir: str
     prefix: str
     source_date_epoch: int
+    keep: bool = False
     raw: dict = field(default_factory=dict, compare=False)
 
 
@@ -228,6 +230,7 @@ def parse(raw, *, dump_drivers, base_dir=".", environ=os.environ):
         destdir=destdir,
         prefix=prefix.rstrip("/") or "/",
         source_date_epoch=epoch,
+        keep=_bool("keep", raw["keep"]),
         raw=dict(raw),
     )
 

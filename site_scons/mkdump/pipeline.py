@@ -329,7 +329,9 @@ def install(lay, *, destdir, prefix, log=_log_default):
     if not destdir:
         raise MkdumpError("install needs DESTDIR: run `scons install DESTDIR=/path/to/stage` "
                           "(DESTDIR=/ installs on this machine).")
-    release = stamp.read(lay.stamp("build-system"))["release"]
+    # From out/ alone: with cache_dir= out/ may come from the cache while no stage ran here.
+    from .elfcheck import module_release
+    release = module_release(os.path.join(lay.out, "mkexec.ko"))
     files = {"vmlinux.bin": "vmlinux.bin", "System.map": "minik-System.map", "manifest.json": "manifest.json",
              "load-script": script_name(lay.arch), "mkexec.ko": "mkexec.ko", "kernel-image": "system-bzImage"}
     I.install(lay.out, destdir=destdir, prefix=prefix, release=release, files=files, arch=lay.arch, log=log)

@@ -1,5 +1,6 @@
 """The source manifest (patches/sources.toml) and the trust-on-first-use lock file (patches/sources.lock)."""
 import fcntl
+import fnmatch
 import os
 import tempfile
 import tomllib
@@ -18,6 +19,7 @@ class Source:
     sha256: str | None = None           # hex
     tree_sha256: str | None = None      # hex
     alternatives: tuple[str, ...] = ()
+    sources_glob: str | None = None     # other archive names tried in a sources= directory (tree pin only)
 
     @property
     def names(self):
@@ -25,13 +27,31 @@ class Source:
         return (self.file,) + (self.alternatives if self.tree_sha256 else ())
 
 
-_KEYS = {"file", "urls", "sha256", "tree_sha256", "alternatives"}
+_KEYS = {"file", "urls", "sha256", "tree_sha256", "alternatives", "sources_glob"}
+
+# What a tar archive is called, plain or compressed; the content is told by its magic bytes (unpack.py), the name
+# only keeps a distro's .dsc, .sign and patch files in the same directory from costing an unpack each.
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tbz", ".tar.xz", ".txz", ".tar.Z", ".taz")
+
+
+def _plain_name(name):
+    return bool(name) and name not in (".", "..") and "/" not in name and not any(
+        ord(c) < 32 or ord(c) == 127 for c in name)
+
+
+def glob_candidates(source, names):
+    """The names among `names` (a directory listing) that `source.sources_glob` offers besides its listed names:
+    tar archives by their suffix whose name matches the glob, in name order. Empty without a tree pin."""
+    if not (source.tree_sha256 and source.sources_glob):
+        return []
+    return sorted(n for n in names
+                  if _plain_name(n) and n not in source.names and n.endswith(ARCHIVE_SUFFIXES)
+                  and fnmatch.fnmatchcase(n, source.sources_glob))
 
 
 def check_file_name(name, where):
     """A cache entry name: a plain file name, so it can never point outside the cache or a sources= directory."""
-    if (not isinstance(name, str) or not name or name in (".", "..") or "/" in name
-            or any(ord(c) < 32 or ord(c) == 127 for c in name)):
+    if not isinstance(name, str) or not _plain_name(name):
         raise MkdumpError(f"{where}: {name!r} is not a plain file name; give the file name without any directory.")
     return name
 
@@ -76,8 +96,17 @@ def load_sources(path):
             raise MkdumpError(f"{where} has alternatives but no tree_sha256; other archives can only be accepted "
                               "when the unpacked tree is pinned, so add tree_sha256 or drop alternatives.")
         alternatives = tuple(check_file_name(a, f"{where} alternatives") for a in alternatives)
+        glob = table.get("sources_glob")
+        if glob is not None:
+            if not isinstance(glob, str) or not _plain_name(glob):
+                raise MkdumpError(f"{where} sources_glob must be a shell glob for file names, without any "
+                                  "directory, such as \"linux*[-_]2.6.9[!0-9]*\".")
+            if "tree_sha256" not in pins:
+                raise MkdumpError(f"{where} has sources_glob but no tree_sha256; archives found by name can only "
+                                  "be accepted when the unpacked tree is pinned, so add tree_sha256 or drop "
+                                  "sources_glob.")
         source = Source(name=name, file=file, urls=tuple(urls), sha256=pins.get("sha256"),
-                        tree_sha256=pins.get("tree_sha256"), alternatives=alternatives)
+                        tree_sha256=pins.get("tree_sha256"), alternatives=alternatives, sources_glob=glob)
         for n in source.names:
             if n in owner:
                 raise MkdumpError(f"{where} uses the file name {n!r} that [{owner[n]}] uses too; "

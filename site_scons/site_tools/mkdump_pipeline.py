@@ -12,7 +12,10 @@ import shutil
 import sys
 
 import SCons.Action
-from SCons.Script import (ARGUMENTS, COMMAND_LINE_TARGETS, AddMethod, Alias, AlwaysBuild, Default, Exit,
+import SCons.CacheDir
+import SCons.Errors
+import SCons.Node.FS
+from SCons.Script import (ARGLIST, ARGUMENTS, COMMAND_LINE_TARGETS, AddMethod, Alias, AlwaysBuild, Default, Exit,
                           GetLaunchDir, GetOption, Help, Variables)
 
 from mkdump import layout as L
@@ -20,6 +23,11 @@ from mkdump import options as O
 from mkdump import pipeline as P
 from mkdump import products
 from mkdump.errors import MkdumpError
+
+
+def _layout(p):
+    """The stages after build work in checked/ instead of out/ when cache_dir= is set (see ArchPipeline._share)."""
+    return L.Layout(p["root"], p["arch"], p.get("out_name", "out"))
 
 
 def _stage_fetch(p, opts, log):
@@ -60,17 +68,17 @@ def _stage_mkexec(p, opts, log):
 
 
 def _stage_check(p, opts, log):
-    P.check(L.Layout(p["root"], p["arch"]), minik_mem=p["minik_mem"], log=log)
+    P.check(_layout(p), minik_mem=p["minik_mem"], log=log)
 
 
 def _stage_load_script(p, opts, log):
-    P.load_script(L.Layout(p["root"], p["arch"]), minik_mem=p["minik_mem"], dump_dev=p["dump_dev"],
+    P.load_script(_layout(p), minik_mem=p["minik_mem"], dump_dev=p["dump_dev"],
                   minik_params=p["minik_params"], prefix=p["prefix"], log=log)
 
 
 def _stage_manifest(p, opts, log):
     from mkdump.sources import load_sources
-    P.manifest(L.Layout(p["root"], p["arch"]), sources=load_sources(p["sources_toml"]),
+    P.manifest(_layout(p), sources=load_sources(p["sources_toml"]),
                opts_for_manifest=p["options"], source_date_epoch=p["source_date_epoch"], top=p["top"])
 
 
@@ -79,7 +87,7 @@ def _stage_install(p, opts, log):
 
 
 def _stage_boot_test(p, opts, log):
-    P.boot_test(L.Layout(p["root"], p["arch"]), minik_mem=opts.minik_mem, jobs=opts.jobs_effective, log=log)
+    P.boot_test(_layout(p), minik_mem=opts.minik_mem, jobs=opts.jobs_effective, log=log)
 
 
 _STAGES = {
@@ -148,6 +156,7 @@ class Pipeline:
         self.sources = load_sources(self.sources_toml)
         self._lock = LockFile(self.lock)
         self.fetched = {}
+        self.shared_env = _shared_env(env, opts.cache_dir) if opts.cache_dir else None
 
     def _stage(self, targets, params, deps=(), requires=()):
         """One stage: `requires` are paths the stamp vouches for; if one is gone the stamp is void."""
@@ -156,7 +165,11 @@ class Pipeline:
                 if os.path.exists(t):
                     os.remove(t)
         value = self.env.Value(json.dumps(params, sort_keys=True))
-        return self.env.Command(list(targets), [value] + list(deps), _ACTION)
+        nodes = self.env.Command(list(targets), [value] + list(deps), _ACTION)
+        if self.shared_env:
+            # A stamp stands for a whole tree, which no cache can hold: never retrieve one bare.
+            self.env.NoCache(nodes)
+        return nodes
 
     @_user_errors
     def fetch(self):
@@ -184,6 +197,9 @@ class ArchPipeline:
         self.arch = arch
         self.products = products.load(arch)
         self.unpacked = {}
+        # With cache_dir=, check, the manifest and the load script write to checked/ and _share() fills out/.
+        self.work_out = {"out_name": "checked"} if pipe.opts.cache_dir else {}
+        self.work = L.Layout(pipe.opts.build, arch, **self.work_out)
 
     def _pae(self):
         return self.opts.pae if self.arch == "i386" else None
@@ -269,9 +285,9 @@ class ArchPipeline:
     @_user_errors
     def check(self):
         """Check the artifacts, then publish them in out/ (nothing unchecked reaches out/)."""
-        outs = [os.path.join(self.lay.out, n) for n in products.published(self.arch)]
+        outs = [os.path.join(self.work.out, n) for n in products.published(self.arch)]
         node = self.p._stage([self.lay.stamp("check")] + outs,
-                             self._base("check", minik_mem=self.opts.minik_mem),
+                             self._base("check", minik_mem=self.opts.minik_mem, **self.work_out),
                              deps=[self.minik, self.system, self.module])
         Alias("check", node)
         self.checked = node
@@ -282,9 +298,9 @@ class ArchPipeline:
         """The load script and the manifest, the last products of the default target."""
         from mkdump.loadscript import script_name
         o = self.opts
-        script = self.p._stage([os.path.join(self.lay.out, script_name(self.arch))],
+        script = self.p._stage([os.path.join(self.work.out, script_name(self.arch))],
                                self._base("load_script", minik_mem=o.minik_mem, dump_dev=o.dump_dev,
-                                          minik_params=o.minik_params, prefix=o.prefix),
+                                          minik_params=o.minik_params, prefix=o.prefix, **self.work_out),
                                deps=[self.system])
         manifest_opts = {
             "dump_driver": o.dump_driver, "pae": self._pae(),
@@ -296,14 +312,64 @@ class ArchPipeline:
         stamps = [self.lay.stamp(n) for n in ("toolchain", "patch-minik", "patch-system", "config-minik",
                                              "config-system", "build-minik", "build-system", "mkexec")]
         fetched = [L.fetch_where(self.opts.build, n) for n in self.p.sources] + list(self.p.fetched.values())
-        manifest = self.p._stage([os.path.join(self.lay.out, "manifest.json")],
+        manifest = self.p._stage([os.path.join(self.work.out, "manifest.json")],
                                  self._base("manifest", sources_toml=self.p.sources_toml, options=manifest_opts,
                                             top=self.p.top,
-                                            source_date_epoch=o.source_date_epoch),
+                                            source_date_epoch=o.source_date_epoch, **self.work_out),
                                  deps=stamps + fetched + list(self.checked) + list(script))
-        Default(manifest, script)
         self.published = manifest + script
+        if self.p.shared_env:
+            self.published = self._share(self.published, manifest_opts)
+        Default(self.published)
         return self.published
+
+    def _input_key(self, made, manifest_opts):
+        """The cache key of this arch's out/ (mkdump.cachekey) and the source pins it holds. The project files in
+        it are the graph's own leaves behind `made`, so a file a stage starts reading enters the key by itself."""
+        from mkdump import cachekey as K
+        from mkdump.toolchain import load_arch_data
+        o = self.opts
+        files = _leaf_files(made) + [self.p.sources_toml, str(products.PRODUCTS_TOML)] + K.code_files(self.p.top)
+        project, external = K.file_digests(self.p.top, files)
+        tools = K.compiler_tools(load_arch_data(self.arch), cc=o.cc, cross_compile=o.cross_compile)
+        pins = K.source_pins(self.p.sources, self.p._lock)
+        description = K.describe(
+            arch=self.arch, project=project, external=external, pins=pins,
+            programs=K.program_digests(tools, os.environ.get("PATH", os.defpath)),
+            options=dict(manifest_opts, cc=o.cc, cross_compile=o.cross_compile,
+                         source_date_epoch=o.source_date_epoch))
+        return K.digest(description), pins
+
+    def _share(self, made, manifest_opts):
+        """cache_dir=: one publish node fills out/. Its only source is the input key, so SCons can retrieve its
+        targets without bringing the stages up to date; the stages (`made`: the manifest and load script, and
+        through them everything else) are an order-only prerequisite, declared only when the cache cannot
+        supply every artifact of this key, or for `scons -c`."""
+        from mkdump.cachekey import unpinned
+        from mkdump.loadscript import script_name
+        names = ["manifest.json"] + list(products.published(self.arch)) + [script_name(self.arch)]
+        key, pins = self._input_key(made, manifest_opts)
+        env = self.p.shared_env
+        params = {"arch": self.arch, "key": key, "names": names, "checked": self.work.out, "out": self.lay.out,
+                  "check_stamp": self.lay.stamp("check")}
+        node = env.Command([os.path.join(self.lay.out, n) for n in names], env.Value(json.dumps(params)),
+                           _PUBLISH)
+        for t in node:
+            t.attributes.mkdump_key = key
+        loose = unpinned(pins)
+        if loose:
+            env.NoCache(node)
+            _log(f"mkdump: [{self.arch}] cache_dir: not used by this run, source {', '.join(loose)} is not pinned "
+                 f"yet (this run's fetch records it in {self.p.lock}; commit that file).")
+        cache = env.get_CacheDir()
+        # --cache-disable only reaches SCons.CacheDir once the SConscripts are read: ask the option itself.
+        hit = not (loose or GetOption("cache_disable")) and all(os.path.isfile(cache.cachepath(t)[1]) for t in node)
+        if GetOption("clean") or not hit:
+            env.Requires(node, made)
+            for t in node:
+                t.attributes.mkdump_stages = True
+        Alias("check", node)
+        return node
 
     @_user_errors
     def install(self):
@@ -317,9 +383,89 @@ class ArchPipeline:
 
     @_user_errors
     def boot_test(self):
-        node = self.p._stage([self.lay.report("boot-test.json")], self._base("boot_test"), deps=self.checked)
+        node = self.p._stage([self.lay.report("boot-test.json")], self._base("boot_test", **self.work_out),
+                             deps=self.checked)
         AlwaysBuild(node)
         Alias("boot-test", node)
+
+
+def _leaf_files(nodes):
+    """Every file the stages behind `nodes` read that no stage makes: the project's inputs as the graph knows
+    them (plus the compiler binary and a user's fragment or .config, outside the checkout)."""
+    seen, leaves, todo = set(), [], list(nodes)
+    while todo:
+        n = todo.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if n.has_builder():
+            todo.extend(n.sources + n.depends)
+        elif isinstance(n, SCons.Node.FS.Base):
+            leaves.append(n.get_abspath())
+    return sorted(leaves)
+
+
+class _SharedCache(SCons.CacheDir.CacheDir):
+    """cache_dir=: an entry is named by the input key and the artifact's out/ name alone (SCons' own names add
+    the target's path, so teammates with another build= would never share), and each retrieved artifact is
+    checked against the retrieved manifest, because SCons copies entries without looking at them."""
+
+    def cachepath(self, node):
+        key = getattr(node.attributes, "mkdump_key", None)
+        if not self.is_enabled() or key is None:
+            return None, None
+        from mkdump.cachekey import entry
+        name = entry(key, node.name)
+        subdir = os.path.join(self.path, name[:self.config["prefix_len"]].upper())
+        return subdir, os.path.join(subdir, name)
+
+    def retrieve(self, node):
+        if not super().retrieve(node):
+            return False
+        if SCons.Action.execute_actions:
+            from mkdump.cachekey import check_retrieved
+            group = node.get_executor().get_all_targets()
+            manifest = next(t for t in group if t.name == "manifest.json")
+            try:
+                check_retrieved(node.dir.get_abspath(), node.name,
+                                [self.cachepath(node)[1], self.cachepath(manifest)[1]])
+            except MkdumpError as err:
+                for t in group:
+                    if os.path.exists(t.get_abspath()):
+                        os.remove(t.get_abspath())
+                raise SCons.Errors.BuildError(node=node, errstr=str(err), exitstatus=2) from None
+        return True
+
+
+def _shared_env(env, cache_dir):
+    """The environment of the publish nodes only: no stage is ever built with a CacheDir."""
+    shared = env.Clone()
+    try:
+        shared.CacheDir(cache_dir, custom_class=_SharedCache)
+    except (SCons.Errors.SConsEnvironmentError, OSError) as e:
+        raise MkdumpError(f"cache_dir={cache_dir} cannot be used as a build cache ({e}); give a directory you can "
+                          "create or read, or leave cache_dir unset.") from None
+    return shared
+
+
+def _publish(target, source, env):
+    p = json.loads(source[0].read())
+    if not getattr(target[0].attributes, "mkdump_stages", False):
+        # Declared as a hit, so no stage ran: the entries went away after the graph was made.
+        print(f"mkdump: error: the cache_dir= entries of {p['out']} disappeared during this run; run scons again "
+              "to build them.", file=sys.stderr, flush=True)
+        return 2
+    from mkdump.cachekey import publish
+    _log(f"mkdump: [{p['arch']}] publishing the checked artifacts to {p['out']}")
+    try:
+        publish(p["checked"], p["out"], p["names"], p["check_stamp"])
+    except MkdumpError as err:
+        print(f"mkdump: error: {err}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
+_PUBLISH = SCons.Action.Action(_publish, strfunction=_quiet)
 
 
 class _Runtime:
@@ -329,6 +475,27 @@ class _Runtime:
         self.__dict__.update(opts.__dict__)
         n = GetOption("num_jobs") or 1
         self.jobs_effective = opts.jobs or (n if n > 1 else opts.deb_parallel or os.cpu_count() or 1)
+
+
+def _run_repro(target, source, env):
+    from mkdump import repro
+    o = env["MKDUMP_OPTS"]
+    req = repro.Request(top=env.Dir("#").abspath, launch_dir=GetLaunchDir() or os.getcwd(), arglist=list(ARGLIST),
+                        build=o.build, arches=o.arches, cache=o.cache, jobs=o.jobs_effective, keep=o.keep,
+                        read_paths=[p for p in (o.minik_fragment, o.system_config, o.cc_launcher)
+                                    if p and os.path.isabs(p)])
+    try:
+        repro.run(req, log=_log)
+    except MkdumpError as err:
+        print(f"mkdump: error: {err}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
+def _repro(env):
+    """`scons repro`: two fresh builds in <build>/repro compared; nothing of the outer build dir is built."""
+    node = env.Alias("repro", [], SCons.Action.Action(_run_repro, strfunction=_quiet))
+    AlwaysBuild(node)
 
 
 def _options(env, top):
@@ -373,6 +540,7 @@ Targets (each stops after its stage; the default runs up to the checked artifact
   check      check the artifacts and publish them in <build>/<arch>/out/
   install    install into DESTDIR (scons install DESTDIR=/tmp/stage)
   boot-test  boot the built kernels under QEMU
+  repro      build twice in <build>/repro/{a,b} under different conditions and compare every output
 
 Variables:
 """
@@ -380,6 +548,11 @@ Variables:
 _HELP_TAIL = """
 Files: <build>/<arch>/out/ holds vmlinux.bin, mkexec.ko, manifest.json and the load script;
 <build>/<arch>/logs/ the build logs; <build>/<arch>/reports/ the patch and check reports.
+
+Sharing results: with cache_dir=DIR, <build>/<arch>/out/ is retrieved from DIR when every input (sources and
+their pins, patches, configs, options, compiler, as and ld) matches, without running any stage; otherwise the
+stages run in <build>/<arch>/checked/ and the checked artifacts are copied to out/ and DIR. SCons' options apply:
+--cache-readonly (retrieve, never push), --cache-disable (ignore DIR), --cache-debug=- (show each lookup).
 """
 
 
@@ -393,6 +566,7 @@ def _pipeline(env):
     # of the checkout, which may be read-only.
     os.makedirs(opts.build, exist_ok=True)
     env.SConsignFile(os.path.join(opts.build, ".sconsign"))
+    _repro(env)
     return Pipeline(env, opts, top)
 
 
