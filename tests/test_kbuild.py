@@ -85,6 +85,13 @@ def test_source_date_epoch_and_env_extra_are_honoured(tmp_path, monkeypatch):
     assert "env: Fri Jan  2 00:00:00 UTC 1970|alice|mkdump|1|C|UTC|86400" in text
 
 
+def test_source_date_epoch_from_the_caller_sets_the_build_date(monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "86400")
+    env = kbuild.build_env({"SOURCE_DATE_EPOCH": "172800"})
+    assert env["SOURCE_DATE_EPOCH"] == "172800"
+    assert env["KBUILD_BUILD_TIMESTAMP"] == "Sat Jan  3 00:00:00 UTC 1970"
+
+
 FAILING = """\
 all: init/main.o drivers/ok.o
 init/main.o:

@@ -96,3 +96,14 @@ def test_cache_dir_is_made_absolute(tmp_path):
     o = O.parse(raw(cache_dir="team-cache"), dump_drivers=DRIVERS, base_dir=str(tmp_path))
     assert o.cache_dir == str(tmp_path / "team-cache")
     assert O.parse(raw(), dump_drivers=DRIVERS).cache_dir is None
+
+
+def test_packager_variables_default_to_the_environment():
+    env = {"CC": "gcc-12", "CROSS_COMPILE": "x86_64-linux-gnu-", "DESTDIR": "/stage", "PREFIX": "/opt/mk",
+           "SOURCE_DATE_EPOCH": "1200000000"}
+    defaults = {s.name: s.default for s in O.specs(DRIVERS, "ide", environ=env)}
+    assert {k: defaults[k] for k in env} == env
+    o = O.parse(dict(raw(), **{k: defaults[k] for k in env}), dump_drivers=DRIVERS)
+    assert (o.cc, o.cross_compile, o.destdir, o.prefix, o.source_date_epoch) == (
+        "gcc-12", "x86_64-linux-gnu-", "/stage", "/opt/mk", 1200000000)
+    assert {s.name: s.default for s in O.specs(DRIVERS, "ide", environ={})}["PREFIX"] == "/usr"

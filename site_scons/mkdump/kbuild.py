@@ -55,7 +55,9 @@ def build_env(env_extra=None, base=None):
     env = dict(os.environ if base is None else base)
     for name in _DROPPED_ENV:
         env.pop(name, None)
-    epoch = int(env.get("SOURCE_DATE_EPOCH") or DEFAULT_SOURCE_DATE_EPOCH)
+    # The caller's SOURCE_DATE_EPOCH (scons' command line) wins over the environment's, for the date too.
+    epoch = int((env_extra or {}).get("SOURCE_DATE_EPOCH") or env.get("SOURCE_DATE_EPOCH")
+                or DEFAULT_SOURCE_DATE_EPOCH)
     env.update({
         "LC_ALL": "C",
         "TZ": "UTC",

@@ -49,15 +49,18 @@ def specs(dump_drivers, default_driver, environ=os.environ):
         Spec("minik_mem", "memory of the mini kernel in MB, a multiple of 4", "8"),
         Spec("dump_dev", "default dump device for the load script: /dev/sdb2, MAJOR:MINOR or 0xHEX", ""),
         Spec("minik_params", "extra kernel parameters for the mini kernel, written by the load script", ""),
-        Spec("CC", "C compiler command for the kernels (default: detected per arch)", ""),
-        Spec("CROSS_COMPILE", "cross toolchain prefix, e.g. i686-linux-gnu-", ""),
+        Spec("CC", "C compiler command for the kernels (default: $CC, else detected per arch)",
+             environ.get("CC", "")),
+        Spec("CROSS_COMPILE", "cross toolchain prefix, e.g. i686-linux-gnu- (default: $CROSS_COMPILE)",
+             environ.get("CROSS_COMPILE", "")),
         Spec("cc_launcher", "compiler launcher prefixed to the kernels' CC: " + "|".join(LAUNCHERS)
              + " or a path (outputs are the same with or without it)", ""),
         Spec("cache_dir", "SCons CacheDir shared by a team: finished artifacts are retrieved from it when "
              "every input matches", ""),
         Spec("keep", "repro: 1 keeps both builds (<build>/repro/a and b) even when they are identical", "0"),
-        Spec("DESTDIR", "install: staging root (scons install DESTDIR=...)", ""),
-        Spec("PREFIX", "install: prefix under DESTDIR", "/usr"),
+        Spec("DESTDIR", "install: staging root (scons install DESTDIR=...; default: $DESTDIR)",
+             environ.get("DESTDIR", "")),
+        Spec("PREFIX", "install: prefix under DESTDIR (default: $PREFIX, else /usr)", environ.get("PREFIX", "/usr")),
         Spec("SOURCE_DATE_EPOCH", "timestamp written into the kernels (reproducible builds)",
              environ.get("SOURCE_DATE_EPOCH", str(DEFAULT_EPOCH))),
     ]
