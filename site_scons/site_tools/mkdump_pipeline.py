@@ -220,12 +220,14 @@ class ArchPipeline:
 
     @_user_errors
     def toolchain(self):
-        # Detection re-runs when the options, our toolchain data or the compiler binary itself change (an
-        # upgraded gcc changes flags that work and the vermagic).
+        # Detection re-runs when the options, our toolchain data or the compiler, assembler or linker binary
+        # change (an upgraded gcc changes flags that work and the vermagic); the builds re-run when what it
+        # detects (versions, flags) differs.
         data = os.path.join(self.p.top, "kernel", "toolchain.toml")
         cc = shlex.split(self.opts.cc)[0] if self.opts.cc else (self.opts.cross_compile or "") + "gcc"
-        compiler = shutil.which(cc)
-        deps = [data] + ([os.path.realpath(compiler)] if compiler else [])
+        prefix = self.opts.cross_compile or ""
+        found = [shutil.which(c) for c in (cc, prefix + "as", prefix + "ld")]
+        deps = [data] + [os.path.realpath(f) for f in found if f]
         node = self.p._stage([self.lay.stamp("toolchain")],
                              self._base("toolchain", cc=self.opts.cc, cross_compile=self.opts.cross_compile),
                              deps=deps)
