@@ -9,7 +9,7 @@ import shlex
 import statistics
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Optional
 
 # ----------------------------------------------------------------------------------------------- figures and goals
@@ -69,9 +69,8 @@ class Figure:
         return text
 
     def to_dict(self):
-        d = {"key": self.key, "label": self.label, "value": self.value, "unit": self.unit, "runs": self.runs,
-             "goal": self.goal.text if self.goal else None, "met": self.met, "note": self.note}
-        return d
+        return {"key": self.key, "label": self.label, "value": self.value, "unit": self.unit, "runs": self.runs,
+                "goal": self.goal.text if self.goal else None, "met": self.met, "note": self.note}
 
 
 def _number(value, unit):

@@ -206,7 +206,7 @@ def test_run_on_the_fixture_prints_every_figure(tmp_path):
         assert figs[key]["met"] in ((True, False) if figs[key]["goal"] else (None,))
     assert figs["noop"]["note"] == "nothing re-ran"
     assert figs["config_change"]["met"] is True and "config-minik" in figs["config_change"]["value"]
-    assert "differ" not in figs["cold_by_hand"]["note"]
+    assert "; differ:" not in figs["cold_by_hand"]["note"]
     for f in figs.values():
         assert f["label"] in r.stdout
 
