@@ -16,7 +16,7 @@ def fake_toolchain(arch="x86_64"):
     return toolchain.Toolchain(
         arch=arch, cc=("cc",), cross_compile="", gcc_version="12.2", gcc_version_line="cc 12.2.0",
         binutils_version="2.40", target=f"{arch}-linux-gnu", flags=("-fno-pie",), rejected_flags=(),
-        hostcc="cc", makevars=(("ARCH", arch),))
+        hostcc="cc", makevars=(("ARCH", arch),), prefix_map=("-ffile-prefix-map",))
 
 
 def write_makefile(tree, text):
@@ -47,8 +47,10 @@ def test_success_quiet_prints_one_line_and_logs_everything(tmp_path):
     assert len(messages) == 1
     assert "make all" in messages[0] and "-j2" in messages[0] and str(tmp_path / "logs" / "build.log") in messages[0]
     text = (tmp_path / "logs" / "build.log").read_text()
-    assert text.startswith(f"# cd {tree} && make -j2 ARCH=x86_64 CC=cc -fno-pie HOSTCC=cc V=1 all\n")
-    assert "CC=cc -fno-pie ARCH=x86_64 V=1" in text
+    # The tree is recorded in the outputs under its base name, whatever directory holds it.
+    cc = f"cc -fno-pie -ffile-prefix-map={tree}=tree"
+    assert text.startswith(f"# cd {tree} && make -j2 ARCH=x86_64 CC={cc} HOSTCC=cc V=1 all\n")
+    assert f"CC={cc} ARCH=x86_64 V=1" in text
     assert "  CC      init/main.o" in text
 
 
@@ -131,6 +133,16 @@ def test_runaway_output_is_stopped(tmp_path, monkeypatch):
 def test_not_a_tree(tmp_path):
     with pytest.raises(MkdumpError, match="is not a kernel tree"):
         run(tmp_path / "missing", ["all"], tmp_path)
+
+
+def test_prefix_maps_cover_a_tree_reached_through_a_symlink(tmp_path):
+    real = tmp_path / "real" / "minik"
+    real.mkdir(parents=True)
+    assert kbuild.prefix_maps(real, "minik") == [(str(real), "minik")]
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    # make -C and `pwd` give the real path; a command line may still name the given one.
+    assert kbuild.prefix_maps(tmp_path / "link" / "minik", "minik") == [(str(real), "minik"),
+                                                                        (str(tmp_path / "link" / "minik"), "minik")]
 
 
 def test_kernel_release(tmp_path):

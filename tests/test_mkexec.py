@@ -1,12 +1,19 @@
 """mkexec archive handling: the stand-in archive in each compression, the README layout check, and build_module()
 driving make against a fake kernel tree whose Makefile records what it was given."""
+import dataclasses
 import os
 
 import pytest
 
-from mkdump import mkexec, unpack
+from mkdump import mkexec, toolchain, unpack
 from mkdump.errors import MkdumpError
 from support import standin_mkexec
+
+# What build() hands build_module: a detected toolchain as its stamp records it.
+TOOLCHAIN = toolchain.Toolchain(
+    arch="x86_64", cc=("gcc",), cross_compile="", gcc_version="12.2", gcc_version_line="gcc 12.2.0",
+    binutils_version="2.40", target="x86_64-linux-gnu", flags=("-fno-pie", "-fgnu89-inline"), rejected_flags=(),
+    hostcc="gcc", makevars=(("ARCH", "x86_64"),), prefix_map=("-ffile-prefix-map",))
 
 
 def quiet(_msg):
@@ -138,9 +145,10 @@ def received(build_dir):
 
 
 def build(src, tmp_path, kdir, **kw):
-    args = dict(arch="x86_64", kdir=kdir, kver="2.6.9", kmoddir="/lib/modules/2.6.9/extra",
-                make_args=["CC=gcc -fno-pie -fgnu89-inline"], log_path=tmp_path / "logs" / "mkexec.log", log=quiet)
+    args = dict(arch="x86_64", kdir=kdir, kver="2.6.9", kmoddir="/lib/modules/2.6.9/extra", toolchain=TOOLCHAIN,
+                log_path=tmp_path / "logs" / "mkexec.log", log=quiet)
     args.update(kw)
+    args["toolchain"] = dataclasses.replace(args["toolchain"], arch=args["arch"], makevars=(("ARCH", args["arch"]),))
     return mkexec.build_module(src, tmp_path / "build" / "mkexec", **args)
 
 
@@ -154,12 +162,16 @@ def test_build_passes_settings_on_command_line(src, tmp_path, arch):
     assert got["CURDIR"] == str(kdir)
     assert got["KDIR"] == str(kdir)
     assert got["ARCH"] == arch
-    assert got["CC"] == "gcc -fno-pie -fgnu89-inline"
     assert got["KVER"] == "2.6.9"
     assert got["KMODDIR"] == "/lib/modules/2.6.9/extra"
     # kbuild was pointed at the build copy's kernel/ (a staging directory at the time, renamed since).
     assert os.path.basename(got["SUBDIRS"]) == "kernel"
-    assert os.path.basename(os.path.dirname(got["SUBDIRS"])).startswith(".mkexec.tmp-")
+    staging = os.path.dirname(got["SUBDIRS"])
+    assert os.path.basename(staging).startswith(".mkexec.tmp-")
+    # The toolchain's CC, with the kernel tree and the staging copy recorded under stable names (staging last:
+    # gcc uses the last map that matches).
+    assert got["CC"] == (f"gcc -fno-pie -fgnu89-inline -ffile-prefix-map={kdir}=kdir "
+                         f"-ffile-prefix-map={staging}=mkexec")
     # <asm/mkexec_arch.h> resolved through the include/asm link to this arch's header.
     assert f'#define MKEXEC_ARCH_NAME "{arch}"' in lines
     assert os.readlink(out / "include" / "asm") == f"asm-{arch}"
@@ -205,7 +217,7 @@ def test_build_failure_keeps_previous_build_and_reports(src, tmp_path):
         build(src, tmp_path, kdir, arch="i386")
     msg = str(e.value)
     assert "`make ARCH=i386 KVER=2.6.9" in msg
-    assert "'CC=gcc -fno-pie -fgnu89-inline'" in msg
+    assert "'CC=gcc -fno-pie -fgnu89-inline -ffile-prefix-map=" in msg
     assert "mkexec.c:42: error: frobnicate undeclared" in msg
     assert str(tmp_path / "logs" / "mkexec.log") in msg
     assert "frobnicate" in (tmp_path / "logs" / "mkexec.log").read_text()
@@ -262,3 +274,43 @@ def test_build_ignores_outer_make_flags(src, tmp_path, monkeypatch):
     kdir = fake_kdir(tmp_path / "kdir")
     ko = build(src, tmp_path, kdir)
     assert open(ko).read() == "not really a module"
+
+
+# --- build paths must not reach mkexec.ko ----------------------------------------------------------------------
+
+# An external module is compiled as `$(CC) ... -c -o <abs dir>/mkexec.o <abs dir>/mkexec.c` from inside KDIR, so
+# __FILE__ (which BUG() and friends put into the module) is the absolute path of the build copy.
+FILE_USE = '\nconst char mkexec_built_from[] = __FILE__;\n'
+
+
+@pytest.fixture(scope="module")
+def fixture_system_kernel(tmp_path_factory):
+    """The fixture kernel with the stand-in's kernel patch, configured with modules and built (vmlinux)."""
+    import subprocess
+    from support import fixture_kernel
+    tree = fixture_kernel.make_fixture_tree(tmp_path_factory.mktemp("system"))
+    patch_text = standin_mkexec.kernel_patch(tree)
+    standin_mkexec.apply_patch(tree, patch_text)
+    run = dict(cwd=tree, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    subprocess.run(["make", "ARCH=x86_64", "allnoconfig"], **run)
+    with open(tree / ".config", "a") as f:
+        f.write("CONFIG_MODULES=y\nCONFIG_PROC_FS=y\n")
+    subprocess.run(["make", "ARCH=x86_64", "oldconfig"], **run)
+    subprocess.run(["make", "ARCH=x86_64", "CC=gcc -fno-pie", "vmlinux"], **run)
+    return tree, patch_text
+
+
+def test_module_bytes_do_not_depend_on_the_build_directory(fixture_system_kernel, tmp_path):
+    kdir, patch_text = fixture_system_kernel
+    src = standin_mkexec.write_tree(tmp_path / "unpacked", patch_text=patch_text)
+    with open(src / "kernel" / "mkexec.c", "a") as f:
+        f.write(FILE_USE)
+    built = []
+    for where in (tmp_path / "one", tmp_path / "second" / "two"):
+        ko = mkexec.build_module(src, where / "mkexec", arch="x86_64", kdir=kdir, kver="2.6.9",
+                                 kmoddir="/lib/modules/2.6.9/extra", toolchain=toolchain.detect("x86_64"),
+                                 log_path=where / "mkexec.log", log=quiet)
+        built.append(open(ko, "rb").read())
+    assert b"\0mkexec/kernel/mkexec.c\0" in built[0]
+    assert str(tmp_path).encode() not in built[0]
+    assert built[0] == built[1]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from mkdump import elfcheck, mkexec, unpack
+from mkdump import elfcheck, mkexec, toolchain, unpack
 from support import standin_mkexec
 from support.real_sources import extract_files, unpack_tree
 
@@ -58,7 +58,7 @@ def test_standin_module_builds_against_real_kernel(real_linux_tarball, tmp_path,
     unpack.unpack(taz, src, log=lambda m: None)
     mkexec.find_layout(src, arch=arch)
     ko = mkexec.build_module(src, tmp_path / "build" / arch / "mkexec", arch=arch, kdir=tree, kver="2.6.9",
-                             kmoddir="/lib/modules/2.6.9/extra", make_args=[f"CC={CC[arch]}"],
+                             kmoddir="/lib/modules/2.6.9/extra", toolchain=toolchain.detect(arch),
                              log_path=tmp_path / "mkexec.log", log=lambda m: None)
     assert ko == str(tmp_path / "build" / arch / "mkexec" / "kernel" / "mkexec.ko")
     with open(ko, "rb") as f:

@@ -1,6 +1,7 @@
 """mkdump.toolchain against fake compilers the tests write, plus one look at the machine's real gcc."""
 import json
 import os
+import re
 import shutil
 import stat
 import textwrap
@@ -13,7 +14,8 @@ from mkdump.errors import MkdumpError
 EM_386, EM_X86_64 = 3, 62
 
 # A fake gcc in Python: writes a minimal ELF header for the machine chosen by -m32/-m64 (or its default),
-# rejects the flags named in $FAKE_REJECT, fails -m32 when $FAKE_NO_M32 is set, logs its argv.
+# rejects the flags named in $FAKE_REJECT (by their name before any `=`), fails -m32 when $FAKE_NO_M32 is set,
+# logs its argv.
 FAKE_GCC = textwrap.dedent("""\
     #!{python}
     import os, sys
@@ -28,7 +30,7 @@ FAKE_GCC = textwrap.dedent("""\
         print("i386-linux-gnu" if "-m32" in args else "x86_64-linux-gnu")
         sys.exit(0)
     for a in args:
-        if a in os.environ.get("FAKE_REJECT", "").split():
+        if a.split("=")[0] in os.environ.get("FAKE_REJECT", "").split():
             sys.stderr.write("gcc: error: unrecognized command-line option '%s'\\n" % a)
             sys.exit(1)
     machine = int(os.environ.get("FAKE_DEFAULT_MACHINE", "62"))
@@ -81,7 +83,23 @@ def test_all_flags_accepted_by_a_modern_gcc(fakebin):
     assert tc.gcc_version == "12.2"
     assert tc.binutils_version == "2.40"
     assert tc.target == "x86_64-linux-gnu"
+    assert tc.prefix_map == ("-ffile-prefix-map",)
     assert tc.make_args() == ["ARCH=x86_64", "CC=gcc " + " ".join(tc.flags), "HOSTCC=gcc"]
+
+
+def test_launcher_and_prefix_maps_go_into_cc_only(fakebin):
+    bindir, env = fakebin
+    tc = toolchain.detect("x86_64", env=env)
+    args = tc.make_args(launcher="/opt/my tools/ccache", prefix_maps=[("/b/x86_64/minik", "minik"), ("/r/m", "m")])
+    assert args == ["ARCH=x86_64",
+                    "CC='/opt/my tools/ccache' gcc " + " ".join(tc.flags)
+                    + " -ffile-prefix-map=/b/x86_64/minik=minik -ffile-prefix-map=/r/m=m",
+                    "HOSTCC=gcc"]
+    # What the toolchain stamp (and so the manifest) records has neither: both depend on the machine and the
+    # build directory, not on what is built.
+    recorded = json.dumps(tc.to_dict())
+    assert "ccache" not in recorded and "/b/x86_64" not in recorded
+    assert tc.to_dict()["prefix_map"] == ["-ffile-prefix-map"]
 
 
 def test_flags_an_old_gcc_rejects_are_left_out(fakebin):
@@ -95,9 +113,23 @@ def test_flags_an_old_gcc_rejects_are_left_out(fakebin):
     cc_arg = [a for a in tc.make_args() if a.startswith("CC=")][0]
     assert "-fno-pie" not in cc_arg and "-mno-sse" in cc_arg
     # Each flag is probed on its own, as cc-option does, with -Werror so a mere warning also rejects.
-    probes = [c for c in _calls(env) if "-Werror" in c]
+    probes = [c for c in _calls(env) if "-Werror" in c and "prefix-map" not in c]
     assert len(probes) == 7
     assert all(c.count("-f") + c.count("-mno-") == 1 for c in probes)
+
+
+@pytest.mark.parametrize("rejects, chosen", [
+    ("-ffile-prefix-map", ("-fdebug-prefix-map",)),              # gcc 4.3 to 7
+    ("-ffile-prefix-map -fdebug-prefix-map", ()),                # older: builds without a map
+])
+def test_prefix_map_falls_back_for_an_old_gcc(fakebin, rejects, chosen):
+    bindir, env = fakebin
+    tc = toolchain.detect("x86_64", env=dict(env, FAKE_REJECT=rejects))
+    assert tc.prefix_map == chosen
+    cc_arg = tc.make_args(prefix_maps=[("/b/minik", "minik")])[1]
+    assert cc_arg.endswith("-mno-3dnow" + "".join(f" {o}=/b/minik=minik" for o in chosen))
+    # Probed with a mapping, as gcc refuses these options without one.
+    assert [c for c in _calls(env) if re.search(r" -Werror -ffile-prefix-map=/\S+=\. -c ", c)]
 
 
 def test_i386_uses_m32_multilib_first(fakebin):

@@ -70,11 +70,19 @@ def build_env(env_extra=None, base=None):
     return env
 
 
-def make_command(targets, *, toolchain, jobs=None):
+def prefix_maps(directory, name):
+    """(old, new) pairs that make the compiler record `directory` as `name`: its real path, which is what
+    make -C, $(CURDIR) and `pwd` hand the compiler, and the path as given when a symlink makes them differ."""
+    given = os.path.abspath(directory)
+    real = os.path.realpath(directory)
+    return [(real, name)] + ([(given, name)] if given != real else [])
+
+
+def make_command(targets, *, toolchain, jobs=None, launcher=None, prefix_maps=()):
     argv = ["make"]
     if jobs:
         argv.append(f"-j{int(jobs)}")
-    argv += toolchain.make_args()
+    argv += toolchain.make_args(launcher=launcher, prefix_maps=prefix_maps)
     argv.append("V=1")
     argv += list(targets)
     return argv
@@ -119,8 +127,12 @@ def _kill_group(proc):
         proc.wait()
 
 
-def run_make(tree, targets, *, toolchain, jobs=None, verbose=False, log_path, env_extra=None, log=None):
+def run_make(tree, targets, *, toolchain, jobs=None, launcher=None, verbose=False, log_path, env_extra=None,
+             log=None):
     """Run make `targets` in the kernel tree `tree` with `toolchain`; full output goes to `log_path`.
+
+    launcher (e.g. "ccache") is put in front of the kernel compiler. The tree is recorded in the outputs as its
+    own base name (e.g. `minik`), whatever directory it is in.
 
     verbose=False: one progress line through `log` (default: print to stderr); verbose=True: every output line
     too. Raises KbuildError (a MkdumpError) when make fails, naming the failing command, the last errors and
@@ -134,7 +146,8 @@ def run_make(tree, targets, *, toolchain, jobs=None, verbose=False, log_path, en
     if not (tree / "Makefile").is_file():
         raise MkdumpError(f"{tree} is not a kernel tree (no Makefile); unpack and patch the sources first.")
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    argv = make_command(targets, toolchain=toolchain, jobs=jobs)
+    argv = make_command(targets, toolchain=toolchain, jobs=jobs, launcher=launcher,
+                        prefix_maps=prefix_maps(tree, os.path.basename(os.path.abspath(tree))))
     env = build_env(env_extra)
     log(f"make {' '.join(targets)} [{toolchain.arch}{f', -j{jobs}' if jobs else ''}] in {tree} (log: {log_path})")
 

@@ -18,7 +18,7 @@ import sys
 import tempfile
 
 from .errors import MkdumpError
-from .kbuild import build_env, extract_errors
+from .kbuild import build_env, extract_errors, prefix_maps
 from .options import ARCHES
 from .fsutil import replace_dir
 
@@ -148,15 +148,16 @@ def _run_logged(argv, cwd, log_path, verbose, log):
         return proc.wait(), lines
 
 
-def build_module(src_dir, build_dir, *, arch, kdir, kver, kmoddir, make_args, log_path, verbose=False,
-                 log=None):
+def build_module(src_dir, build_dir, *, arch, kdir, kver, kmoddir, toolchain, log_path, launcher=None,
+                 verbose=False, log=None):
     """Build mkexec.ko from the unpacked archive `src_dir` into `build_dir` and return the module's path.
 
     `kdir` is the built system kernel tree, `kver` its release, `kmoddir` where a `make install` would put the
-    module; make_args carries the toolchain (CC=..., -j2, ...). The copy is made in a sibling temporary
-    directory and renamed to `build_dir` only when kernel/mkexec.ko exists, so a failure leaves an older
-    `build_dir` as it was. Raises MkdumpError with the command, the last error lines and the log path when make
-    fails, and when modpost reports symbols the system kernel does not export (PATCH/mkexec-v1.patch missing).
+    module; `toolchain` (a mkdump.toolchain.Toolchain) gives make's ARCH/CC/HOSTCC, `launcher` goes in front of
+    its compiler. The copy is made in a sibling temporary directory and renamed to `build_dir` only when
+    kernel/mkexec.ko exists, so a failure leaves an older `build_dir` as it was. Raises MkdumpError with the
+    command, the last error lines and the log path when make fails, and when modpost reports symbols the system
+    kernel does not export (PATCH/mkexec-v1.patch missing).
     """
     log = log or _stderr
     layout = find_layout(src_dir, arch=arch)
@@ -193,7 +194,12 @@ def build_module(src_dir, build_dir, *, arch, kdir, kver, kmoddir, make_args, lo
                                   f"Makefile.base, not {settings}; its Makefiles need a patch")
             log("mkexec: Makefile.base uses `override`; generated one with KVER/KDIR/KMODDIR in the build copy")
 
-        argv = ["make", f"ARCH={arch}"] + [f"{k}={v}" for k, v in settings.items()] + list(make_args)
+        # kbuild compiles an external module by its absolute path, so __FILE__ would hold the (randomly named)
+        # staging directory: record it under the build directory's base name, and the kernel tree (make's working
+        # directory) under its own. gcc uses the last map that matches, so the staging one comes last.
+        maps = prefix_maps(kdir, os.path.basename(kdir)) + prefix_maps(staging, os.path.basename(build_dir))
+        make_args = toolchain.make_args(launcher=launcher, prefix_maps=maps)
+        argv = ["make", f"ARCH={arch}"] + [f"{k}={v}" for k, v in settings.items()] + make_args
         command = shlex.join(argv)
         log(f"mkexec: {command} (log: {log_path})")
         rc, lines = _run_logged(argv, staging, log_path, verbose, log)

@@ -207,12 +207,12 @@ def config(kind, lay, *, configs_dir, dump_driver, pae, minik_fragment=None, sys
 
 # ---------------------------------------------------------------- build
 
-def build(kind, lay, *, jobs=None, verbose=False, source_date_epoch, log=_log_default):
+def build(kind, lay, *, jobs=None, launcher=None, verbose=False, source_date_epoch, log=_log_default):
     from . import kbuild
     product = products.load(lay.arch)[kind]
     tree = lay.tree(kind)
     tc = detected_toolchain(lay)
-    kbuild.run_make(tree, list(product.make_targets), toolchain=tc, jobs=jobs, verbose=verbose,
+    kbuild.run_make(tree, list(product.make_targets), toolchain=tc, jobs=jobs, launcher=launcher, verbose=verbose,
                     log_path=lay.log("build-" + kind), env_extra={"SOURCE_DATE_EPOCH": str(source_date_epoch)}, log=log)
     outputs = {}
     for rel in product.outputs:
@@ -227,13 +227,13 @@ def build(kind, lay, *, jobs=None, verbose=False, source_date_epoch, log=_log_de
 
 # ---------------------------------------------------------------- mkexec
 
-def mkexec(lay, *, verbose=False, log=_log_default):
+def mkexec(lay, *, launcher=None, verbose=False, log=_log_default):
     from .mkexec import build_module
     release = stamp.read(lay.stamp("build-system"))["release"]
     log(f"mkdump: [{lay.arch}] building mkexec.ko against the system kernel {release}")
     ko = build_module(lay.mkexec_src, lay.mkexec_build, arch=lay.arch, kdir=lay.tree("system"), kver=release,
-                      kmoddir=f"/lib/modules/{release}/extra", make_args=toolchain_make_args(lay),
-                      log_path=lay.log("mkexec"), verbose=verbose, log=log)
+                      kmoddir=f"/lib/modules/{release}/extra", toolchain=detected_toolchain(lay),
+                      launcher=launcher, log_path=lay.log("mkexec"), verbose=verbose, log=log)
     stamp.write(lay.stamp("mkexec"),
                 {"module": os.path.relpath(ko, lay.mkexec_build), "sha256": stamp.sha256_file(ko)})
 

@@ -41,17 +41,28 @@ class Toolchain:
     rejected_flags: tuple
     hostcc: str
     makevars: tuple      # ((name, value), ...) from toolchain.toml
+    prefix_map: tuple    # the prefix-map options this compiler accepts (toolchain.toml's first working choice)
 
     def cc_command(self):
         return list(self.cc) + list(self.flags)
 
-    def make_args(self):
-        """make's command-line variables: ARCH, CC with the flags, HOSTCC, CROSS_COMPILE when used."""
+    def prefix_map_args(self, maps):
+        """`<option>=<dir>=<name>` for each (dir, name) in maps: the compiler records dir as name."""
+        return [f"{option}={old}={new}" for old, new in maps for option in self.prefix_map]
+
+    def make_args(self, *, launcher=None, prefix_maps=()):
+        """make's command-line variables: ARCH, CC with the flags, HOSTCC, CROSS_COMPILE when used.
+
+        launcher (ccache, distcc, a path, ...) goes in front of the kernel compiler only: host programs are few
+        and built with HOSTCC. prefix_maps are (directory, stable name) pairs. Neither is part of the recorded
+        toolchain (to_dict): both depend on the machine and the build directory, not on what is built.
+        """
         args = [f"{name}={value}" for name, value in self.makevars]
         if self.cross_compile:
             args.append(f"CROSS_COMPILE={self.cross_compile}")
+        cc = ([launcher] if launcher else []) + self.cc_command() + self.prefix_map_args(prefix_maps)
         # kbuild expands $(CC) inside shell commands, so quote each word for the shell.
-        args.append("CC=" + shlex.join(self.cc_command()))
+        args.append("CC=" + shlex.join(cc))
         args.append(f"HOSTCC={self.hostcc}")
         return args
 
@@ -68,6 +79,7 @@ class Toolchain:
             "rejected_flags": list(self.rejected_flags),
             "hostcc": self.hostcc,
             "makevars": [list(kv) for kv in self.makevars],
+            "prefix_map": list(self.prefix_map),
             "make_args": self.make_args(),
         }
 
@@ -78,7 +90,8 @@ class Toolchain:
                    gcc_version=data["gcc_version"], gcc_version_line=data["gcc_version_line"],
                    binutils_version=data["binutils_version"], target=data["target"], flags=tuple(data["flags"]),
                    rejected_flags=tuple(data["rejected_flags"]), hostcc=data["hostcc"],
-                   makevars=tuple(tuple(kv) for kv in data["makevars"]))
+                   makevars=tuple(tuple(kv) for kv in data["makevars"]),
+                   prefix_map=tuple(data["prefix_map"]))
 
 
 def load_arch_data(arch, data_file=DATA_FILE):
@@ -206,6 +219,9 @@ def detect(arch, *, cc=None, cross_compile=None, env=None, data_file=DATA_FILE):
         flags, rejected = [], []
         for entry in data["flags"]:
             (flags if prober.accepts(command, entry["flag"]) else rejected).append(entry["flag"])
+        # These options are meaningless without a value (gcc refuses the bare name): probe a real mapping.
+        prefix_map = next((tuple(choice) for choice in data["prefix_maps"]
+                           if all(prober.accepts(command, f"{option}={tmp}=.") for option in choice)), ())
 
     version_proc = _run(command[:1] + ["--version"], env)
     gcc_version_line = version_proc.stdout.strip().splitlines()[0] if version_proc.stdout.strip() else ""
@@ -233,5 +249,5 @@ def detect(arch, *, cc=None, cross_compile=None, env=None, data_file=DATA_FILE):
         arch=arch, cc=tuple(command), cross_compile=prefix, gcc_version=gcc_version,
         gcc_version_line=gcc_version_line, binutils_version=binutils_version, target=target,
         flags=tuple(flags), rejected_flags=tuple(rejected), hostcc=hostcc,
-        makevars=tuple(sorted(data.get("makevars", {}).items())),
+        makevars=tuple(sorted(data.get("makevars", {}).items())), prefix_map=prefix_map,
     )

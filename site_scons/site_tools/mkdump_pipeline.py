@@ -2,8 +2,8 @@
 
 Every stage is one Command whose target is a stamp file and whose first source is a Value holding the stage's
 parameters as canonical JSON; the action (one module-level function for all stages, so its signature is stable)
-reads them back and calls the stage. Options that must not cause rebuilds (jobs, verbose, offline, mirrors) reach
-the action through the construction environment instead, outside its signature.
+reads them back and calls the stage. Options that must not cause rebuilds (jobs, verbose, offline, mirrors,
+cc_launcher) reach the action through the construction environment instead, outside its signature.
 """
 import json
 import os
@@ -51,12 +51,12 @@ def _stage_config(p, opts, log):
 
 
 def _stage_build(p, opts, log):
-    P.build(p["kind"], L.Layout(p["root"], p["arch"]), jobs=opts.jobs_effective, verbose=opts.verbose,
-            source_date_epoch=p["source_date_epoch"], log=log)
+    P.build(p["kind"], L.Layout(p["root"], p["arch"]), jobs=opts.jobs_effective, launcher=opts.cc_launcher,
+            verbose=opts.verbose, source_date_epoch=p["source_date_epoch"], log=log)
 
 
 def _stage_mkexec(p, opts, log):
-    P.mkexec(L.Layout(p["root"], p["arch"]), verbose=opts.verbose, log=log)
+    P.mkexec(L.Layout(p["root"], p["arch"]), launcher=opts.cc_launcher, verbose=opts.verbose, log=log)
 
 
 def _stage_check(p, opts, log):
