@@ -179,12 +179,14 @@ class Step:
 
 
 def by_hand_steps(*, arch, work, linux_archive, mkexec_archive, series, source_files, patches_dir, our_configs,
-                  make_args, jobs, make_targets, release):
+                  config_args, build_args, mkexec_args, jobs, make_targets, release):
     """The README recipe done by hand with tar, cp, patch, make oldconfig and make, doing what our pipeline does.
 
     series: {"minik": [SeriesEntry...], "system": [...]} as parse_series gives them for `arch`; source_files:
-    {source name: fetched file}; our_configs: {kind: the .config our config stage produced}; make_args: the
-    toolchain stamp's make variables; make_targets: {kind: kbuild targets}; release: the system kernel's release.
+    {source name: fetched file}; our_configs: {kind: the .config our config stage produced}; config_args,
+    build_args ({kind: [...]}) and mkexec_args: the make variables our config, kbuild and mkexec stages pass (the
+    toolchain's, with the prefix maps of the by-hand trees); make_targets: {kind: kbuild targets}; release: the
+    system kernel's release.
     The pristine tree is unpacked once and copied per kernel tree, as our pipeline does. An upstream patch
     (`source:` entry) may exit 1: its CVS $Id$ hunks reject, which the mkdump README says to ignore.
     """
@@ -208,15 +210,15 @@ def by_hand_steps(*, arch, work, linux_archive, mkexec_archive, series, source_f
     for kind in ("minik", "system"):
         tree = os.path.join(work, kind)
         steps.append(Step("config", ("cp", our_configs[kind], os.path.join(tree, ".config")), tree))
-        steps.append(Step("config", ("make", f"ARCH={arch}", "oldconfig", *make_args), tree))
+        steps.append(Step("config", ("make", f"ARCH={arch}", "oldconfig", *config_args), tree))
     for kind in ("minik", "system"):
         tree = os.path.join(work, kind)
-        steps.append(Step("build", ("make", f"-j{jobs}", *make_args, "V=1", *make_targets[kind]), tree))
+        steps.append(Step("build", ("make", f"-j{jobs}", *build_args[kind], "V=1", *make_targets[kind]), tree))
     mkexec = os.path.join(work, "mkexec")
     steps += [Step("mkexec", ("cp", "-a", mkexec_src, mkexec), work),
               Step("mkexec", ("ln", "-s", f"asm-{arch}", os.path.join(mkexec, "include", "asm")), work),
               Step("mkexec", ("make", f"ARCH={arch}", f"KVER={release}", f"KDIR={os.path.join(work, 'system')}",
-                              f"KMODDIR=/lib/modules/{release}/extra", *make_args), mkexec)]
+                              f"KMODDIR=/lib/modules/{release}/extra", *mkexec_args), mkexec)]
     return steps
 
 

@@ -21,6 +21,7 @@ from mkdump import kbuild, layout, products, stamp  # noqa: E402
 from mkdump.narhash import nar_sha256  # noqa: E402
 from mkdump.options import ARCHES  # noqa: E402
 from mkdump.patching import parse_series  # noqa: E402
+from mkdump.toolchain import Toolchain  # noqa: E402
 
 
 def _cpu():
@@ -122,13 +123,19 @@ def by_hand_plan(setup, ours_build, work):
         path = patches_dir / prods[kind].series
         series[kind] = parse_series(path.read_text(), arch=setup.arch, filename=str(path), arches=ARCHES)
     fetched = {name: stamp.read(layout.fetch_where(lay.root, name))["path"] for name in ("linux", "minik", "mkexec")}
-    tc = stamp.read(lay.stamp("toolchain"))
+    tc = Toolchain.from_dict(stamp.read(lay.stamp("toolchain")))
+    work = Path(work)
+    trees = {k: work / k for k in ("minik", "system")}
+    # What our stages pass to make, pointed at the by-hand trees: kbuild and mkexec record each tree under its
+    # base name (prefix maps), which the by-hand trees share, so both sides compile the same bytes.
+    maps = {k: kbuild.prefix_maps(t, k) for k, t in trees.items()}
     return B.by_hand_steps(
         arch=setup.arch, work=str(work), linux_archive=fetched["linux"], mkexec_archive=fetched["mkexec"],
         series=series, source_files=fetched, patches_dir=str(patches_dir),
         our_configs={k: os.path.join(lay.tree(k), ".config") for k in ("minik", "system")},
-        make_args=tc["make_args"], jobs=setup.jobs,
-        make_targets={k: prods[k].make_targets for k in ("minik", "system")},
+        config_args=tc.make_args(), build_args={k: tc.make_args(prefix_maps=m) for k, m in maps.items()},
+        mkexec_args=tc.make_args(prefix_maps=maps["system"] + kbuild.prefix_maps(work / "mkexec", "mkexec")),
+        jobs=setup.jobs, make_targets={k: prods[k].make_targets for k in ("minik", "system")},
         release=stamp.read(lay.stamp("build-system"))["release"])
 
 

@@ -103,7 +103,10 @@ def _steps(arch="x86_64"):
         arch=arch, work="/w", linux_archive="/s/linux.tar.bz2", mkexec_archive="/s/mkexec.taz", series=series,
         source_files={"linux": "/s/linux.tar.bz2", "minik": "/s/minik.patch", "mkexec": "/s/mkexec.taz"},
         patches_dir="/p", our_configs={"minik": "/b/minik/.config", "system": "/b/system/.config"},
-        make_args=["ARCH=" + arch, "CC=gcc -fno-pie", "HOSTCC=gcc"], jobs=2,
+        config_args=["ARCH=" + arch, "CC=gcc -fno-pie", "HOSTCC=gcc"],
+        build_args={k: ["ARCH=" + arch, f"CC=gcc -fno-pie -ffile-prefix-map=/w/{k}={k}", "HOSTCC=gcc"]
+                    for k in ("minik", "system")},
+        mkexec_args=["ARCH=" + arch, "CC=gcc -ffile-prefix-map=/w/mkexec=mkexec", "HOSTCC=gcc"], jobs=2,
         make_targets={"minik": ["bzImage"], "system": ["bzImage", "modules"]}, release="2.6.9")
 
 
@@ -139,16 +142,18 @@ def test_by_hand_order_config_and_make_commands():
     ]
     builds = [(s.cwd, s.argv) for s in steps if s.phase == "build"]
     assert builds == [
-        ("/w/minik", ("make", "-j2", "ARCH=x86_64", "CC=gcc -fno-pie", "HOSTCC=gcc", "V=1", "bzImage")),
-        ("/w/system", ("make", "-j2", "ARCH=x86_64", "CC=gcc -fno-pie", "HOSTCC=gcc", "V=1", "bzImage",
-                       "modules")),
+        ("/w/minik", ("make", "-j2", "ARCH=x86_64", "CC=gcc -fno-pie -ffile-prefix-map=/w/minik=minik",
+                      "HOSTCC=gcc", "V=1", "bzImage")),
+        ("/w/system", ("make", "-j2", "ARCH=x86_64", "CC=gcc -fno-pie -ffile-prefix-map=/w/system=system",
+                       "HOSTCC=gcc", "V=1", "bzImage", "modules")),
     ]
     mkexec = steps[-1]
     assert mkexec.cwd == "/w/mkexec" and mkexec.argv[:6] == (
         "make", "ARCH=x86_64", "KVER=2.6.9", "KDIR=/w/system", "KMODDIR=/lib/modules/2.6.9/extra", "ARCH=x86_64")
     assert ("ln", "-s", "asm-x86_64", "/w/mkexec/include/asm") in argvs
     assert steps[-1].shell().startswith("(cd /w/mkexec && make ARCH=x86_64 ")
-    assert "'CC=gcc -fno-pie'" in steps[-1].shell()
+    assert mkexec.argv[6:] == ("CC=gcc -ffile-prefix-map=/w/mkexec=mkexec", "HOSTCC=gcc")
+    assert "'CC=gcc -ffile-prefix-map=/w/mkexec=mkexec'" in steps[-1].shell()
 
 
 DEBUG_TIME = """scons: Reading SConscript files ...
