@@ -38,6 +38,12 @@ class Timed:
     returncode: int = 0
 
 
+def settle():
+    """Write back what earlier work left dirty (an unpacked and deleted tree, a build), so a timed run does not pay
+    for the writeback of the run before it."""
+    os.sync()
+
+
 def run_timed(argv, *, cwd, env=None, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL):
     wall, cpu = time.perf_counter(), _cpu()
     r = subprocess.run(argv, cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=subprocess.STDOUT
@@ -75,9 +81,15 @@ def scons_env(extra=None):
 
 
 def scons(setup, build, *extra, env=None):
-    """One `scons --debug=time ...` run in the project copy; raises with its output when it fails."""
+    """One `scons --debug=time ...` run in the project copy, its output kept in <work>/logs/; raises with its
+    output when it fails."""
+    settle()
     t = run_timed([sys.executable, "-m", "SCons", "--debug=time", *setup.args(build, *extra)], cwd=setup.project,
                   env=scons_env(env))
+    logs = setup.work / "logs"
+    logs.mkdir(exist_ok=True)
+    with open(logs / f"scons-{len(list(logs.iterdir())):02d}-{Path(build).name}.log", "w") as f:
+        f.write(f"$ scons {' '.join(setup.args(build, *extra))}\n{t.stdout}\n--- stderr\n{t.stderr}")
     if t.returncode != 0:
         raise RuntimeError(f"scons {' '.join(extra)} failed (exit {t.returncode}):\n{t.stdout[-3000:]}\n"
                            f"{t.stderr[-6000:]}")
@@ -144,6 +156,7 @@ def run_by_hand(steps, work, log_path):
     os.makedirs(work, exist_ok=True)
     env = kbuild.build_env()
     phases, wall, cpu = {}, 0.0, 0.0
+    settle()
     with open(log_path, "w") as logf:
         for s in steps:
             logf.write(f"$ {s.shell()}\n")
@@ -273,11 +286,13 @@ def unpack_vs_tar(setup, runs, log=print):
     for i in range(runs):
         log(f"unpack + tree hash vs tar xf {i + 1}/{runs}")
         scratch.mkdir(parents=True, exist_ok=True)
+        settle()
         wall, cpu = time.perf_counter(), _cpu()
         unpack(archive, scratch / "ours", expect_tree_sha256=pin, log=lambda m: None)
         ours.append(time.perf_counter() - wall)
         ours_cpu.append(_cpu() - cpu)
         (scratch / "tar").mkdir()
+        settle()
         t = run_timed(["tar", "xf", archive, "-C", str(scratch / "tar")], cwd=scratch)
         if t.returncode:
             raise RuntimeError(f"tar xf {archive} failed: {t.stderr}")
