@@ -1,0 +1,360 @@
+"""The measuring functions of benchmarks/run. Each returns Figures (benchlib) and leaves its trees under the
+benchmark's work directory; wall time is time.perf_counter, CPU time is user+system of this process and the
+children it waited for (the machine may be shared: CPU seconds drift less than wall seconds).
+"""
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+for _p in (ROOT / "site_scons", ROOT / "tests"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+import benchlib as B  # noqa: E402
+from mkdump import kbuild, layout, products, stamp  # noqa: E402
+from mkdump.narhash import nar_sha256  # noqa: E402
+from mkdump.options import ARCHES  # noqa: E402
+from mkdump.patching import parse_series  # noqa: E402
+from mkdump.toolchain import Toolchain  # noqa: E402
+
+
+def _cpu():
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+@dataclass
+class Timed:
+    wall: float
+    cpu: float
+    stdout: str = ""
+    stderr: str = ""
+    returncode: int = 0
+
+
+def settle():
+    """Write back what earlier work left dirty (an unpacked and deleted tree, a build), so a timed run does not pay
+    for the writeback of the run before it."""
+    os.sync()
+
+
+def run_timed(argv, *, cwd, env=None, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL):
+    wall, cpu = time.perf_counter(), _cpu()
+    r = subprocess.run(argv, cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=subprocess.STDOUT
+                       if stdout is not subprocess.PIPE else subprocess.PIPE, text=True, errors="replace")
+    return Timed(time.perf_counter() - wall, _cpu() - cpu, r.stdout or "", r.stderr or "", r.returncode)
+
+
+@dataclass
+class Setup:
+    """A copy of the project, a sources= directory and a download cache that already verified them."""
+    project: Path
+    sources: Path
+    cache: Path
+    work: Path
+    arch: str
+    jobs: int
+    linux_archive: Path
+
+    def args(self, build, *extra):
+        return [f"arch={self.arch}", f"sources={self.sources}", "offline=1", f"cache={self.cache}",
+                f"jobs={self.jobs}", f"build={build}", *extra]
+
+    def lay(self, build):
+        return layout.Layout(str(build), self.arch)
+
+
+def scons_env(extra=None):
+    env = dict(os.environ)
+    # The pipeline's default epoch, as a packager without SOURCE_DATE_EPOCH gets it; an outer make's flags would
+    # change what kbuild does.
+    for name in ("SOURCE_DATE_EPOCH", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
+        env.pop(name, None)
+    env.update(extra or {})
+    return env
+
+
+def scons(setup, build, *extra, env=None):
+    """One `scons --debug=time ...` run in the project copy, its output kept in <work>/logs/; raises with its
+    output when it fails."""
+    settle()
+    t = run_timed([sys.executable, "-m", "SCons", "--debug=time", *setup.args(build, *extra)], cwd=setup.project,
+                  env=scons_env(env))
+    logs = setup.work / "logs"
+    logs.mkdir(exist_ok=True)
+    with open(logs / f"scons-{len(list(logs.iterdir())):02d}-{Path(build).name}.log", "w") as f:
+        f.write(f"$ scons {' '.join(setup.args(build, *extra))}\n{t.stdout}\n--- stderr\n{t.stderr}")
+    if t.returncode != 0:
+        raise RuntimeError(f"scons {' '.join(extra)} failed (exit {t.returncode}):\n{t.stdout[-3000:]}\n"
+                           f"{t.stderr[-6000:]}")
+    return t
+
+
+def prepare(work, *, arch, jobs, tarball=None, fixture=False, log=print):
+    """The project copy and sources for the benchmark: the real tree with stand-ins, or the fixture kernel."""
+    from support import project as P
+    work = Path(work)
+    project = P.copy_project(work / "project")
+    if fixture:
+        src = P.make_fixture_sources(work / "fixture")
+        P.keep_fixture_series(project)
+        P.pin_linux_tree(project, src.tree_sha256)
+        sources, archive = src.dir, src.dir / P.LINUX
+    else:
+        from support.real_sources import make_real_sources
+        log("preparing the sources= directory (the real tree and generated mkdump stand-ins)")
+        sources, archive = make_real_sources(tarball, work / "real"), Path(tarball)
+    setup = Setup(project, sources, work / "cache", work, arch, jobs, archive)
+    # "With sources cached": every later run finds them verified in the cache.
+    log("verifying the sources once into the cache (not timed)")
+    scons(setup, work / "build-fetch", "fetch")
+    shutil.rmtree(work / "build-fetch")
+    return setup
+
+
+# ----------------------------------------------------------------------------------------------- 2. cold pipeline
+
+def our_cold(setup, build):
+    t = scons(setup, build)
+    return t, B.stage_times(t.stdout)
+
+
+def by_hand_plan(setup, ours_build, work):
+    """The by-hand steps for what our build in `ours_build` did, from our series, stamps and configs."""
+    lay = setup.lay(ours_build)
+    patches_dir = setup.project / "patches"
+    prods = products.load(setup.arch)
+    series = {}
+    for kind in ("minik", "system"):
+        path = patches_dir / prods[kind].series
+        series[kind] = parse_series(path.read_text(), arch=setup.arch, filename=str(path), arches=ARCHES)
+    fetched = {name: stamp.read(layout.fetch_where(lay.root, name))["path"] for name in ("linux", "minik", "mkexec")}
+    tc = Toolchain.from_dict(stamp.read(lay.stamp("toolchain")))
+    work = Path(work)
+    trees = {k: work / k for k in ("minik", "system")}
+    # What our stages pass to make, pointed at the by-hand trees: kbuild and mkexec record each tree under its
+    # base name (prefix maps), which the by-hand trees share, so both sides compile the same bytes.
+    maps = {k: kbuild.prefix_maps(t, k) for k, t in trees.items()}
+    return B.by_hand_steps(
+        arch=setup.arch, work=str(work), linux_archive=fetched["linux"], mkexec_archive=fetched["mkexec"],
+        series=series, source_files=fetched, patches_dir=str(patches_dir),
+        our_configs={k: os.path.join(lay.tree(k), ".config") for k in ("minik", "system")},
+        config_args=tc.make_args(), build_args={k: tc.make_args(prefix_maps=m) for k, m in maps.items()},
+        mkexec_args=tc.make_args(prefix_maps=maps["system"] + kbuild.prefix_maps(work / "mkexec", "mkexec")),
+        jobs=setup.jobs, make_targets={k: prods[k].make_targets for k in ("minik", "system")},
+        release=stamp.read(lay.stamp("build-system"))["release"])
+
+
+def run_by_hand(steps, work, log_path):
+    """Run the steps in order, each one's output appended to log_path; returns (total Timed, {phase: wall})."""
+    os.makedirs(work, exist_ok=True)
+    env = kbuild.build_env()
+    phases, wall, cpu = {}, 0.0, 0.0
+    settle()
+    with open(log_path, "w") as logf:
+        for s in steps:
+            logf.write(f"$ {s.shell()}\n")
+            logf.flush()
+            t = run_timed(list(s.argv), cwd=s.cwd, env=env, stdout=logf)
+            if t.returncode not in s.ok:
+                raise RuntimeError(f"by hand: {s.shell()} exited {t.returncode}; see {log_path}")
+            phases[s.phase] = phases.get(s.phase, 0.0) + t.wall
+            wall += t.wall
+            cpu += t.cpu
+    return Timed(wall, cpu), phases
+
+
+def _sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if os.path.isfile(path) else None
+
+
+def same_products(setup, ours_build, hand_work):
+    """Which published products the by-hand run made byte-identical to ours (proof both compiled the same)."""
+    lay = setup.lay(ours_build)
+    same, differ = [], []
+    for name, (product, rel) in sorted(products.published(setup.arch).items()):
+        base = lay.mkexec_build if product == "mkexec" else lay.tree(product)
+        hand = os.path.join(hand_work, "mkexec" if product == "mkexec" else product, rel)
+        (same if _sha256(os.path.join(base, rel)) == _sha256(hand) else differ).append(name)
+    return same, differ
+
+
+def cold_pipeline(setup, runs, log=print):
+    """Figures 2: our cold pipeline (sources cached) against the same steps by hand, interleaved `runs` times.
+    Returns (figures, the build directory of our last run, for the figures that need a built tree)."""
+    ours, hand, ours_phases, hand_phases, ours_cpu, hand_cpu = [], [], [], [], [], []
+    build = None
+    for i in range(runs):
+        build = setup.work / f"cold-{i}"
+        log(f"cold pipeline {i + 1}/{runs}: scons arch={setup.arch} (ours)")
+        t, stages = our_cold(setup, build)
+        ours.append(t.wall)
+        ours_cpu.append(t.cpu)
+        ours_phases.append(B.phase_times(stages))
+        steps = by_hand_plan(setup, build, setup.work / f"hand-{i}")
+        log(f"cold pipeline {i + 1}/{runs}: the same steps by hand ({len(steps)} commands)")
+        h, phases = run_by_hand(steps, setup.work / f"hand-{i}", setup.work / f"hand-{i}.log")
+        hand.append(h.wall)
+        hand_cpu.append(h.cpu)
+        hand_phases.append(phases)
+        same, differ = same_products(setup, build, setup.work / f"hand-{i}")
+        rejects = len(list((setup.work / f"hand-{i}").glob("*/**/*.rej")))
+        if i + 1 < runs:
+            shutil.rmtree(setup.work / f"hand-{i}")
+            shutil.rmtree(build)
+    only_ours = ("fetch", "toolchain", "check+publish", "other")
+    common = [o - sum(p.get(k, 0.0) for k in only_ours) for o, p in zip(ours, ours_phases)]
+    med = B.median
+    figs = [
+        B.Figure("cold_ours", f"cold pipeline, ours: scons arch={setup.arch} (sources cached)", med(ours), "s", ours,
+                 note=f"CPU {med(ours_cpu):.1f} s; stages: " + _phases_text(ours_phases)),
+        B.Figure("cold_by_hand", "the same steps by hand: tar, cp -a, patch, oldconfig, make, mkexec make",
+                 med(hand), "s", hand,
+                 note=f"CPU {med(hand_cpu):.1f} s; phases: " + _phases_text(hand_phases) +
+                 f"; products identical to ours: {', '.join(same) or 'none'}"
+                 + (f"; differ: {', '.join(differ)}" if differ else "")
+                 + (f"; GNU patch rejected {rejects} hunk(s) of the upstream patches (the mkdump README says to "
+                    "ignore them; our patch stage applies those that add lines, so __LINE__ can differ)"
+                    if rejects else "")),
+        B.Figure("cold_overhead_same_steps", "overhead on the same steps (ours minus fetch/toolchain/checks/manifest)",
+                 B.overhead_percent(med(common), med(hand)), "%", goal=B.Goal("<=", 5.0, "<= 5 %"),
+                 note="both sides: unpack once + copy per tree, patch both trees, oldconfig, make both kernels "
+                      f"-j{setup.jobs}, build mkexec.ko"),
+        B.Figure("cold_overhead_whole", "overhead of the whole default target (with checks, manifest)",
+                 B.overhead_percent(med(ours), med(hand)), "%", goal=B.Goal("<=", 5.0, "<= 5 %"),
+                 note=f"CPU overhead {B.overhead_percent(med(ours_cpu), med(hand_cpu)):+.1f} %"),
+    ]
+    return figs, build
+
+
+def _phases_text(phase_runs):
+    names = sorted({k for p in phase_runs for k in p}, key=lambda k: -max(p.get(k, 0.0) for p in phase_runs))
+    return ", ".join(f"{k} {B.median([p.get(k, 0.0) for p in phase_runs]):.1f} s" for k in names)
+
+
+# ----------------------------------------------------------------------------------------------- 1. no-op
+
+def noop(setup, build, runs, log=print):
+    log(f"no-op: scons arch={setup.arch} x{runs} on the built tree")
+    times, ran = [], set()
+    for _ in range(runs):
+        t = scons(setup, build)
+        times.append(t.wall)
+        ran |= set(B.stage_times(t.stdout))
+    note = "nothing re-ran" if not ran else "NOT a no-op, re-ran: " + ", ".join(sorted(ran))
+    return [B.Figure("noop", f"no-op scons arch={setup.arch} after a full build", B.median(times), "s", times,
+                     B.Goal("<", 0.5, "< 0.5 s"), note=note)]
+
+
+# ----------------------------------------------------------------------------------------------- 4. config change
+
+def other_dump_driver(setup):
+    from mkdump import kconfig
+    families = kconfig.dump_driver_families(setup.project / "configs")
+    default = next((n for n, f in families.items() if f.get("default")), None)
+    return next(n for n in families if n != default)
+
+
+def config_change(setup, build, log=print):
+    """Figure 4: which stages a config-only option change re-runs (dump_driver= feeds only the minik config)."""
+    driver = other_dump_driver(setup)
+    log(f"config-only change: scons arch={setup.arch} dump_driver={driver}")
+    t = scons(setup, build, f"dump_driver={driver}")
+    ran = sorted(B.stage_times(t.stdout))
+    return [B.Figure("config_change", f"dump_driver={driver} after a full build: stages that re-ran", ran, "",
+                     goal=B.Goal("excludes", ("unpack", "patch"), "neither unpack nor patch"),
+                     note=f"that run took {t.wall:.1f} s (wall)")]
+
+
+# ----------------------------------------------------------------------------------------------- 3. unpack + hash
+
+def unpack_vs_tar(setup, runs, log=print):
+    """Figure 3: our unpack (decompress, checked extraction, tree hash, pin check) against `tar xf` alone."""
+    from mkdump.sources import load_sources
+    from mkdump.unpack import unpack
+    pin = load_sources(setup.project / "patches" / "sources.toml")["linux"].tree_sha256
+    archive = str(setup.linux_archive)
+    scratch = setup.work / "unpack"
+    subprocess.run(["cat", archive], stdout=subprocess.DEVNULL, check=True)   # both start with it in page cache
+    ours, tar, ours_cpu, tar_cpu = [], [], [], []
+    for i in range(runs):
+        log(f"unpack + tree hash vs tar xf {i + 1}/{runs}")
+        scratch.mkdir(parents=True, exist_ok=True)
+        settle()
+        wall, cpu = time.perf_counter(), _cpu()
+        unpack(archive, scratch / "ours", expect_tree_sha256=pin, log=lambda m: None)
+        ours.append(time.perf_counter() - wall)
+        ours_cpu.append(_cpu() - cpu)
+        (scratch / "tar").mkdir()
+        settle()
+        t = run_timed(["tar", "xf", archive, "-C", str(scratch / "tar")], cwd=scratch)
+        if t.returncode:
+            raise RuntimeError(f"tar xf {archive} failed: {t.stderr}")
+        tar.append(t.wall)
+        tar_cpu.append(t.cpu)
+        if i == 0:
+            wall = time.perf_counter()
+            nar_sha256(scratch / "ours")
+            hash_alone = time.perf_counter() - wall
+        shutil.rmtree(scratch)
+    med = B.median
+    return [
+        B.Figure("unpack_ours", "unpack + tree hash (mkdump.unpack, pin checked)", med(ours), "s", ours,
+                 note=f"CPU {med(ours_cpu):.1f} s; the tree hash alone, page cache warm: {hash_alone:.1f} s"),
+        B.Figure("unpack_tar", "tar xf alone", med(tar), "s", tar, note=f"CPU {med(tar_cpu):.1f} s"),
+        B.Figure("unpack_ratio", "unpack + tree hash / tar xf", B.ratio(med(ours), med(tar)), "x",
+                 [o / t for o, t in zip(ours, tar)], B.Goal("<=", 1.5, "<= 1.5x")),
+    ]
+
+
+# ----------------------------------------------------------------------------------------------- 5. ccache
+
+def ccache_stats(env):
+    out = subprocess.run(["ccache", "--print-stats"], env=env, stdout=subprocess.PIPE, text=True, check=True).stdout
+    return B.ccache_counts(B.parse_ccache_stats(out))
+
+
+def ccache_rebuild(setup, log=print):
+    """Figure 5: a clean rebuild (fresh build=) with cc_launcher=ccache, warm cache against cold, in one private
+    CCACHE_DIR; the build directory is the same path both times, as a packager's clean rebuild is."""
+    if not shutil.which("ccache"):
+        return [B.Figure("ccache_ratio", "clean rebuild, warm ccache / cold", goal=B.Goal("<=", 0.35, "<= 0.35x"),
+                         note="ccache is not installed (Debian package ccache)")]
+    ccdir = setup.work / "ccache"
+    shutil.rmtree(ccdir, ignore_errors=True)
+    env = {"CCACHE_DIR": str(ccdir)}
+    full_env = scons_env(env)
+    build = setup.work / "ccache-build"
+    goal = B.Goal("<=", 0.35, "<= 0.35x")
+    results = {}
+    for label in ("cold", "warm"):
+        shutil.rmtree(build, ignore_errors=True)
+        subprocess.run(["ccache", "-z"], env=full_env, stdout=subprocess.DEVNULL, check=True)
+        log(f"clean rebuild with cc_launcher=ccache, {label} cache")
+        t = scons(setup, build, "cc_launcher=ccache", env=env)
+        results[label] = (t, B.phase_times(B.stage_times(t.stdout)), ccache_stats(full_env))
+        if sum(results[label][2]) == 0:
+            return [B.Figure("ccache_ratio", "clean rebuild, warm ccache / cold", goal=goal,
+                             note="cc_launcher=ccache did not reach the compiler in this checkout (ccache counted "
+                                  "no compilation)")]
+    (cold, cold_ph, (cold_hits, cold_miss)), (warm, warm_ph, (warm_hits, warm_miss)) = \
+        results["cold"], results["warm"]
+    compile_cold = cold_ph.get("build", 0.0) + cold_ph.get("mkexec", 0.0)
+    compile_warm = warm_ph.get("build", 0.0) + warm_ph.get("mkexec", 0.0)
+    return [
+        B.Figure("ccache_cold", "clean rebuild, cold ccache (scons cc_launcher=ccache)", cold.wall, "s",
+                 note=f"CPU {cold.cpu:.1f} s; ccache {cold_hits} hits, {cold_miss} misses"),
+        B.Figure("ccache_warm", "clean rebuild, warm ccache", warm.wall, "s",
+                 note=f"CPU {warm.cpu:.1f} s; ccache {warm_hits} hits, {warm_miss} misses"),
+        B.Figure("ccache_ratio", "clean rebuild, warm ccache / cold (whole default target)",
+                 B.ratio(warm.wall, cold.wall), "x", goal=goal),
+        B.Figure("ccache_ratio_compile", "  the same, kernel and mkexec make stages only",
+                 B.ratio(compile_warm, compile_cold), "x", goal=goal,
+                 note=f"{compile_warm:.1f} s against {compile_cold:.1f} s"),
+    ]
