@@ -100,14 +100,13 @@ def prepare(work, *, arch, jobs, tarball=None, fixture=False, log=print):
     """The project copy and sources for the benchmark: the real tree with stand-ins, or the fixture kernel."""
     from support import project as P
     work = Path(work)
-    project = P.copy_project(work / "project")
     if fixture:
         src = P.make_fixture_sources(work / "fixture")
-        P.keep_fixture_series(project)
-        P.pin_linux_tree(project, src.tree_sha256)
+        project = P.fixture_project(work / "project", src)
         sources, archive = src.dir, src.dir / P.LINUX
     else:
         from support.real_sources import make_real_sources
+        project = P.copy_project(work / "project")
         log("preparing the sources= directory (the real tree and generated mkdump stand-ins)")
         sources, archive = make_real_sources(tarball, work / "real"), Path(tarball)
     setup = Setup(project, sources, work / "cache", work, arch, jobs, archive)

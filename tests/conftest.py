@@ -36,3 +36,20 @@ def real_linux_tarball():
         pytest.skip("the real linux-2.6.9 archive is not present: put linux-2.6.9.tar.bz2 in a directory named "
                     "by MKDUMP_TEST_SOURCES (or in the download cache) to run this test")
     return path
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    """The fixture kernel's upstream files (support.project.make_fixture_sources), made once per test module."""
+    from support import project as P
+    return P.make_fixture_sources(tmp_path_factory.mktemp("fixture"))
+
+
+@pytest.fixture(scope="module")
+def served(sources):
+    """`sources` served over loopback under /mirror/."""
+    from support.httpserver import serve
+    with serve() as server:
+        for name, data in sources.files.items():
+            server.add("/mirror/" + name, data)
+        yield server

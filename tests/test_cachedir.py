@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from support import project as P
-from test_integration import new_project, served, sources  # noqa: F401 (fixtures)
+from test_integration import new_project
 
 OUT = ("manifest.json", "vmlinux.bin", "minik-bzImage", "minik-System.map", "system-bzImage", "system-System.map",
        "mkexec.ko", "mkdump-load-x86_64")

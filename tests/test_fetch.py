@@ -566,7 +566,7 @@ def test_candidates_are_tried_in_name_order_until_one_has_the_tree(tmp_path, k_t
     got = fetcher(tmp_path, sources_dirs=[local], offline=True, log=log).fetch(globbed(tree_hash))
     assert got.file == "k_1.0.orig.tar.xz" and got.tree_sha256 == tree_hash
     assert unpacked == ["k-1.0-a.tar.gz", "k_1.0.orig.tar.xz"]
-    assert f"trying k-1.0-a.tar.gz, k_1.0.orig.tar.xz (named like k*[-_]1.0[!0-9]*)" in log.text
+    assert "trying k-1.0-a.tar.gz, k_1.0.orig.tar.xz (named like k*[-_]1.0[!0-9]*)" in log.text
     assert (f"not using {local / 'k-1.0-a.tar.gz'}: its unpacked tree hashes to {other_hash}, "
             f"expected {tree_hash}") in log.text
 

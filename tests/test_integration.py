@@ -7,27 +7,10 @@ import time
 import pytest
 
 from support import project as P
-from support.httpserver import serve
-
-
-@pytest.fixture(scope="module")
-def sources(tmp_path_factory):
-    return P.make_fixture_sources(tmp_path_factory.mktemp("fixture"))
-
-
-@pytest.fixture(scope="module")
-def served(sources):
-    with serve() as server:
-        for name, data in sources.files.items():
-            server.add("/mirror/" + name, data)
-        yield server
 
 
 def new_project(tmp_path, sources):
-    proj = P.copy_project(tmp_path / "proj")
-    P.keep_fixture_series(proj)
-    P.pin_linux_tree(proj, sources.tree_sha256)
-    return proj
+    return P.fixture_project(tmp_path / "proj", sources)
 
 
 @pytest.fixture(scope="module")

@@ -87,16 +87,8 @@ def test_without_launcher_the_object_is_the_same(tmp_path, monkeypatch):
 # --- the real scons on the fixture kernel ----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def sources(tmp_path_factory):
-    return P.make_fixture_sources(tmp_path_factory.mktemp("fixture"))
-
-
-@pytest.fixture(scope="module")
 def proj(tmp_path_factory, sources):
-    proj = P.copy_project(tmp_path_factory.mktemp("launcher") / "proj")
-    P.keep_fixture_series(proj)
-    P.pin_linux_tree(proj, sources.tree_sha256)
-    return proj
+    return P.fixture_project(tmp_path_factory.mktemp("launcher") / "proj", sources)
 
 
 def run(proj, sources, build, *extra, env=None):

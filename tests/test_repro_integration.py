@@ -13,20 +13,6 @@ import pytest
 from mkdump import options
 from support import fixture_kernel
 from support import project as P
-from support.httpserver import serve
-
-
-@pytest.fixture(scope="module")
-def sources(tmp_path_factory):
-    return P.make_fixture_sources(tmp_path_factory.mktemp("fixture"))
-
-
-@pytest.fixture(scope="module")
-def served(sources):
-    with serve() as server:
-        for name, data in sources.files.items():
-            server.add("/mirror/" + name, data)
-        yield server
 
 
 @pytest.fixture
@@ -49,9 +35,7 @@ def fixture_patch(rel, old, new, note):
 
 
 def new_project(d, sources):
-    proj = P.copy_project(d / "proj")
-    P.keep_fixture_series(proj)
-    P.pin_linux_tree(proj, sources.tree_sha256)
+    proj = P.fixture_project(d / "proj", sources)
     for p in [proj, *proj.rglob("*")]:
         p.chmod(p.stat().st_mode | 0o044 | (0o011 if p.is_dir() else 0))
     return proj

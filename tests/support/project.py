@@ -55,6 +55,14 @@ def add_local_patch(project, series, name, text):
     return old
 
 
+def fixture_project(dest, fixture_sources):
+    """A copy of the project in dest that builds the fixture kernel of `fixture_sources` (FixtureSources)."""
+    proj = copy_project(dest)
+    keep_fixture_series(proj)
+    pin_linux_tree(proj, fixture_sources.tree_sha256)
+    return proj
+
+
 def pin_linux_tree(project, tree_sha256):
     toml = Path(project) / "patches" / "sources.toml"
     text = toml.read_text()
