@@ -117,7 +117,8 @@ def extract_errors(lines, limit=MAX_ERROR_LINES):
     return picked[-limit:]
 
 
-def _kill_group(proc):
+def kill_group(proc):
+    """Stop a process started with start_new_session=True and everything it started: TERM, then KILL."""
     try:
         os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -173,11 +174,11 @@ def run_make(tree, targets, *, toolchain, jobs=None, launcher=None, verbose=Fals
                     log(line.rstrip("\n"))
                 if written > MAX_OUTPUT_BYTES:
                     overflow = True
-                    _kill_group(proc)
+                    kill_group(proc)
                     break
             proc.wait()
         except BaseException:
-            _kill_group(proc)
+            kill_group(proc)
             raise
         finally:
             proc.stdout.close()

@@ -15,7 +15,6 @@ import os
 import pwd
 import selectors
 import shutil
-import signal
 import socket
 import stat
 import subprocess
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from . import layout as L
 from . import stamp
 from .errors import MkdumpError
+from .kbuild import kill_group
 
 REPRO_DIR = "repro"
 OTHER_USER = "nobody"
@@ -174,17 +174,6 @@ def launch_argv(cond, argv, python=sys.executable):
     return prefix + list(argv)
 
 
-def _kill_group(proc):
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 def run_build(cond, argv, *, base_env, cwd, log_path, log=_log_default, python=sys.executable,
               heartbeat=HEARTBEAT_SECONDS):
     """Run one build under `cond`; its output goes to `log_path` and, line by line, to `log` (prefixed with the
@@ -223,7 +212,7 @@ def run_build(cond, argv, *, base_env, cwd, log_path, log=_log_default, python=s
             sel.close()
             proc.wait()
         except BaseException:
-            _kill_group(proc)
+            kill_group(proc)
             raise
         finally:
             proc.stdout.close()
