@@ -39,6 +39,8 @@ def test_all_arches_and_mirrors():
     ({"minik_fragment": "/nonexistent/frag"}, "minik_fragment="),
     ({"PREFIX": "usr"}, "PREFIX"),
     ({"jobs": "0"}, "jobs"),
+    ({"build": "out$x"}, "build=out$x"),
+    ({"build": "a=b"}, "'='"),
     ({"dump_dev": "/dev/floppy"}, "floppy"),
     ({"dump_dev": "0x1000000000"}, "0x1000000000"),
 ])

@@ -134,6 +134,17 @@ def _url(value):
     return value.rstrip("/")
 
 
+def _build_root(value, base_dir):
+    path = os.path.abspath(os.path.join(base_dir, os.path.expanduser(value)))
+    # The trees' paths reach make's CC= in the compiler's prefix maps: make would expand a '$', and gcc splits
+    # -ffile-prefix-map at the first '=', so the map would silently not apply.
+    bad = sorted({c for c in path if c in "$="})
+    if bad:
+        raise MkdumpError(f"build={value}: the path {path} contains {' and '.join(repr(c) for c in bad)}, which "
+                          "make and gcc's prefix maps cannot carry; choose a build directory without them.")
+    return path
+
+
 def deb_parallel(environ):
     """N from DEB_BUILD_OPTIONS=parallel=N (Debian policy 4.9.1), or None."""
     for word in environ.get("DEB_BUILD_OPTIONS", "").split():
@@ -209,7 +220,7 @@ def parse(raw, *, dump_drivers, base_dir=".", environ=os.environ):
 
     return Options(
         arches=arches,
-        build=os.path.abspath(os.path.join(base_dir, raw["build"])),
+        build=_build_root(raw["build"], base_dir),
         cache=os.path.abspath(os.path.join(base_dir, os.path.expanduser(raw["cache"]))),
         sources=sources,
         mirrors=mirrors,

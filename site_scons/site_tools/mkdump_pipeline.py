@@ -566,7 +566,12 @@ def _pipeline(env):
     env["MKDUMP_OPTS"] = _Runtime(opts)
     # Each build root keeps its own signature database: build= directories are independent of each other and
     # of the checkout, which may be read-only.
-    os.makedirs(opts.build, exist_ok=True)
+    try:
+        os.makedirs(opts.build, exist_ok=True)
+    except OSError as e:
+        print(f"scons: *** build={opts.build} cannot be created ({e.strerror}); give a directory you can write.",
+              file=sys.stderr)
+        Exit(2)
     env.SConsignFile(os.path.join(opts.build, ".sconsign"))
     _repro(env)
     return Pipeline(env, opts, top)
