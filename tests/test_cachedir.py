@@ -28,7 +28,7 @@ class Team:
 
 
 @pytest.fixture(scope="module")
-def team(tmp_path_factory, sources, served):  # noqa: F811
+def team(tmp_path_factory, sources, served):
     tmp = tmp_path_factory.mktemp("team")
     a = new_project(tmp, sources)
     cache = tmp / "shared"
@@ -41,7 +41,7 @@ def team(tmp_path_factory, sources, served):  # noqa: F811
     return Team(a, args, cache, first, after_first, second)
 
 
-def teammate(tmp_path, sources, team, name="b"):  # noqa: F811
+def teammate(tmp_path, sources, team, name="b"):
     """Another checkout of the same project, with the lock file the first teammate committed."""
     proj = new_project(tmp_path / name, sources)
     shutil.copy(team.a / "patches" / "sources.lock", proj / "patches" / "sources.lock")
@@ -66,7 +66,7 @@ def test_unpinned_sources_keep_the_first_run_out_of_the_cache(team):
     assert P.scons(team.a, "-q", *team.args).returncode == 0
 
 
-def test_teammate_gets_out_from_the_cache_without_running_any_stage(team, sources, tmp_path):  # noqa: F811
+def test_teammate_gets_out_from_the_cache_without_running_any_stage(team, sources, tmp_path):
     b = teammate(tmp_path, sources, team)
     r = P.scons(b, *offline(tmp_path, team, "build=elsewhere"))
     assert r.returncode == 0, r.stdout + r.stderr
@@ -116,7 +116,7 @@ def test_cache_readonly_builds_without_pushing(team):
         assert P.scons(team.a, *team.args).returncode == 0
 
 
-def test_a_changed_patch_misses_and_builds(team, sources, served, tmp_path):  # noqa: F811
+def test_a_changed_patch_misses_and_builds(team, sources, served, tmp_path):
     c = teammate(tmp_path, sources, team)
     P.add_local_patch(c, "system", "note.patch",
                       "--- a/Makefile\n+++ b/Makefile\n@@ -1,2 +1,3 @@\n VERSION = 2\n"
@@ -130,7 +130,7 @@ def test_a_changed_patch_misses_and_builds(team, sources, served, tmp_path):  # 
     assert len(set(entries(team.cache)) - before) == len(OUT)
 
 
-def test_another_compiler_misses(team, sources, tmp_path):  # noqa: F811
+def test_another_compiler_misses(team, sources, tmp_path):
     b = teammate(tmp_path, sources, team)
     assert P.scons(b, *offline(tmp_path, team, "build=same")).returncode == 0
     wrapper = tmp_path / "wrapper"
@@ -144,7 +144,7 @@ def test_another_compiler_misses(team, sources, tmp_path):  # noqa: F811
     assert "offline" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_a_damaged_entry_is_refused_and_leaves_no_output(team, sources, tmp_path):  # noqa: F811
+def test_a_damaged_entry_is_refused_and_leaves_no_output(team, sources, tmp_path):
     damaged = tmp_path / "damaged-cache"
     shutil.copytree(team.cache, damaged)
     image = (team.a / "build/x86_64/out/vmlinux.bin").read_bytes()
@@ -166,6 +166,16 @@ def test_a_damaged_entry_is_refused_and_leaves_no_output(team, sources, tmp_path
     assert r.returncode != 0 and "Retrieved" not in r.stdout and "offline" in r.stderr
 
 
-def test_help_explains_cache_dir(sources, tmp_path):  # noqa: F811
+def test_help_explains_cache_dir(sources, tmp_path):
     r = P.scons(new_project(tmp_path, sources), "-h")
     assert r.returncode == 0 and "\n  cache_dir " in r.stdout and "--cache-disable" in r.stdout
+
+
+def test_a_missing_series_patch_is_named_by_scons_not_a_traceback(tmp_path, sources, team):
+    proj = teammate(tmp_path, sources, team)
+    with open(proj / "patches" / "minik.series", "a") as f:
+        f.write("compat/does-not-exist.patch\n")
+    r = P.scons(proj, *team.args)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    assert "does-not-exist.patch' not found" in r.stderr, r.stderr

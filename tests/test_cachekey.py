@@ -1,4 +1,5 @@
 """cache_dir=: the input key and the checks of what is published to and retrieved from the shared cache."""
+import hashlib
 import json
 import os
 
@@ -162,3 +163,13 @@ def test_check_retrieved_names_the_damaged_entries(tmp_path):
     (checked / "manifest.json").write_text("{not json")
     with pytest.raises(MkdumpError, match="not a readable manifest .* delete the cache entry /cache/CD/man and"):
         K.check_retrieved(checked, "manifest.json", ["/cache/CD/man", "/cache/CD/man"])
+
+
+def test_a_missing_file_enters_the_key_as_missing(tmp_path):
+    top = tmp_path / "proj"
+    (top / "patches").mkdir(parents=True)
+    (top / "patches" / "a.patch").write_text("x")
+    inside, outside = K.file_digests(top, [top / "patches" / "a.patch", top / "patches" / "gone.patch",
+                                           tmp_path / "gone.config"])
+    assert inside == {"patches/a.patch": hashlib.sha256(b"x").hexdigest(), "patches/gone.patch": None}
+    assert outside == ["missing"]

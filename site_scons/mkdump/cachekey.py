@@ -67,15 +67,18 @@ def code_files(top):
 
 def file_digests(top, paths):
     """({path relative to top: SHA-256} for files in the checkout, [SHA-256, ...] for files outside it). Files
-    outside (a user's fragment or .config) count by content only: their location is not an input."""
+    outside (a user's fragment or .config) count by content only: their location is not an input. A missing file
+    counts as None: no build can have published under that key, so the stages are declared and SCons names the
+    missing source as it does without cache_dir=."""
     inside, outside = {}, []
     top = os.path.abspath(top)
     for p in paths:
         p = os.path.abspath(p)
+        digest = stamp.sha256_file(p) if os.path.isfile(p) else None
         if os.path.commonpath([top, p]) == top:
-            inside[os.path.relpath(p, top)] = stamp.sha256_file(p)
+            inside[os.path.relpath(p, top)] = digest
         else:
-            outside.append(stamp.sha256_file(p))
+            outside.append(digest or "missing")
     return inside, sorted(outside)
 
 
