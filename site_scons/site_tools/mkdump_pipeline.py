@@ -7,7 +7,6 @@ cc_launcher) reach the action through the construction environment instead, outs
 """
 import json
 import os
-import shlex
 import shutil
 import sys
 
@@ -220,14 +219,14 @@ class ArchPipeline:
 
     @_user_errors
     def toolchain(self):
-        # Detection re-runs when the options, our toolchain data or the compiler, assembler or linker binary
-        # change (an upgraded gcc changes flags that work and the vermagic); the builds re-run when what it
-        # detects (versions, flags) differs.
-        data = os.path.join(self.p.top, "kernel", "toolchain.toml")
-        cc = shlex.split(self.opts.cc)[0] if self.opts.cc else (self.opts.cross_compile or "") + "gcc"
-        prefix = self.opts.cross_compile or ""
-        found = [shutil.which(c) for c in (cc, prefix + "as", prefix + "ld")]
-        deps = [data] + [os.path.realpath(f) for f in found if f]
+        # Detection re-runs when the options, our toolchain data or a program it may pick (compiler driver, as,
+        # ld, host compiler: the programs cache_dir='s key holds) change; an upgraded gcc changes the flags that
+        # work and the vermagic. The builds re-run when what it detects (versions, flags) differs.
+        from mkdump.cachekey import compiler_tools
+        from mkdump.toolchain import DATA_FILE, load_arch_data
+        tools = compiler_tools(load_arch_data(self.arch), cc=self.opts.cc, cross_compile=self.opts.cross_compile)
+        found = [shutil.which(t) for t in tools]
+        deps = [str(DATA_FILE)] + sorted({os.path.realpath(f) for f in found if f})
         node = self.p._stage([self.lay.stamp("toolchain")],
                              self._base("toolchain", cc=self.opts.cc, cross_compile=self.opts.cross_compile),
                              deps=deps)
