@@ -5,7 +5,9 @@ read (series, patches, fragments, rules, kernel data, sources.toml) and our own 
 the manifest records, and the content of the compiler driver, assembler, linker and host compiler found on PATH.
 It names files relative to the checkout and programs by their command name, never by an absolute path, and leaves
 out what does not change the artifacts (build=, the download cache, jobs, cc_launcher=), so teammates with the
-same inputs share entries wherever their checkouts and build roots are.
+same inputs share entries wherever their checkouts and build roots are. The sources count by their pins, not by
+the archive each teammate happens to have: a retrieved manifest names the archive and URL of the build that stored
+it.
 """
 import hashlib
 import json
