@@ -89,7 +89,7 @@ def build_mkexec_standin(built, arch, workdir, *, log=None):
     unpack.unpack(taz, src, log=lambda m: None)
     release = kbuild.kernel_release(built["tree"])
     return Path(mkexec.build_module(src, workdir / "mkexec", arch=arch, kdir=built["tree"], kver=release,
-                                    kmoddir=f"/lib/modules/{release}/extra", make_args=built["make_args"],
+                                    kmoddir=f"/lib/modules/{release}/extra", toolchain=built["toolchain"],
                                     log_path=workdir / "mkexec.log", log=log or (lambda m: None)))
 
 
