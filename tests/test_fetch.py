@@ -13,6 +13,7 @@ import pytest
 import requests
 
 import mkdump.fetch
+import mkdump.unpack
 from mkdump.errors import MkdumpError
 from mkdump.fetch import Fetched, Fetcher
 from mkdump.narhash import nar_sha256
@@ -441,10 +442,10 @@ def test_disk_full_while_proving_a_tree_is_no_verdict_on_the_archive(tmp_path, s
     fetcher(tmp_path).fetch(src)
     (cache / "verified" / "k-1.0.tar.bz2.json").unlink()     # so the next fetch proves the tree again
 
-    def disk_full(self, tarinfo, targetpath):
+    def disk_full(self, tar, member, base, parent):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(tarfile.TarFile, "makefile", disk_full)
+    monkeypatch.setattr(mkdump.unpack._Extractor, "write_file", disk_full)
     for f in (fetcher(tmp_path, offline=True), fetcher(tmp_path / "fresh")):
         with pytest.raises(MkdumpError, match="No space left on device.*free some space"):
             f.fetch(src)

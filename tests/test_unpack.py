@@ -13,6 +13,8 @@ import mkdump.unpack
 from mkdump.errors import MkdumpError
 from mkdump.narhash import nar_sha256
 from mkdump.unpack import detect_compression, tree_sha256_of_archive, unpack
+from support import hostile as hostile_archives
+from support.hostile import member
 
 
 def make_tree(root):
@@ -163,15 +165,15 @@ def test_interrupted_while_extracting_leaves_nothing(tmp_path, package, monkeypa
     archive = tmp_path / "pkg.tar.Z"
     archive.write_bytes(unix_compress(tar))
     seen = []
-    real_sanitised = mkdump.unpack._Guard.sanitised
+    real_extract = mkdump.unpack._Extractor.extract
 
-    def interrupt_third(member):
+    def interrupt_third(self, tar, member):
         seen.append(member.name)
         if len(seen) == 3:
             raise KeyboardInterrupt
-        return real_sanitised(member)
+        return real_extract(self, tar, member)
 
-    monkeypatch.setattr(mkdump.unpack._Guard, "sanitised", staticmethod(interrupt_third))
+    monkeypatch.setattr(mkdump.unpack._Extractor, "extract", interrupt_third)
     (tmp_path / "out").mkdir()
     with pytest.raises(KeyboardInterrupt):
         unpack(archive, tmp_path / "out" / "pkg", log=lambda m: None)
@@ -190,21 +192,8 @@ def test_tree_hash_of_archive_cleans_up(tmp_path, package):
 
 # -- hostile archives ------------------------------------------------------------------------------------------
 
-def member(name, kind=tarfile.REGTYPE, data=b"", linkname=""):
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.size = len(data) if kind == tarfile.REGTYPE else 0
-    info.linkname = linkname
-    info.mode = 0o644
-    return info, io.BytesIO(data) if kind == tarfile.REGTYPE else None
-
-
 def hostile(tmp_path, members):
-    archive = tmp_path / "hostile.tar.gz"
-    with tarfile.open(archive, "w:gz", format=tarfile.GNU_FORMAT) as tar:
-        for info, data in members:
-            tar.addfile(info, data)
-    return archive
+    return hostile_archives.write_archive(tmp_path / "hostile.tar.gz", members)
 
 
 OUTSIDE = "outside-target"   # created next to the destination by no correct extraction
@@ -250,7 +239,7 @@ def test_hostile_members_are_refused(tmp_path, members, culprit, why):
 def test_hard_link_to_a_name_now_a_symlink_is_refused(tmp_path):
     # During extraction the chain p, q, r, s already leads out of the tree (only the finished tree is judged),
     # and a hard link follows the symlink it names: linking to `a` once `a` is a symlink would put the outside
-    # file into the tree, and the next member would write into it.
+    # file into the tree, and the next member would write into it. The second `a` is where it stops.
     victim = tmp_path / "victim"
     victim.write_bytes(b"precious")
     archive = hostile(tmp_path, [
@@ -266,6 +255,48 @@ def test_hard_link_to_a_name_now_a_symlink_is_refused(tmp_path):
     (tmp_path / "out").mkdir()
     with pytest.raises(MkdumpError) as err:
         unpack(archive, tmp_path / "out" / "pkg", log=lambda m: None)
-    assert "'h'" in str(err.value) and "symlink 'a'" in str(err.value)
+    assert "'a'" in str(err.value) and "appears twice" in str(err.value)
     assert victim.read_bytes() == b"precious"
     assert leftovers(tmp_path / "out") == []
+
+
+# -- escapes through chains of symlinks that look harmless as text (issue 13) ------------------------------------
+
+@pytest.mark.parametrize("variant", hostile_archives.VARIANTS)
+def test_nothing_outside_the_destination_is_ever_written(tmp_path, variant):
+    victim = tmp_path / "sentinel"
+    victim.write_bytes(b"precious")
+    archive = hostile(tmp_path, hostile_archives.escape_variants(victim)[variant])
+    (tmp_path / "out").mkdir()
+    with pytest.raises(MkdumpError, match="unsafe"):
+        unpack(archive, tmp_path / "out" / "pkg", log=lambda m: None)
+    assert victim.read_bytes() == b"precious"
+    assert victim.stat().st_nlink == 1
+    assert leftovers(tmp_path / "out") == []
+
+
+def test_a_duplicate_member_name_is_refused(tmp_path):
+    archive = hostile(tmp_path, [member("pkg/a", data=b"one"), member("pkg/a", data=b"two")])
+    (tmp_path / "out").mkdir()
+    with pytest.raises(MkdumpError, match="'pkg/a'.*appears twice"):
+        unpack(archive, tmp_path / "out" / "pkg", log=lambda m: None)
+
+
+def test_a_hard_link_target_with_dot_dot_is_refused(tmp_path):
+    archive = hostile(tmp_path, [member("pkg/a", data=b"one"), member("pkg/h", tarfile.LNKTYPE,
+                                                                      linkname="pkg/x/../a")])
+    (tmp_path / "out").mkdir()
+    with pytest.raises(MkdumpError, match="'pkg/h'.*'..'"):
+        unpack(archive, tmp_path / "out" / "pkg", log=lambda m: None)
+
+
+def test_a_repeated_directory_and_hard_links_inside_are_fine(tmp_path):
+    archive = hostile(tmp_path, [member("pkg", tarfile.DIRTYPE), member("pkg/d", tarfile.DIRTYPE),
+                                 member("pkg/d/a", data=b"one"), member("pkg/d", tarfile.DIRTYPE),
+                                 member("pkg/h", tarfile.LNKTYPE, linkname="pkg/d/a"),
+                                 member("pkg/l", tarfile.SYMTYPE, linkname="d/a")])
+    (tmp_path / "out").mkdir()
+    unpack(archive, tmp_path / "out" / "pkg", log=lambda m: None)
+    out = tmp_path / "out" / "pkg"
+    assert (out / "h").read_bytes() == b"one" and (out / "h").stat().st_ino == (out / "d" / "a").stat().st_ino
+    assert (out / "l").read_bytes() == b"one"

@@ -1,6 +1,5 @@
 """Safe, atomic unpacking of source archives, with the tree hash of what was unpacked."""
 import contextlib
-import copy
 import os
 import posixpath
 import shutil
@@ -85,97 +84,181 @@ def _tar_stream(archive, kind):
                                "fetch it again.")
 
 
-class _Guard:
-    """Checks every member before extraction and hands tarfile a sanitised copy.
-
-    The rules are those of tarfile's "data" filter (no absolute paths, no `..`, no devices or FIFOs, no links
-    leading outside; no setuid/setgid/sticky bits or group/other write; no ownership from the archive) plus what
-    it leaves open: a member written through a symlink that an earlier member created, and a hard link to
-    anything but an earlier regular file. Doing it here rather than through tarfile's `filter=` keeps one
-    behaviour on every Python: Debian 12's 3.11.2 has no extraction filters at all.
-    """
-
-    def __init__(self, archive):
-        self.archive = archive
-        self.symlinks = set()
-        self.files = set()
-
-    def refuse(self, member, why):
-        raise ArchiveError(f"{self.archive}: refusing member {member.name!r}, {why}; the archive is unsafe, "
-                           "replace it with a genuine one.")
-
-    def symlink_on(self, path):
-        """The symlink an earlier member made at `path` or at one of its parent directories, or None."""
-        parts = path.split("/")
-        for i in range(1, len(parts) + 1):
-            if "/".join(parts[:i]) in self.symlinks:
-                return "/".join(parts[:i])
-        return None
-
-    def __call__(self, member):
-        name = member.name
-        if name.startswith("/"):
-            self.refuse(member, "it has an absolute path")
-        if ".." in name.split("/"):
-            self.refuse(member, "its path contains '..'")
-        norm = posixpath.normpath(name)
-        via = self.symlink_on(norm)
-        if via is not None:
-            self.refuse(member, f"it would be written through the symlink {via!r}")
-        if member.ischr() or member.isblk():
-            self.refuse(member, "it is a device file")
-        if member.isfifo():
-            self.refuse(member, "it is a FIFO")
-        if member.issym():
-            target = member.linkname
-            if target.startswith("/"):
-                self.refuse(member, f"it is a symlink to the absolute path {target!r}")
-            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(norm), target))
-            if resolved == ".." or resolved.startswith("../"):
-                self.refuse(member, f"it is a symlink to {target!r}, outside the tree")
-            self.symlinks.add(norm)
-        elif member.islnk():
-            target = posixpath.normpath(member.linkname)
-            if target not in self.files:
-                self.refuse(member, f"it is a hard link to {member.linkname!r}, which is not an earlier file "
-                                    "of the archive")
-            # A hard link follows a symlink at its target, and a later member may have replaced that file by one
-            # (whose chain may, before the finished tree is judged, lead outside).
-            via = self.symlink_on(target)
-            if via is not None:
-                self.refuse(member, f"it is a hard link through the symlink {via!r}")
-            self.files.add(norm)
-        elif member.isreg():
-            self.files.add(norm)
-        elif not member.isdir():
-            self.refuse(member, "it is not a file, directory or link")
-        return self.sanitised(member)
-
-    @staticmethod
-    def sanitised(member):
-        safe = copy.copy(member)
-        if member.isreg() or member.islnk():
-            mode = (member.mode | 0o600) & 0o755
-            if not mode & 0o100:
-                mode &= ~0o111
-            safe.mode = mode
-        else:
-            safe.mode = 0o755
-        # Extracting as root would otherwise chown to whatever the archive says.
-        safe.uid, safe.gid, safe.uname, safe.gname = os.getuid(), os.getgid(), "", ""
-        return safe
-
-    def members(self, tar):
-        for member in tar:
-            yield self(member)
-
-
-# Members are already checked and sanitised by _Guard; newer Pythons would otherwise warn or filter a second time.
-_NO_FILTER = {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
-
-
 def _inside(path, root):
     return os.path.commonpath([path, root]) == root
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class _Extractor:
+    """Checks every member and writes it under `root` without ever following a symlink.
+
+    The rules are those of tarfile's "data" filter (no absolute paths, no `..`, no devices or FIFOs, no links
+    leading outside; no setuid/setgid/sticky bits or group/other write; no ownership from the archive), and more:
+    a name may appear once (a directory may repeat), nothing is written through a symlink, and a hard link may
+    only name an earlier regular file of the archive. Checking names as text is not enough: a chain of links that
+    each look harmless (`s0 -> .`, `s1 -> s0/..`, ...) climbs out of the tree on disk, and tarfile resolves every
+    path through whatever is on disk. So every path is walked from the root one directory at a time with
+    O_NOFOLLOW and written with O_EXCL through the directory's descriptor: an extraction writes inside `root` or
+    fails, whatever the links do. Where the links of the finished tree lead is judged afterwards (`escaping_links`).
+    Doing this here rather than through tarfile's `filter=` keeps one behaviour on every Python: Debian 12's 3.11.2
+    has no extraction filters at all.
+    """
+
+    def __init__(self, archive, root):
+        self.archive = archive
+        self.root_fd = os.open(root, _DIR_FLAGS)
+        self.kinds = {}          # member name (normalised) -> "dir", "file" or "symlink"
+        self.symlinks = []
+        self.dir_times = {}      # directory name -> mtime, set once its contents are written
+        self._cached = (None, None)
+
+    def close(self):
+        if self._cached[1] is not None:
+            os.close(self._cached[1])
+        os.close(self.root_fd)
+
+    def refuse(self, name, why):
+        raise ArchiveError(f"{self.archive}: refusing member {name!r}, {why}; the archive is unsafe, "
+                           "replace it with a genuine one.")
+
+    def parts(self, name, raw, what="it has"):
+        """The components of a member or link name; `raw` is the member the message names."""
+        if name.startswith("/"):
+            self.refuse(raw, f"{what} an absolute path")
+        parts = [p for p in name.split("/") if p not in ("", ".")]
+        if ".." in parts:
+            self.refuse(raw, f"{what} a path that contains '..'")
+        return parts
+
+    def _dir_fd(self, parts, raw, create):
+        """A descriptor of the directory `parts` (created when missing and `create`), owned by the cache."""
+        key = "/".join(parts)
+        if self._cached[0] == key:
+            return self._cached[1]
+        fd = os.dup(self.root_fd)
+        try:
+            for i, part in enumerate(parts):
+                here = "/".join(parts[:i + 1])
+                kind = self.kinds.get(here)
+                if kind == "symlink":
+                    self.refuse(raw, f"it would be written through the symlink {here!r}")
+                if kind == "file":
+                    self.refuse(raw, f"its parent {here!r} is a file")
+                if kind is None:
+                    if not create:
+                        self.refuse(raw, f"it names {key!r}, which the archive does not hold")
+                    os.mkdir(part, 0o700, dir_fd=fd)
+                    self.kinds[here] = "dir"
+                    self.dir_times.setdefault(here, None)
+                nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = nxt
+        except BaseException:
+            os.close(fd)
+            raise
+        if self._cached[1] is not None:
+            os.close(self._cached[1])
+        self._cached = (key, fd)
+        return fd
+
+    def extract(self, tar, member):
+        raw = member.name
+        parts = self.parts(raw, raw)
+        name = "/".join(parts)
+        if member.ischr() or member.isblk():
+            self.refuse(raw, "it is a device file")
+        if member.isfifo():
+            self.refuse(raw, "it is a FIFO")
+        if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
+            self.refuse(raw, "it is not a file, directory or link")
+        if not parts:
+            if not member.isdir():
+                self.refuse(raw, "it names the top of the tree but is not a directory")
+            return
+        seen = self.kinds.get(name)
+        if seen == "symlink":
+            self.refuse(raw, f"it would be written through the symlink {name!r}")
+        if seen is not None and not (seen == "dir" and member.isdir()):
+            self.refuse(raw, "its name appears twice in the archive")
+        parent = self._dir_fd(parts[:-1], raw, create=True)
+        base = parts[-1]
+        if member.isdir():
+            if seen is None:
+                os.mkdir(base, 0o700, dir_fd=parent)
+                self.kinds[name] = "dir"
+            self.dir_times[name] = member.mtime
+        elif member.issym():
+            self.symlink(member, raw, parts, parent)
+        elif member.islnk():
+            self.hard_link(member, raw, parts, parent)
+        else:
+            self.write_file(tar, member, base, parent)
+            self.kinds[name] = "file"
+
+    def write_file(self, tar, member, base, parent):
+        # O_EXCL: a name already on disk (a duplicate the checks above missed) is an error, never written through.
+        fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=parent)
+        try:
+            with os.fdopen(fd, "wb", closefd=False) as out:
+                shutil.copyfileobj(tar.extractfile(member), out, 1 << 20)
+            os.fchmod(fd, self.file_mode(member.mode))
+            os.utime(fd, (member.mtime, member.mtime))
+        finally:
+            os.close(fd)
+
+    def symlink(self, member, raw, parts, parent):
+        target = member.linkname
+        if target.startswith("/"):
+            self.refuse(raw, f"it is a symlink to the absolute path {target!r}")
+        resolved = posixpath.normpath(posixpath.join(*parts[:-1], target) if len(parts) > 1 else target)
+        if resolved == ".." or resolved.startswith("../"):
+            self.refuse(raw, f"it is a symlink to {target!r}, outside the tree")
+        os.symlink(target, parts[-1], dir_fd=parent)
+        os.utime(parts[-1], (member.mtime, member.mtime), dir_fd=parent, follow_symlinks=False)
+        name = "/".join(parts)
+        self.kinds[name] = "symlink"
+        self.symlinks.append(name)
+
+    def hard_link(self, member, raw, parts, parent):
+        target = self.parts(member.linkname, raw, f"it is a hard link to {member.linkname!r},")
+        if self.kinds.get("/".join(target)) != "file":
+            self.refuse(raw, f"it is a hard link to {member.linkname!r}, which is not an earlier file of the archive")
+        # Opens its own descriptors: the cached one is the new link's parent, which must stay open.
+        src_fd = os.dup(self.root_fd)
+        try:
+            for part in target[:-1]:
+                nxt = os.open(part, _DIR_FLAGS, dir_fd=src_fd)
+                os.close(src_fd)
+                src_fd = nxt
+            os.link(target[-1], parts[-1], src_dir_fd=src_fd, dst_dir_fd=parent, follow_symlinks=False)
+        finally:
+            os.close(src_fd)
+        self.kinds["/".join(parts)] = "file"
+
+    @staticmethod
+    def file_mode(mode):
+        mode = (mode | 0o600) & 0o755
+        if not mode & 0o100:
+            mode &= ~0o111
+        return mode
+
+    def finish(self):
+        """Directory modes and times last, deepest first, as tar does (writing a file changes its directory's)."""
+        for name in sorted(self.dir_times, key=lambda n: n.count("/"), reverse=True):
+            fd = self._dir_fd(name.split("/"), name, create=False)
+            os.fchmod(fd, 0o755)
+            mtime = self.dir_times[name]
+            if mtime is not None:
+                os.utime(fd, (mtime, mtime))
+
+    def escaping_links(self, tree, root):
+        """The symlinks of the finished tree that lead outside `root` (the tree, or its single top directory)."""
+        real_root = os.path.realpath(root)
+        return [link for link in sorted(self.symlinks)
+                if not _inside(os.path.realpath(os.path.join(tree, link)), real_root)]
 
 
 def unpack(archive, dest, *, expect_tree_sha256=None, log=None):
@@ -199,10 +282,12 @@ def unpack(archive, dest, *, expect_tree_sha256=None, log=None):
     try:
         tree = os.path.join(tmp, "tree")
         os.mkdir(tree)
-        guard = _Guard(archive)
+        extractor = _Extractor(archive, tree)
         try:
             with _tar_stream(archive, kind) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
-                tar.extractall(tree, members=guard.members(tar), numeric_owner=True, **_NO_FILTER)
+                for member in tar:
+                    extractor.extract(tar, member)
+            extractor.finish()
         except OSError as e:
             if e.errno is not None:
                 raise MkdumpError(f"cannot unpack {archive} into {dest} ({e}); free some space or fix the "
@@ -210,19 +295,18 @@ def unpack(archive, dest, *, expect_tree_sha256=None, log=None):
             raise ArchiveError(f"{archive} is damaged ({e}); fetch it again.") from None
         except (tarfile.TarError, EOFError) as e:
             raise ArchiveError(f"{archive} is damaged or not a tar archive ({e}); fetch it again.") from None
+        finally:
+            extractor.close()
         entries = os.listdir(tree)
         root = tree
         if len(entries) == 1 and os.path.isdir(os.path.join(tree, entries[0])) \
                 and not os.path.islink(os.path.join(tree, entries[0])):
             root = os.path.join(tree, entries[0])
-        # Judged on disk, after the fact, because only the finished tree shows where chains of symlinks lead,
-        # and because stripping the top directory changes what a relative link may reach.
-        real_root = os.path.realpath(root)
-        for link in sorted(guard.symlinks):
-            on_disk = os.path.join(tree, link)
-            if not _inside(os.path.realpath(on_disk), real_root):
-                raise ArchiveError(f"{archive}: refusing member {link!r}, it is a symlink that leads outside the "
-                                   "tree; the archive is unsafe, replace it with a genuine one.")
+        # Judged on the finished tree, because only it shows where chains of symlinks lead, and because stripping
+        # the top directory changes what a relative link may reach.
+        for link in extractor.escaping_links(tree, root):
+            raise ArchiveError(f"{archive}: refusing member {link!r}, it is a symlink that leads outside the "
+                               "tree; the archive is unsafe, replace it with a genuine one.")
         actual = nar_sha256(root)
         if expected is not None and actual != expected:
             raise ArchiveError(f"{archive} unpacks to a tree with hash {actual}, but the pin is {expected}; "
