@@ -270,6 +270,35 @@ def test_system_config_is_the_users_own(built, tmp_path):
         assert P.scons(proj, *args).returncode == 0
 
 
+def test_system_config_from_a_distribution_and_defconfig(built, tmp_path):
+    proj, args, _, _ = built
+    arch = proj / "build" / "x86_64"
+    distro = tmp_path / "distro.config"
+    own = (arch / "system" / ".config").read_text()
+    distro.write_text("# Linux kernel version: 2.6.9-34.ELsmp\n" + own + "CONFIG_DISKDUMP=m\nCONFIG_TUX=m\n")
+    try:
+        r = P.scons(proj, "config", f"system_config={distro}", *args)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert f"2 line(s) of {distro} left out" in r.stderr
+        report = (arch / "reports" / "config-system.txt").read_text()
+        n = len(distro.read_text().splitlines())
+        assert f"  line {n - 1}: CONFIG_DISKDUMP=m: no Kconfig file of Linux 2.6.9 defines it for x86_64" in report
+        assert f"  line {n}: CONFIG_TUX=m:" in report
+
+        r = P.scons(proj, "config", "system_config=defconfig", *args)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "CONFIG_SMP=y" in (arch / "system" / ".config").read_text()
+        assert "defconfig (arch/x86_64/defconfig)" in (arch / "stamps" / "config-system.json").read_text()
+
+        other = tmp_path / "i386.config"
+        other.write_text("# Linux kernel version: 2.6.9\nCONFIG_X86=y\nCONFIG_MODULES=y\n")
+        r = P.scons(proj, "config", f"system_config={other}", *args)
+        assert r.returncode == 2 and "is an i386 configuration, not an x86_64 one" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+    finally:
+        assert P.scons(proj, *args).returncode == 0
+
+
 def test_build_failure_shows_command_error_and_log(sources, served, tmp_path):
     proj = new_project(tmp_path, sources)
     P.add_local_patch(proj, "minik", "break.patch",

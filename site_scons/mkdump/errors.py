@@ -7,3 +7,7 @@ class MkdumpError(Exception):
     str(err) is one sentence that names the input at fault and says what to do; the SCons layer prints it
     without a traceback.
     """
+
+
+class ConfigError(MkdumpError):
+    """A configuration that cannot be made as asked, or breaks a rule; the message explains each problem."""

@@ -32,8 +32,8 @@ import tomllib
 
 import kconfiglib
 
-from mkdump import kbuild
-from mkdump.errors import MkdumpError
+from mkdump import kbuild, userconfig
+from mkdump.errors import ConfigError, MkdumpError
 
 KINDS = ("minik", "system")
 OLDCONFIG_TIMEOUT = 600
@@ -49,10 +49,6 @@ _SOURCE_RE = re.compile(r'^\s*source\s+"?([^"\s]+)"?\s*$')
 _LEGACY_DEPENDS_RE = re.compile(r"^(\s*)depends(\s+)(?!on\b)(\S)")
 
 TRISTATE_NAMES = {0: "n", 1: "m", 2: "y"}
-
-
-class ConfigError(MkdumpError):
-    """A configuration that cannot be made as asked, or breaks a rule; the message explains each problem."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -631,12 +627,16 @@ def _rule_problem(rule, actual, kconf):
             f"\n      defined at {_defined_at(sym)}; " + explain(kconf, sym, rule.value))
 
 
-def _load_base_config(kconf, path, arch, log):
-    """Load the user's own .config into kconf; a line this tree cannot take is an error, not silently dropped.
+def _load_base_config(kconf, path, arch, rules_path, log):
+    """Load the user's own .config into kconf; return what of it this tree does not take, and what changes.
 
-    Unknown symbols set to `n` are allowed (they ask for nothing); values Kconfig lowers or raises (dependencies,
-    selects) are logged, as oldconfig would apply them too.
+    The file must be a 2.6.9 configuration for `arch` (userconfig.check_header). A distribution's file names
+    symbols vanilla 2.6.9 does not define (RHEL4: DISKDUMP, NETDUMP, TUX, ...) and values a symbol cannot take here:
+    those lines are left out, as oldconfig would drop them, but listed with their line numbers; values Kconfig
+    lowers or raises (dependencies, selects) are listed with the reason.
     """
+    header = userconfig.read_header(path, rules_path)
+    userconfig.check_header(path, header, arch)
     first_warning = len(kconf.warnings)
     try:
         kconf.load_config(path)
@@ -647,19 +647,20 @@ def _load_base_config(kconf, path, arch, log):
         reason = str(e).strip().splitlines()[0]
         raise ConfigError(f"the system_config file {path} is not a .config ({reason}); pass the .config of "
                           "a Linux 2.6.9 kernel") from None
+    with open(path, encoding="latin-1") as f:
+        lines = {m.group(1): (n, line) for n, line in enumerate(f.read().splitlines(), 1)
+                 if (m := _ASSIGN_RE.match(line))}
+    unknown = [name for name, value in kconf.missing_syms if value != "n"]
+    userconfig.check_unknown_share(path, header, len(unknown), len(lines))
+    left_out = [{"line": lines[name][0], "setting": lines[name][1],
+                 "why": f"no Kconfig file of Linux 2.6.9 defines it for {arch}"} for name in unknown]
     # Warnings about a line carry "path:line: "; those from set_value (a bad int or hex) carry no place.
-    problems = ["  " + w.replace(path + ":", "line ", 1).replace("warning: ", "", 1)
-                for w in kconf.warnings[first_warning:]]
-    unknown = [(name, value) for name, value in kconf.missing_syms if value != "n"]
-    if unknown:
-        with open(path, encoding="utf-8") as f:
-            lines = {m.group(1): n for n, line in enumerate(f, 1) if (m := _ASSIGN_RE.match(line.rstrip()))}
-        problems += [f"  line {lines[name]}: CONFIG_{name}={value}: no Kconfig file of this tree defines it for "
-                     "this arch" for name, value in unknown]
-    if problems:
-        raise ConfigError(f"the system_config file {path} is not a Linux 2.6.9 configuration for arch={arch}: "
-                          f"{len(problems)} line(s), listed below, that this tree cannot take; make it with this "
-                          "tree's `make oldconfig`, or remove those lines\n" + "\n".join(problems))
+    for w in kconf.warnings[first_warning:]:
+        m = re.match(re.escape(path) + r":(\d+): (?:warning: )?(.*)$", w, re.S)
+        line = int(m.group(1)) if m else None
+        left_out.append({"line": line, "setting": _setting_on_line(lines, line),
+                         "why": (m.group(2) if m else w.replace("warning: ", "", 1)).strip()})
+    left_out.sort(key=lambda e: e["line"] or 0)
     changed = []
     for sym in kconf.unique_defined_syms:
         if sym.user_value is None:
@@ -667,10 +668,34 @@ def _load_base_config(kconf, path, arch, log):
         wanted = TRISTATE_NAMES[sym.user_value] if sym.orig_type in (kconfiglib.BOOL, kconfiglib.TRISTATE) \
             else sym.user_value
         if not _same(sym, wanted, _val(sym)):
-            changed.append(f"CONFIG_{sym.name} {wanted} -> {_val(sym)}")
+            changed.append({"symbol": sym.name, "line": lines.get(sym.name, (None,))[0], "from": wanted,
+                            "to": _val(sym), "why": explain(kconf, sym, wanted)})
+    if left_out:
+        log(f"config: system {arch}: {len(left_out)} line(s) of {path} left out, that Linux 2.6.9 cannot take "
+            f"(e.g. {', '.join(e['setting'].split('=')[0] for e in left_out[:4])})")
     if changed:
-        log(f"config: {len(changed)} value(s) of {path} do not hold in this tree (Kconfig dependencies or "
-            f"selects): {', '.join(changed)}")
+        log(f"config: system {arch}: {len(changed)} value(s) of {path} do not hold in this tree (Kconfig "
+            f"dependencies or selects), e.g. {', '.join(c['symbol'] + ' ' + c['from'] + ' -> ' + c['to'] for c in changed[:4])}")
+    return {"path": path, "release": header.release, "left_out": left_out, "changed": changed}
+
+
+def _setting_on_line(lines, number):
+    return next((text for n, text in lines.values() if n == number), "") if number is not None else ""
+
+
+def user_config_report(summary):
+    """The text of reports/config-system.txt: every line left out and every value changed, with the reason."""
+    user = summary.get("user_config")
+    if not user:
+        return None
+    out = [f"system_config={user['path']} (made for Linux {user['release'] or 'unknown'})", ""]
+    out.append(f"{len(user['left_out'])} line(s) left out, which Linux 2.6.9 cannot take:")
+    out += [f"  line {e['line'] if e['line'] is not None else '?'}: {e['setting']}: {e['why']}"
+            for e in user["left_out"]]
+    out += ["", f"{len(user['changed'])} value(s) Kconfig changes in this tree:"]
+    out += [f"  line {c['line'] if c['line'] is not None else '?'}: CONFIG_{c['symbol']} {c['from']} -> {c['to']}: "
+            f"{c['why']}" for c in user["changed"]]
+    return "\n".join(out) + "\n"
 
 
 def configure(tree, *, arch, kind, fragments, make_args=(), log=None, base_config=None, options=None,
@@ -736,9 +761,11 @@ def configure(tree, *, arch, kind, fragments, make_args=(), log=None, base_confi
 
     config = os.path.join(tree, ".config")
     arch_arg = f"ARCH={arch}"
+    user_config = None
     if base_config is not None:
         log(f"config: {kind} {arch}: starting from {base_config}")
-        _load_base_config(kconf, os.fspath(base_config), arch, log)
+        user_config = _load_base_config(kconf, os.fspath(base_config), arch,
+                                        os.path.join(configs_dir, "rules.toml"), log)
     else:
         log(f"config: {kind} {arch}: make {arch_arg} allnoconfig")
         make(["make", arch_arg, "allnoconfig", *make_args], tree)
@@ -798,6 +825,7 @@ def configure(tree, *, arch, kind, fragments, make_args=(), log=None, base_confi
         "arch": arch,
         "options": dict(options or {}),
         "base_config": os.fspath(base_config) if base_config is not None else None,
+        "user_config": user_config,
         "fragments": [f.describe() for f in frags],
         "requested": {k: {"value": r.value, "origin": r.origin} for k, r in sorted(merged.items())},
         "overrides": overrides,

@@ -45,7 +45,8 @@ def specs(dump_drivers, default_driver, environ=os.environ):
         Spec("dump_driver", "mini kernel dump block driver family: " + ", ".join(dump_drivers), default_driver),
         Spec("pae", "i386 only: run the mini kernel in PAE mode (no for CPUs without PAE, e.g. Pentium M)", "yes"),
         Spec("minik_fragment", "your own extra Kconfig fragment for the mini kernel (the rules still apply)", ""),
-        Spec("system_config", "your system's own .config for the system kernel (default: configs/system-*)", ""),
+        Spec("system_config", "your system's own 2.6.9 .config for the system kernel, or defconfig for the arch's own "
+             "arch/<arch>/defconfig (default: the lean configs/system-<arch>.config)", ""),
         Spec("minik_mem", "memory of the mini kernel in MB, a multiple of 4", "8"),
         Spec("dump_dev", "default dump device for the load script: /dev/sdb2, MAJOR:MINOR or 0xHEX", ""),
         Spec("minik_params", "extra kernel parameters for the mini kernel, written by the load script", ""),
@@ -232,7 +233,9 @@ def parse(raw, *, dump_drivers, base_dir=".", environ=os.environ):
         dump_driver=driver,
         pae=pae_raw == "yes",
         minik_fragment=_file("minik_fragment", raw["minik_fragment"], base_dir),
-        system_config=_file("system_config", raw["system_config"], base_dir),
+        # "defconfig" names the arch's own arch/<arch>/defconfig in the system tree (a file of that name: ./defconfig).
+        system_config=("defconfig" if raw["system_config"] == "defconfig"
+                       else _file("system_config", raw["system_config"], base_dir)),
         minik_mem=mem,
         dump_dev=dump_dev,
         minik_params=raw["minik_params"],

@@ -199,9 +199,20 @@ def config(kind, lay, *, configs_dir, dump_driver, pae, minik_fragment=None, sys
     frags = config_fragments(kind, lay.arch, configs_dir=configs_dir, dump_driver=dump_driver, pae=pae,
                              minik_fragment=minik_fragment, system_config=system_config)
     log(f"mkdump: [{lay.arch}] configuring the {kind} kernel")
+    base = None
+    if kind == "system" and system_config:
+        base = (os.path.join(lay.tree(kind), "arch", lay.arch, "defconfig") if system_config == "defconfig"
+                else system_config)
     summary = kconfig.configure(lay.tree(kind), arch=lay.arch, kind=kind, fragments=frags,
-                                make_args=toolchain_make_args(lay), log=log,
-                                base_config=system_config if kind == "system" else None)
+                                make_args=toolchain_make_args(lay), log=log, base_config=base)
+    if system_config == "defconfig" and kind == "system":
+        # Recorded as the user named it: the tree's path differs between build directories.
+        summary["base_config"] = summary["user_config"]["path"] = f"defconfig (arch/{lay.arch}/defconfig)"
+    report = kconfig.user_config_report(summary)
+    if report is not None:
+        write_atomic(lay.report(f"config-{kind}.txt"), report)
+        log(f"config: {kind} {lay.arch}: what of {system_config} was left out or changed, and why: "
+            f"{lay.report(f'config-{kind}.txt')}")
     stamp.write(lay.stamp("config-" + kind), summary)
 
 

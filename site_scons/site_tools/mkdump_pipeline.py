@@ -258,7 +258,7 @@ class ArchPipeline:
         frags = P.config_fragments(kind, self.arch, **cfg)
         cfg_deps = [patched[0], self.toolchain_stamp] + [f for f in frags if isinstance(f, str)] + [
             os.path.join(self.p.configs_dir, n) for n in ("rules.toml", "dump-drivers.toml")]
-        if cfg["system_config"]:
+        if cfg["system_config"] and cfg["system_config"] != "defconfig":
             cfg_deps.append(cfg["system_config"])
         configured = self.p._stage([self.lay.stamp("config-" + kind)],
                                    self._base("config", kind=kind, **cfg),
@@ -308,7 +308,7 @@ class ArchPipeline:
             "minik_mem": o.minik_mem, "fuzz": o.fuzz, "dump_dev": o.dump_dev, "minik_params": o.minik_params,
             "prefix": o.prefix,
             "minik_fragment_sha256": P.optional_sha256(o.minik_fragment),
-            "system_config_sha256": P.optional_sha256(o.system_config),
+            "system_config_sha256": P.optional_sha256(None if o.system_config == "defconfig" else o.system_config),
         }
         stamps = [self.lay.stamp(n) for n in ("toolchain", "patch-minik", "patch-system", "config-minik",
                                              "config-system", "build-minik", "build-system", "mkexec")]
