@@ -45,6 +45,16 @@ def test_default_target_publishes_checked_artifacts(built):
     assert not (proj / ".sconsign.dblite").exists()
 
 
+def test_each_build_remembers_how_many_objects_its_configuration_compiles(built):
+    """The progress line's total for the next build of the same configuration."""
+    arch = built[0] / "build" / "x86_64"
+    for kind in ("minik", "system"):
+        config_id = json.loads((arch / "stamps" / f"config-{kind}.json").read_text())["values_sha256"]
+        counts = json.loads((arch / "reports" / f"objects-{kind}.json").read_text())
+        log = (arch / "logs" / f"build-{kind}.log").read_text()
+        assert counts == {config_id: log.count(" -c -o ")} and counts[config_id] > 0
+
+
 def test_manifest_records_pins_and_urls(built, sources, served):
     proj = built[0]
     manifest = json.loads((proj / "build" / "x86_64" / "out" / "manifest.json").read_text())

@@ -54,6 +54,80 @@ def test_success_quiet_prints_one_line_and_logs_everything(tmp_path):
     assert "  CC      init/main.o" in text
 
 
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+class FakeTerminal:
+    def __init__(self, tty=True):
+        self.text, self.tty = "", tty
+
+    def isatty(self):
+        return self.tty
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+
+COMPILE = "  gcc -Wp,-MD,drivers/x/.a.o.d -nostdinc -O2 -c -o drivers/x/a.o drivers/x/a.c\n"
+
+
+def test_progress_without_a_terminal_logs_a_line_every_interval():
+    clock, lines = FakeClock(), []
+    p = kbuild.Progress("make bzImage modules", 200, log=lines.append, stream=FakeTerminal(tty=False), clock=clock)
+    for i in range(50):
+        clock.now += 1
+        p.output(COMPILE)
+        p.output("  ld -r -o drivers/x/built-in.o drivers/x/a.o\n")
+    # 50 s: one line at 30 s, the next is due at 60 s.
+    assert lines == ["make bzImage modules: 30/200 objects (15%), 0:30 elapsed, about 2:50 left"]
+    clock.now += 100
+    p.output("something\n")
+    assert lines[-1] == "make bzImage modules: 50/200 objects (25%), 2:30 elapsed, about 7:30 left"
+    p.finish()
+    assert len(lines) == 2
+
+
+def test_progress_on_a_terminal_redraws_one_line_and_clears_it():
+    clock, lines, term = FakeClock(), [], FakeTerminal()
+    p = kbuild.Progress("make bzImage", None, log=lines.append, stream=term, clock=clock)
+    for i in range(3):
+        clock.now += 1
+        p.output(COMPILE)
+    assert lines == []
+    assert term.text.count("\r") == 3 and "\n" not in term.text
+    assert term.text.endswith("\rmake bzImage: 3 objects, 0:03 elapsed\x1b[K")
+    p.finish()
+    assert term.text.endswith("\r\x1b[K")
+
+
+def test_progress_total_grows_when_a_build_compiles_more_than_the_last_one():
+    clock = FakeClock()
+    p = kbuild.Progress("make", 2, log=[].append, clock=clock)
+    for _ in range(3):
+        p.output(COMPILE)
+    assert p.line().startswith("make: 3/3 objects (100%)")
+
+
+def test_run_make_counts_the_objects_it_compiled(tmp_path):
+    tree = tmp_path / "tree"
+    write_makefile(tree, """\
+    all:
+            @echo "  gcc -O2 -c -o a.o a.c "
+            @echo "  gcc -D__ASSEMBLY__ -c -o b.o b.S "
+            @echo "  ld -r -o built-in.o a.o b.o"
+    """)
+    assert kbuild.run_make(tree, ["all"], toolchain=fake_toolchain(), log=[].append,
+                           log_path=tmp_path / "build.log") == 2
+
+
 def test_verbose_streams_the_output(tmp_path):
     tree = tmp_path / "tree"
     write_makefile(tree, SIMPLE)

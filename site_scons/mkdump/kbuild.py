@@ -117,6 +117,64 @@ def extract_errors(lines, limit=MAX_ERROR_LINES):
     return picked[-limit:]
 
 
+# With V=1 every object kbuild compiles (C or assembler, built-in or module) is one command line with "-c -o X.o".
+_COMPILE_RE = re.compile(r"\s-c\s+-o\s+\S+\.o\s")
+
+
+def _clock(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else \
+        f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Progress:
+    """Objects compiled so far, elapsed time and, when the total is known, an estimate of the time left.
+
+    On a terminal one line is redrawn in place (at most every `redraw` seconds); otherwise (CI, a log) a plain
+    line goes to `log` every `interval` seconds, so a build of tens of minutes is never silent.
+    """
+
+    def __init__(self, label, total=None, *, log, stream=None, interval=30.0, redraw=0.5, clock=time.monotonic):
+        self.label, self.total, self.log = label, total, log
+        self.stream = stream if stream is not None and stream.isatty() else None
+        self.interval, self.redraw, self.clock = interval, redraw, clock
+        self.start = self.shown = clock()
+        self.done = 0
+        self.drawn = False
+
+    def line(self):
+        elapsed = self.clock() - self.start
+        if self.total:
+            shown_total = max(self.total, self.done)
+            text = f"{self.label}: {self.done}/{shown_total} objects ({100 * self.done // shown_total}%), " \
+                   f"{_clock(elapsed)} elapsed"
+            if self.done:
+                left = max(0.0, elapsed / self.done * (shown_total - self.done))
+                text += f", about {_clock(left)} left"
+            return text
+        return f"{self.label}: {self.done} objects, {_clock(elapsed)} elapsed"
+
+    def output(self, line):
+        """Feed one line of make's output."""
+        if _COMPILE_RE.search(line):
+            self.done += 1
+        now = self.clock()
+        if self.stream is not None:
+            if now - self.shown >= self.redraw:
+                self.shown = now
+                self.stream.write("\r" + self.line()[:200] + "\x1b[K")
+                self.stream.flush()
+                self.drawn = True
+        elif now - self.shown >= self.interval:
+            self.shown = now
+            self.log(self.line())
+
+    def finish(self):
+        if self.drawn:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
 def kill_group(proc):
     """Stop a process started with start_new_session=True and everything it started: TERM, then KILL."""
     try:
@@ -131,15 +189,16 @@ def kill_group(proc):
 
 
 def run_make(tree, targets, *, toolchain, jobs=None, launcher=None, verbose=False, log_path, env_extra=None,
-             log=None):
+             log=None, expected_objects=None, progress_stream=None):
     """Run make `targets` in the kernel tree `tree` with `toolchain`; full output goes to `log_path`.
 
     launcher (e.g. "ccache") is put in front of the kernel compiler. The tree is recorded in the outputs as its
     own base name (e.g. `minik`), whatever directory it is in.
 
-    verbose=False: one progress line through `log` (default: print to stderr); verbose=True: every output line
-    too. Raises KbuildError (a MkdumpError) when make fails, naming the failing command, the last errors and
-    the log.
+    verbose=False: a progress line (objects compiled, of `expected_objects` when known, elapsed time, the time
+    left) redrawn on `progress_stream` when it is a terminal, else through `log` every 30 s; verbose=True: every
+    output line instead. Returns the number of objects compiled. Raises KbuildError (a MkdumpError) when make
+    fails, naming the failing command, the last errors and the log.
     """
     if log is None:
         def log(msg):
@@ -157,6 +216,8 @@ def run_make(tree, targets, *, toolchain, jobs=None, launcher=None, verbose=Fals
     lines = []
     written = 0
     overflow = False
+    progress = Progress(f"make {' '.join(targets)}", expected_objects, log=log,
+                        stream=sys.stderr if progress_stream is None else progress_stream)
     with open(log_path, "w", encoding="utf-8", errors="replace") as logf:
         logf.write(f"# cd {tree} && {' '.join(argv)}\n")
         logf.flush()
@@ -172,6 +233,8 @@ def run_make(tree, targets, *, toolchain, jobs=None, launcher=None, verbose=Fals
                     del lines[:2000]
                 if verbose:
                     log(line.rstrip("\n"))
+                else:
+                    progress.output(line)
                 if written > MAX_OUTPUT_BYTES:
                     overflow = True
                     kill_group(proc)
@@ -182,6 +245,7 @@ def run_make(tree, targets, *, toolchain, jobs=None, launcher=None, verbose=Fals
             raise
         finally:
             proc.stdout.close()
+            progress.finish()
 
     if overflow:
         raise KbuildError(
@@ -201,6 +265,7 @@ def run_make(tree, targets, *, toolchain, jobs=None, launcher=None, verbose=Fals
         parts.append(f"Fix the cause above and run again; full log: {log_path}")
         raise KbuildError("\n".join(parts), command=argv, errors=errors, log_path=log_path,
                           returncode=proc.returncode)
+    return progress.done
 
 
 def kernel_release(tree):

@@ -223,8 +223,19 @@ def build(kind, lay, *, jobs=None, launcher=None, verbose=False, source_date_epo
     product = products.load(lay.arch)[kind]
     tree = lay.tree(kind)
     tc = detected_toolchain(lay)
-    kbuild.run_make(tree, list(product.make_targets), toolchain=tc, jobs=jobs, launcher=launcher, verbose=verbose,
-                    log_path=lay.log("build-" + kind), env_extra={"SOURCE_DATE_EPOCH": str(source_date_epoch)}, log=log)
+    # How many objects the last complete build of this configuration compiled: the progress line's total.
+    config_id = stamp.read(lay.stamp("config-" + kind))["values_sha256"]
+    counts_path = lay.report(f"objects-{kind}.json")
+    try:
+        counts = stamp.read(counts_path)
+    except (OSError, ValueError):
+        counts = {}
+    compiled = kbuild.run_make(tree, list(product.make_targets), toolchain=tc, jobs=jobs, launcher=launcher,
+                               verbose=verbose, log_path=lay.log("build-" + kind),
+                               env_extra={"SOURCE_DATE_EPOCH": str(source_date_epoch)}, log=log,
+                               expected_objects=counts.get(config_id))
+    if compiled and compiled >= counts.get(config_id, 0):
+        stamp.write(counts_path, {config_id: compiled})
     outputs = {}
     for rel in product.outputs:
         path = os.path.join(tree, rel)
