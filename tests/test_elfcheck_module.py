@@ -223,3 +223,70 @@ def test_module_release_is_the_first_word_of_vermagic(tmp_path):
     bare = elf_fixtures.build_module(tmp_path / "b", "x86_64", modinfo=False)
     with pytest.raises(MkdumpError, match="no vermagic"):
         elfcheck.module_release(bare)
+
+
+# -- symbol versions (MODVERSIONS) ---------------------------------------------------------------------------
+
+VERSIONS_C = """
+struct modversion_info {{ unsigned long crc; char name[64 - sizeof(unsigned long)]; }};
+static const struct modversion_info ____versions[] __attribute__((used, section("__versions"))) = {{
+{entries}
+}};
+"""
+
+
+def crc_kernel(tmp_path, arch, crcs):
+    """An object whose symbol table holds absolute __crc_<name> symbols, as vmlinux does under MODVERSIONS."""
+    src = tmp_path / "crcs.S"
+    src.write_text("".join(f".globl __crc_{n}\n.set __crc_{n}, {crc:#x}\n" for n, crc in crcs.items()))
+    obj = tmp_path / "crcs.o"
+    elf_fixtures._run(["gcc", *elf_fixtures.ARCH_FLAGS[arch]["cflags"], *elf_fixtures.COMMON_CFLAGS, "-c", "-o",
+                       obj, src])
+    return obj
+
+
+def versioned_module(tmp_path, arch, versions):
+    entries = ",\n".join(f'{{ {crc:#x}UL, "{name}" }}' for name, crc in versions.items())
+    return elf_fixtures.build_module(tmp_path, arch, body=elf_fixtures.MODULE_BODY + VERSIONS_C.format(entries=entries))
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_module_versions_are_read_per_arch(tmp_path, arch):
+    elf_fixtures.require_toolchain(arch)
+    ko = versioned_module(tmp_path, arch, {"printk": 0x1b7d4074, "struct_module": 0xdeadbeef})
+    assert elfcheck.module_versions(ko) == {"printk": 0x1b7d4074, "struct_module": 0xdeadbeef}
+    assert elfcheck.module_versions(elf_fixtures.build_module(tmp_path / "plain", arch)) is None
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_crcs_are_checked_against_the_kernel_and_a_difference_names_the_symbol(tmp_path, arch):
+    elf_fixtures.require_toolchain(arch)
+    crcs = elfcheck.kernel_crcs(crc_kernel(tmp_path, arch, {"printk": 0x1b7d4074, "kmalloc": 0x93d4cfe6,
+                                                            "struct_module": 0xdeadbeef}))
+    assert crcs == {"printk": 0x1b7d4074, "kmalloc": 0x93d4cfe6, "struct_module": 0xdeadbeef}
+    good = versioned_module(tmp_path / "good", arch, {"printk": 0x1b7d4074, "struct_module": 0xdeadbeef})
+    check = elfcheck.check_versions(good, crcs=crcs, modversions=True)
+    assert check.ok and check.figure == "2 CRCs, all equal to the system kernel's"
+    bad = versioned_module(tmp_path / "bad", arch, {"printk": 0x1b7d4075, "struct_module": 0xdeadbeef})
+    check = elfcheck.check_versions(bad, crcs=crcs, modversions=True)
+    assert not check.ok
+    assert check.figure == "1 of 2 differ from the system kernel's: printk (module 0x1b7d4075, kernel 0x1b7d4074)"
+    unknown = versioned_module(tmp_path / "unknown", arch, {"vmalloc": 1})
+    assert "have no CRC in the system kernel: vmalloc" in elfcheck.check_versions(unknown, crcs=crcs,
+                                                                                   modversions=True).figure
+
+
+def test_a_module_without_versions_fails_only_against_a_modversions_kernel(tmp_path):
+    elf_fixtures.require_toolchain("x86_64")
+    plain = elf_fixtures.build_module(tmp_path, "x86_64")
+    assert elfcheck.check_versions(plain, crcs={}, modversions=False).ok
+    check = elfcheck.check_versions(plain, crcs={"printk": 1}, modversions=True)
+    assert not check.ok and check.figure == "no __versions section"
+
+
+def test_module_symvers_adds_what_modules_export(tmp_path):
+    elf_fixtures.require_toolchain("x86_64")
+    symvers = tmp_path / "Module.symvers"
+    symvers.write_text("0x1b7d4074\tprintk\tvmlinux\n0x0badcafe\tscsi_add_host\tdrivers/scsi/scsi_mod\n")
+    crcs = elfcheck.kernel_crcs(crc_kernel(tmp_path, "x86_64", {"printk": 0x1b7d4074}), symvers)
+    assert crcs == {"printk": 0x1b7d4074, "scsi_add_host": 0x0badcafe}

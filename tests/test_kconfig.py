@@ -526,7 +526,8 @@ def test_system_kernel_default_allows_smp(env):
 
 
 def test_system_kernel_from_users_config_without_modules_fails(env, tmp_path):
-    base = write(tmp_path / "usual.config", "CONFIG_PCI=y\n# CONFIG_MODULES is not set\nCONFIG_SMP=y\nCONFIG_PROC_FS=y\n")
+    base = write(tmp_path / "usual.config",
+                 "CONFIG_PCI=y\n# CONFIG_MODULES is not set\nCONFIG_SMP=y\nCONFIG_PROC_FS=y\n")
     msg = env.error(kind="system", fragments=[], base_config=base)
     assert "the system kernel configuration for testarch does not hold after make oldconfig: 1 problem" in msg
     assert "  CONFIG_MODULES: actual n, but must be y: mkexec, which loads the mini kernel, is a kernel module" in msg

@@ -454,6 +454,70 @@ def _check_undefined(f, symbols, exports, gpl_only, license):
     return Check(label, True, f"{len(undefined)} undefined, all exported by the system kernel")
 
 
+def module_versions(ko_path):
+    """{symbol: crc} of a module's __versions section, which modpost writes when the kernel has MODVERSIONS.
+
+    2.6.9's struct modversion_info is { unsigned long crc; char name[64 - sizeof(unsigned long)]; }: 64 bytes
+    per entry on both arches. None when the module has no such section (built without symbol versions).
+    """
+    with _Elf(ko_path) as f:
+        section = f.elf.get_section_by_name("__versions")
+        if section is None:
+            return None
+        word = f.elf.elfclass // 8
+        little = f.elf.little_endian
+        data = section.data()
+    versions = {}
+    for i in range(0, len(data) - 63, 64):
+        # genksyms CRCs are 32 bits wide; an unsigned long holds them zero-extended.
+        crc = int.from_bytes(data[i:i + word], "little" if little else "big") & 0xffffffff
+        name = data[i + word:i + 64].split(b"\0", 1)[0].decode("latin-1")
+        if name:
+            versions[name] = crc
+    return versions
+
+
+def kernel_crcs(vmlinux_path, module_symvers=None):
+    """{symbol: crc} the system kernel's loader checks against: vmlinux's absolute __crc_<symbol> symbols (what
+    EXPORT_SYMBOL writes under MODVERSIONS), and the module exports Module.symvers lists."""
+    crcs = {}
+    with _Elf(vmlinux_path) as f:
+        for sym in f.symbols():
+            if sym.name.startswith("__crc_") and sym["st_shndx"] == "SHN_ABS":
+                crcs[sym.name[len("__crc_"):]] = sym["st_value"] & 0xffffffff
+    if module_symvers is not None and os.path.isfile(module_symvers):
+        with open(module_symvers, encoding="latin-1") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 3 and fields[2] != "vmlinux":
+                    crcs.setdefault(fields[1], int(fields[0], 16))
+    return crcs
+
+
+def check_versions(ko_path, *, crcs, modversions):
+    """2.6.9's check_version(): a kernel with MODVERSIONS compares the CRC the module carries for each symbol it
+    uses with its own and refuses the module on a difference ("disagrees about version of symbol"); a module
+    that carries none only taints it. Refused here, at build time, naming the symbols."""
+    label = f"{os.path.basename(ko_path)} symbol versions"
+    carried = module_versions(ko_path)
+    if not modversions:
+        return Check(label, True, "the system kernel has no MODVERSIONS: none needed")
+    if not carried:
+        return Check(label, False, "no __versions section",
+                     "the system kernel has MODVERSIONS: build the module against its tree after `make modules` "
+                     "(Module.symvers)")
+    wrong = sorted(n for n, crc in carried.items() if n in crcs and crcs[n] != crc)
+    unknown = sorted(n for n in carried if n not in crcs)
+    if wrong:
+        return Check(label, False, f"{len(wrong)} of {len(carried)} differ from the system kernel's: "
+                     + ", ".join(f"{n} (module 0x{carried[n]:08x}, kernel 0x{crcs[n]:08x})" for n in wrong),
+                     "the loader refuses it: rebuild mkexec.ko against this kernel's tree")
+    if unknown:
+        return Check(label, False, f"{len(unknown)} of {len(carried)} have no CRC in the system kernel: "
+                     + ", ".join(unknown), "rebuild mkexec.ko against this kernel's tree")
+    return Check(label, True, f"{len(carried)} CRCs, all equal to the system kernel's")
+
+
 # --- mini kernel --------------------------------------------------------------------------------------------
 
 _CHUNK = 1 << 16

@@ -674,8 +674,9 @@ def _load_base_config(kconf, path, arch, rules_path, log):
         log(f"config: system {arch}: {len(left_out)} line(s) of {path} left out, that Linux 2.6.9 cannot take "
             f"(e.g. {', '.join(e['setting'].split('=')[0] for e in left_out[:4])})")
     if changed:
+        examples = ", ".join(f"{c['symbol']} {c['from']} -> {c['to']}" for c in changed[:4])
         log(f"config: system {arch}: {len(changed)} value(s) of {path} do not hold in this tree (Kconfig "
-            f"dependencies or selects), e.g. {', '.join(c['symbol'] + ' ' + c['from'] + ' -> ' + c['to'] for c in changed[:4])}")
+            f"dependencies or selects), e.g. {examples}")
     return {"path": path, "release": header.release, "left_out": left_out, "changed": changed}
 
 

@@ -277,6 +277,10 @@ def run_checks(lay, *, minik_mem):
     exports = E.kernel_exports(sys_vmlinux)
     checks = E.check_module(ko, arch=arch, vermagic=E.vmlinux_vermagic(sys_vmlinux), allowed_relocs=allowed,
                             exports=exports, gpl_only=exports - E.kernel_exports(sys_vmlinux, include_gpl_only=False))
+    from .kconfig import read_config_values
+    modversions = read_config_values(os.path.join(system, ".config")).get("MODVERSIONS") == "y"
+    checks.append(E.check_versions(ko, crcs=E.kernel_crcs(sys_vmlinux, os.path.join(system, "Module.symvers")),
+                                   modversions=modversions))
     vmlinux = os.path.join(minik, "vmlinux")
     checks.append(E.check_vmlinux_bin(vmlinux, os.path.join(minik, products.published(arch)["vmlinux.bin"][1])))
     checks.append(E.check_footprint(vmlinux, minik_mem_mb=minik_mem))
