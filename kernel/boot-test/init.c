@@ -1,6 +1,7 @@
 /*
  * /init of the system-kernel boot test: load /module.ko with init_module(2) and say what happened; if the
- * initramfs also holds /mkexec.ko, load it too, mount /proc and say which /proc/mkexec entries its init made;
+ * initramfs holds a /plan, carry out its steps (load the disk's modules, wait for the disk, mount it, read a file
+ * on it); if it also holds /mkexec.ko, load it too, mount /proc and say which /proc/mkexec entries its init made;
  * power off.
  *
  * No libc: today's glibc refuses to start on kernels older than 3.2, so everything here is raw system calls.
@@ -20,6 +21,7 @@ typedef long ssize_t;
 #define NR_mount 165
 #define NR_reboot 169
 #define NR_init_module 175
+#define NR_nanosleep 35
 
 static long syscall3(long n, long a, long b, long c)
 {
@@ -57,6 +59,7 @@ __asm__(".text\n.global _start\n_start:\n\txor %ebp,%ebp\n\tand $-16,%rsp\n\tcal
 #define NR_mount 21
 #define NR_reboot 88
 #define NR_init_module 128
+#define NR_nanosleep 162
 
 /* ebx is the PIC register in some gcc configurations and may not appear in a clobber list; swap it by hand. */
 static long syscall3(long n, long a, long b, long c)
@@ -98,9 +101,13 @@ __asm__(".text\n.global _start\n_start:\n\txor %ebp,%ebp\n\tand $-16,%esp\n\tcal
 #define REBOOT_MAGIC2 672274793
 #define REBOOT_CMD_POWER_OFF 0x4321fedc
 
-/* Big enough for any test module; .bss costs nothing until touched. */
-static char image[4 << 20];
+#define MS_RDONLY 1
+
+/* Big enough for any module a distribution kernel loads from its initrd; .bss costs nothing until touched. */
+static char image[8 << 20];
 static char params[256];
+static char plan[4096];
+static char text[256];
 
 /* What mkexec's init creates (README.mkdump, "Run Mini Kernel Dump"); boot.py's MKEXEC_PROC_ENTRIES. */
 static const char *const mkexec_entries[] = {
@@ -225,6 +232,112 @@ static void load_mkexec(void)
 	}
 }
 
+static void say_result(const char *what, const char *arg, long ret)
+{
+	say("mkdump-init: ");
+	say(what);
+	say(" ");
+	say(arg);
+	say(" returned ");
+	say_number(ret);
+	say("\n");
+}
+
+static int same(const char *a, const char *b)
+{
+	while (*a && *a == *b)
+		a++, b++;
+	return *a == *b;
+}
+
+/* Splits line into at most max words (in place, on spaces); returns how many. */
+static int words(char *line, char **word, int max)
+{
+	int n = 0;
+
+	while (*line && n < max) {
+		while (*line == ' ')
+			*line++ = 0;
+		if (!*line)
+			break;
+		word[n++] = line;
+		while (*line && *line != ' ')
+			line++;
+	}
+	return n;
+}
+
+/* Opens path until it succeeds or `seconds` pass: a disk behind a USB or SCSI scan appears a while after its
+   driver loads. Returns the last open() result. */
+static long wait_for(const char *path, long seconds)
+{
+	long tenths, fd = -ENOENT;
+	long ts[2] = { 0, 100 * 1000 * 1000 };
+
+	for (tenths = 0; tenths <= seconds * 10; tenths++) {
+		fd = syscall3(NR_open, (long)path, O_RDONLY, 0);
+		if (fd >= 0) {
+			syscall3(NR_close, fd, 0, 0);
+			return 0;
+		}
+		syscall3(NR_nanosleep, (long)ts, 0, 0);
+	}
+	return fd;
+}
+
+/* One step per line of /plan (written by mkdump.boot): insmod PATH | wait PATH SECONDS | mount DEV DIR TYPE |
+   cat PATH. Each says its result; boot.py decides what they prove. */
+static void run_plan(void)
+{
+	long size = slurp("/plan", plan, sizeof(plan) - 1), ret, n;
+	char *line = plan, *next, *w[4];
+	int count;
+
+	if (size < 0)
+		return;
+	plan[size] = 0;
+	for (; *line; line = next) {
+		for (next = line; *next && *next != '\n'; next++)
+			;
+		if (*next)
+			*next++ = 0;
+		count = words(line, w, 4);
+		if (count == 2 && same(w[0], "insmod")) {
+			n = slurp(w[1], image, sizeof(image));
+			ret = n < 0 ? n : syscall3(NR_init_module, (long)image, n, (long)"");
+			say_result("insmod", w[1], ret);
+		} else if (count == 3 && same(w[0], "wait")) {
+			long seconds = 0;
+			char *d;
+
+			for (d = w[2]; *d >= '0' && *d <= '9'; d++)
+				seconds = seconds * 10 + (*d - '0');
+			say_result("wait", w[1], wait_for(w[1], seconds));
+		} else if (count == 4 && same(w[0], "mount")) {
+			ret = syscall5(NR_mount, (long)w[1], (long)w[2], (long)w[3], MS_RDONLY, 0);
+			say_result("mount", w[1], ret);
+		} else if (count == 2 && same(w[0], "cat")) {
+			n = slurp(w[1], text, sizeof(text) - 1);
+			if (n < 0) {
+				say_result("cat", w[1], n);
+				continue;
+			}
+			while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r'))
+				n--;
+			text[n] = 0;
+			say("mkdump-init: cat ");
+			say(w[1]);
+			say(": ");
+			say(text);
+			say("\n");
+		} else if (count > 0) {
+			say("mkdump-init: plan step not understood: ");
+			say(w[0]);
+			say("\n");
+		}
+	}
+}
+
 void init_main(void)
 {
 	long size, plen, ret;
@@ -252,6 +365,7 @@ void init_main(void)
 	say("mkdump-init: init_module returned ");
 	say_number(ret);
 	say("\n");
+	run_plan();
 	load_mkexec();
 	power_off();
 }

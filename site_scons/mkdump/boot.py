@@ -170,14 +170,16 @@ def kernel_append(config, append, *, earlyprintk=False):
     return " ".join(p for p in parts if p)
 
 
-def qemu_command(config, kernel_image, *, append, memory_mb=None, initrd=None, machine=None):
-    """The QEMU argument list (no shell) for one boot."""
+def qemu_command(config, kernel_image, *, append, memory_mb=None, initrd=None, machine=None, smp=1, extra=()):
+    """The QEMU argument list (no shell) for one boot; extra: further arguments (a disk)."""
     cmd = [config["binary"],
            "-machine", f"{machine or config['machine']},accel={config['accel']}"]
     if config.get("cpu"):
         cmd += ["-cpu", config["cpu"]]
     cmd += ["-m", str(memory_mb if memory_mb is not None else config["memory_mb"])]
-    cmd += list(config["args"])
+    if smp > 1:
+        cmd += ["-smp", str(smp)]
+    cmd += list(config["args"]) + list(extra)
     cmd += ["-kernel", os.fspath(kernel_image), "-append", append]
     if initrd is not None:
         cmd += ["-initrd", os.fspath(initrd)]
@@ -200,7 +202,7 @@ def _stop(proc):
 
 
 def boot(arch, kernel_image, *, append, memory_mb=None, initrd=None, timeout=None, log=None, kind=None,
-         earlyprintk=False, console_log=None, qemu_toml=QEMU_TOML):
+         earlyprintk=False, console_log=None, qemu_toml=QEMU_TOML, smp=1, extra=()):
     """Boot kernel_image under QEMU and return what its console said.
 
     memory_mb and timeout default to kernel/qemu.toml ([arch] or [arch.kind]). console_log, if given, receives
@@ -221,7 +223,7 @@ def boot(arch, kernel_image, *, append, memory_mb=None, initrd=None, timeout=Non
     full_append = kernel_append(config, append, earlyprintk=earlyprintk)
     machine = choose_machine(config, machines_known(config["binary"]))
     cmd = qemu_command(config, kernel_image, append=full_append, memory_mb=memory_mb, initrd=initrd,
-                       machine=machine)
+                       machine=machine, smp=smp, extra=extra)
     log(f"boot {arch}: {kernel_image.name} under {config['binary']} (bounded to {timeout:g} s)")
 
     final = re.compile("|".join(FINAL_WORDS), re.M)
@@ -459,6 +461,58 @@ def expect_boot(result, *, kind, expect_memory_kb=None, memory_slack_kb=1024, ex
     return passed
 
 
+_CPUS_UP = re.compile(r"Brought up (\d+) CPUs")
+
+
+def expect_cpus(result, cpus):
+    """The kernel brought up every CPU QEMU gave it (init/main.c: "Brought up N CPUs")."""
+    i, m = _find(result.lines(), _CPUS_UP.pattern)
+    if m is None:
+        raise BootError(f"the kernel never said how many CPUs it brought up (no 'Brought up N CPUs' line) with "
+                        f"-smp {cpus}: it is not an SMP kernel or stopped before smp_init.", result)
+    if int(m.group(1)) != cpus:
+        raise BootError(f"the kernel brought up {m.group(1)} of the {cpus} CPUs QEMU gave it: the secondary CPU "
+                        "did not start.", result)
+    return [f"cpus: {result.lines()[i].strip()}"]
+
+
+def expect_plan(result, plan):
+    """Each step of the disk plan succeeded: every module loaded, the disk appeared, ext3 mounted, the file read
+    back with the content we wrote."""
+    from mkdump import bootdisk
+    lines = result.lines()
+    facts = bootdisk.plan_facts(lines)
+    passed = []
+    for name in plan.modules:
+        ret = facts["insmod"].get(name)
+        if ret is None:
+            raise BootError(f"our /init never reported loading the module {name}: it stopped before.", result)
+        if ret != 0:
+            said = "; ".join(line.strip() for line in lines if re.match(rf"(?:<\d>)?{re.escape(name)}: ", line.strip()))
+            raise BootError(f"loading the module {name} returned {_errno_text(ret)}"
+                            + (f" (the kernel said: {said})" if said else "")
+                            + f"; it was built by gcc 12 for the disk {plan.disk.name}.", result)
+    if plan.modules:
+        passed.append(f"modules loaded in order: {' '.join(plan.modules)}")
+    steps = (("wait", f"the disk {plan.device} ({plan.disk.why}) never appeared"),
+             ("mount", f"mounting {plan.device} as ext3 on {plan.mount_point} failed"))
+    for step, what in steps:
+        ret = facts.get(step)
+        if ret is None:
+            raise BootError(f"our /init never reported the '{step}' step of the disk plan: it stopped before.",
+                            result)
+        if ret != 0:
+            raise BootError(f"{what}: error {_errno_text(ret)}.", result)
+    passed.append(f"disk: {plan.disk.name}, {plan.device} mounted as ext3")
+    got = facts.get("cat")
+    if got != plan.content:
+        raise BootError(f"reading {bootdisk.PROOF_FILE} from the disk gave "
+                        f"{_errno_text(got) if isinstance(got, int) else repr(got)}, not {plan.content!r}.",
+                        result)
+    passed.append(f"file read back from the disk: {plan.content!r}")
+    return passed
+
+
 def _expect_or_diagnose(result, run, **checks):
     """expect_boot; if the kernel printed no banner, boot once more with earlyprintk so the error shows why
     (an early panic such as 'Cannot find space for the kernel page tables' is otherwise silent)."""
@@ -518,31 +572,46 @@ def _read_module(path, what):
 
 
 def prove_system(arch, bzimage, module_ko, *, toolchain_cc, extra_module=None, timeout=None, log=None,
-                 console_log=None, workdir=None, qemu_toml=QEMU_TOML):
+                 console_log=None, workdir=None, qemu_toml=QEMU_TOML, smp=1, disk_tree=None, config_values=None):
     """Boot the system kernel with an initramfs holding our /init and module_ko; pass only if init_module
     returned 0 and the module's init printed its marker with our token. With extra_module (a built mkexec.ko),
     /init then loads it with no parameters, as the README's insmod does; the boot passes only if its init_module
     also returned 0 and the /proc/mkexec entries appeared, and the report gains "mkexec" with those facts.
+    smp > 1: QEMU gets that many CPUs and the kernel must bring them all up. disk_tree (the built system tree)
+    with its config_values: an ext3 disk on a controller the configuration drives is attached, and /init loads the
+    disk's and ext3's modules from the tree in dependency order, mounts it and reads a file back (bootdisk).
     Returns a JSON-able report; raises BootError, or MkdumpError for a missing input."""
     module_bytes = _read_module(module_ko, "boot-test module")
     token = module_token(module_bytes)
     mkexec_bytes = None if extra_module is None else _read_module(extra_module, "mkexec module")
     with tempfile.TemporaryDirectory(prefix="mkdump-boot-", dir=workdir) as tmp:
+        plan = None
+        if disk_tree is not None:
+            from mkdump import bootdisk
+            plan = bootdisk.prepare(disk_tree, config_values, tmp, content=f"mkdump boot proof {token}")
         init_path = initramfs.build_init(arch, toolchain_cc=toolchain_cc, out_path=Path(tmp) / "init", log=log)
         image = initramfs.gzip_bytes(initramfs.newc_archive(
-            initramfs.boot_test_entries(init_path.read_bytes(), module_bytes, f"token={token}", mkexec_bytes)))
+            initramfs.boot_test_entries(init_path.read_bytes(), module_bytes, f"token={token}", mkexec_bytes,
+                                        plan=plan)))
         initrd = Path(tmp) / "initramfs.cpio.gz"
         initrd.write_bytes(image)
 
         def run(earlyprintk=False):
             return boot(arch, bzimage, append="panic=1", initrd=initrd, timeout=timeout, log=log, kind="system",
-                        console_log=console_log, qemu_toml=qemu_toml, earlyprintk=earlyprintk)
+                        console_log=console_log, qemu_toml=qemu_toml, earlyprintk=earlyprintk, smp=smp,
+                        extra=plan.qemu_args() if plan is not None else ())
 
         result = run()
         memory_mb = load_qemu_config(arch, "system", path=qemu_toml)["memory_mb"]
         checks = _expect_or_diagnose(result, run, kind="system", module_token=token,
                                      expect_memory_kb=memory_mb * 1024, expect_mkexec=extra_module is not None)
-    extra = {"initramfs_bytes": len(image), "module_token": token}
+        if smp > 1:
+            checks += expect_cpus(result, smp)
+        if plan is not None:
+            checks += expect_plan(result, plan)
+    extra = {"initramfs_bytes": len(image), "module_token": token, "smp": smp}
+    if plan is not None:
+        extra["disk"] = {"name": plan.disk.name, "device": plan.device, "modules": list(plan.modules)}
     if extra_module is not None:
         lines = result.lines()
         i_ret, _ = _find(lines, _INIT_MODULE.pattern)

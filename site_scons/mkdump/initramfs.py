@@ -30,7 +30,7 @@ ARCH_CFLAGS = {"x86_64": ["-m64"], "i386": ["-m32"]}
 
 @dataclass(frozen=True)
 class Entry:
-    """One archive member. kind is "dir", "file" or "chardev"; rdev is (major, minor) for a chardev."""
+    """One archive member. kind is "dir", "file", "chardev" or "blockdev"; rdev is (major, minor) for a device."""
     name: str
     kind: str
     mode: int
@@ -50,7 +50,11 @@ def chardev(name, major, minor, mode=0o600):
     return Entry(name, "chardev", mode, rdev=(major, minor))
 
 
-_TYPE_BITS = {"dir": stat.S_IFDIR, "file": stat.S_IFREG, "chardev": stat.S_IFCHR}
+def blockdev(name, major, minor, mode=0o600):
+    return Entry(name, "blockdev", mode, rdev=(major, minor))
+
+
+_TYPE_BITS = {"dir": stat.S_IFDIR, "file": stat.S_IFREG, "chardev": stat.S_IFCHR, "blockdev": stat.S_IFBLK}
 
 
 def _normalise(name):
@@ -118,7 +122,7 @@ def newc_archive(entries, *, mtime=None):
         raw = name.encode() + b"\0"
         nlink = 2 if entry.kind == "dir" else 1
         out += _header(ino, _TYPE_BITS[entry.kind] | (entry.mode & 0o7777), nlink, mtime, len(data),
-                       entry.rdev if entry.kind == "chardev" else (0, 0), len(raw))
+                       entry.rdev if entry.kind in ("chardev", "blockdev") else (0, 0), len(raw))
         out += raw + _pad4(110 + len(raw))
         out += data + _pad4(len(data))
     raw = TRAILER.encode() + b"\0"
@@ -131,10 +135,13 @@ def gzip_bytes(data):
     return gzip.compress(data, compresslevel=9, mtime=0)
 
 
-def boot_test_entries(init_exe, module_ko, params="", mkexec_ko=None):
+def boot_test_entries(init_exe, module_ko, params="", mkexec_ko=None, plan=None):
     """The members of the system-kernel boot test: our /init, the module it loads and the parameters it passes,
     and, if given, /mkexec.ko, which /init loads after the module (with no parameters) before looking in
     /proc/mkexec.
+
+    plan (bootdisk): its /plan text, the modules it loads (/modules/<name>.ko, from {name: bytes}), the disk's
+    device node, and /mnt to mount it on.
 
     /dev/console must exist before /init runs: the kernel opens it as init's stdin/stdout/stderr. /init mounts
     proc on /proc, so that directory must exist too.
@@ -150,6 +157,11 @@ def boot_test_entries(init_exe, module_ko, params="", mkexec_ko=None):
     ]
     if mkexec_ko is not None:
         entries.append(file("mkexec.ko", mkexec_ko))
+    if plan is not None:
+        entries.append(file("plan", plan.text.encode()))
+        entries += [file(f"modules/{name}.ko", data) for name, data in plan.modules.items()]
+        entries.append(blockdev(plan.device.lstrip("/"), *plan.rdev))
+        entries.append(directory(plan.mount_point.lstrip("/")))
     return entries
 
 

@@ -370,9 +370,22 @@ def boot_test(lay, *, minik_mem, jobs=1, log=_log_default):
                              console_log=lay.log("boot-minik"))
     ko = boot.build_test_module(lay.tree("system"), os.path.join(lay.arch_dir, "boot-test-module"),
                                 make_args=toolchain_make_args(lay), jobs=jobs, log=log)
+    from .kconfig import read_config_values
+    values = read_config_values(os.path.join(lay.tree("system"), ".config"))
+    smp = 2 if values.get("SMP") == "y" else 1
+    disk_tree = disk_note = None
+    if values.get("EXT3_FS") in ("y", "m"):
+        disk_tree = lay.tree("system")
+    else:
+        # The lean default has neither a filesystem nor a disk driver to prove; a user's configuration has both.
+        disk_note = "not proved: the system kernel's configuration has no ext3 (CONFIG_EXT3_FS)"
+        log(f"mkdump: [{lay.arch}] boot test: disk {disk_note}")
     system = boot.prove_system(lay.arch, os.path.join(lay.out, "system-bzImage"), ko, toolchain_cc=tc.cc_command(),
                                extra_module=os.path.join(lay.out, "mkexec.ko"),
-                               log=log, console_log=lay.log("boot-system"))
+                               log=log, console_log=lay.log("boot-system"), smp=smp, disk_tree=disk_tree,
+                               config_values=values, workdir=lay.arch_dir)
+    if disk_note:
+        system["disk"] = disk_note
     stamp.write(lay.report("boot-test.json"), {"minik": minik, "system": system})
     log(f"mkdump: [{lay.arch}] boot test passed (consoles: {lay.log('boot-minik')}, {lay.log('boot-system')})")
 
