@@ -141,9 +141,22 @@ static size_t length(const char *s)
 	return n;
 }
 
+/* A console line goes out in one write(2) when its newline arrives: the kernel's own messages (a driver's probe,
+   a disk's partition scan) then fall between our lines, never inside one, and boot.py can read them. */
+static char out[512];
+static size_t out_len;
+
 static void say(const char *s)
 {
-	syscall3(NR_write, 1, (long)s, (long)length(s));
+	size_t n = length(s), i;
+
+	for (i = 0; i < n; i++) {
+		out[out_len++] = s[i];
+		if (s[i] == '\n' || out_len == sizeof(out)) {
+			syscall3(NR_write, 1, (long)out, (long)out_len);
+			out_len = 0;
+		}
+	}
 }
 
 static void say_number(long v)
