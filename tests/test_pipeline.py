@@ -1,4 +1,6 @@
 """Stage glue that the integration tests reach only indirectly."""
+from dataclasses import replace
+
 import pytest
 
 from mkdump import layout as L
@@ -17,11 +19,21 @@ def test_fetched_path_names_the_vanished_file(tmp_path):
     assert P.fetched_path_recorded(str(tmp_path), "linux") is None
 
 
-def test_fetch_signature_follows_definition_and_lock():
+def test_fetch_is_redone_when_the_definition_or_the_lock_changes(tmp_path):
     src = Source("minik", "m.patch", ("http://a/m.patch",), None, None, ())
-    a = P.fetch_signature(src, lock_sha256=None)
-    b = P.fetch_signature(src, lock_sha256="ab" * 32)
-    assert a != b and a["urls"] == ["http://a/m.patch"]
+    assert P.fetch_signature(src)["urls"] == ["http://a/m.patch"]
+    assert P.fetch_signature(src) != P.fetch_signature(replace(src, urls=("http://b/m.patch",)))
+    root = str(tmp_path)
+    f = tmp_path / "m.patch"
+    f.write_bytes(b"verified")
+    verified = stamp.sha256_file(f)
+    assert not P.fetch_stamp_stale(root, src, None), "no stamp yet: nothing to void"
+    stamp.write(L.fetch_where(root, "minik"), {"path": str(f), "url": None, "origin": "cache", "file": "m.patch"})
+    stamp.write(L.fetch_stamp(root, "minik"), {"name": "minik", "sha256": verified, "tree_sha256": None})
+    assert not P.fetch_stamp_stale(root, src, verified), "what trust on first use recorded"
+    assert P.fetch_stamp_stale(root, src, "ab" * 32), "an edited lock entry"
+    assert P.fetch_stamp_stale(root, src, None), "a deleted lock entry"
+    assert not P.fetch_stamp_stale(root, replace(src, sha256=verified), "ab" * 32), "a pin makes the lock moot"
 
 
 def test_series_inputs_split_sources_from_local_patches(tmp_path):

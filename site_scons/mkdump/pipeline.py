@@ -26,12 +26,14 @@ def _log_default(msg):
 
 # ---------------------------------------------------------------- fetch
 
-def fetch_signature(source, *, lock_sha256):
-    """What decides whether a source must be fetched again: its definition and its lock entry."""
+def fetch_signature(source):
+    """What decides what the fetch stage must produce: the source's definition. The lock file is checked by
+    fetch_stamp_stale instead: trust on first use writes it during the stage, so in the signature it would make
+    the run after every first use fetch again."""
     return {
         "name": source.name, "file": source.file, "urls": list(source.urls),
         "alternatives": list(source.alternatives), "sha256": source.sha256,
-        "tree_sha256": source.tree_sha256, "lock": lock_sha256,
+        "tree_sha256": source.tree_sha256,
     }
 
 
@@ -41,6 +43,21 @@ def fetched_path_recorded(root, source_name):
         return stamp.read(L.fetch_where(root, source_name))["path"]
     except (OSError, ValueError, KeyError):
         return None
+
+
+def fetch_stamp_stale(root, source, lock_sha256):
+    """Whether the fetch stamp of `source` no longer vouches for its file, so the stage must verify it again: the
+    file is gone, or `lock_sha256` (the lock file's entry for an unpinned source) is not what was verified."""
+    path = fetched_path_recorded(root, source.name)
+    try:
+        verified = stamp.read(L.fetch_stamp(root, source.name))["sha256"]
+    except (OSError, ValueError, KeyError):
+        verified = None
+    if path is None or verified is None:
+        return False    # no stamp to void: SCons runs the stage anyway
+    if not os.path.isfile(path):
+        return True
+    return not (source.sha256 or source.tree_sha256) and lock_sha256 != verified
 
 
 def fetch(source, *, root, cache, sources_dirs, mirrors, offline, lock_path, log=_log_default):
