@@ -32,3 +32,16 @@ def test_an_edited_lock_entry_refuses_the_cached_file(sources, served, tmp_path)
     r = P.scons(proj, "patch", "arch=x86_64", "offline=1", f"cache={cache}")
     assert r.returncode != 0 and "Traceback" not in r.stderr, r.stdout + r.stderr
     assert not (proj / "build" / "x86_64" / "stamps" / "patch-minik.json").exists()
+
+
+def test_scons_fetch_replaces_a_cached_file_edited_after_fetch(sources, served, tmp_path):
+    proj, cache = fetched(tmp_path, sources, served)
+    cached = cache / "files" / P.MINIK
+    edited = sources.files[P.MINIK] + b"edited\n"
+    cached.write_bytes(edited)
+    r = P.scons(proj, "fetch", f"mirror={served.url}/mirror", f"cache={cache}")
+    assert r.returncode == 0 and "up to date" not in r.stdout, r.stdout + r.stderr
+    assert cached.read_bytes() == sources.files[P.MINIK]
+    assert (cache / "rejected" / f"{P.MINIK}.{sha(edited)[:16]}").read_bytes() == edited
+    r = P.scons(proj, "patch", "arch=x86_64", "offline=1", f"cache={cache}")
+    assert r.returncode == 0, r.stdout + r.stderr
