@@ -455,6 +455,51 @@ def test_disk_full_while_proving_a_tree_is_no_verdict_on_the_archive(tmp_path, s
     assert bz2_route.hits == 2 and gz_route.hits == 0
 
 
+# Ctrl-C reaches the whole process group: the decompressor dies of SIGINT, and the tar stream it fed breaks off.
+CTRL_C_BZIP2 = (["sh", "-c", 'bzip2 -dc "$1" | head -c 1000; kill -INT $$'], (0,), "bzip2")
+
+
+def test_ctrl_c_while_proving_a_download_is_no_verdict(tmp_path, server, kernel, monkeypatch):
+    tree_hash, tbz, tgz = kernel
+    server.add("/up/k-1.0.tar.bz2", tbz)
+    gz_route = server.add("/up/k-1.0.tar.gz", tgz)
+    monkeypatch.setitem(mkdump.unpack._DECOMPRESSORS, "bzip2", CTRL_C_BZIP2)
+    with pytest.raises(MkdumpError, match="interrupted") as err:
+        fetcher(tmp_path).fetch(kernel_source(server, tree_hash))
+    assert "damaged" not in str(err.value)
+    assert gz_route.hits == 0, "an interrupted fetch went on to the next URL"
+    cache = tmp_path / "cache"
+    assert listing(cache / "rejected") == [] and listing(cache / "files") == [] and listing(cache / "tmp") == []
+
+
+def test_ctrl_c_while_proving_a_sources_dir_archive_is_no_verdict(tmp_path, k_tree, monkeypatch):
+    good, tree_hash, _, _ = k_tree
+    local = distfiles(tmp_path, {"k-1.0.tar.bz2": bz2.compress(good), "k_1.0.orig.tar.gz": gzip.compress(good)})
+    monkeypatch.setitem(mkdump.unpack._DECOMPRESSORS, "bzip2", CTRL_C_BZIP2)
+    log = Log()
+    with pytest.raises(MkdumpError, match="interrupted"):
+        fetcher(tmp_path, sources_dirs=[local], offline=True, log=log).fetch(globbed(tree_hash))
+    assert "not using" not in log.text and "trying" not in log.text
+    assert sorted(os.listdir(local)) == ["k-1.0.tar.bz2", "k_1.0.orig.tar.gz"]
+    assert listing(tmp_path / "cache" / "tmp") == [] and listing(tmp_path / "cache" / "verified") == []
+
+
+def test_keyboard_interrupt_while_proving_a_download_leaves_nothing(tmp_path, server, kernel, monkeypatch):
+    tree_hash, tbz, tgz = kernel
+    server.add("/up/k-1.0.tar.bz2", tbz)
+    gz_route = server.add("/up/k-1.0.tar.gz", tgz)
+
+    def ctrl_c(archive, scratch):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mkdump.fetch, "tree_sha256_of_archive", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        fetcher(tmp_path).fetch(kernel_source(server, tree_hash))
+    assert gz_route.hits == 0
+    cache = tmp_path / "cache"
+    assert listing(cache / "rejected") == [] and listing(cache / "files") == [] and listing(cache / "tmp") == []
+
+
 def test_unreadable_file_in_a_sources_dir_is_one_sentence(tmp_path, monkeypatch):
     local = tmp_path / "local"
     local.mkdir()

@@ -189,6 +189,11 @@ class Fetcher:
                     failures.append(f"{url}: {e} (kept in {kept})")
                     self.log(f"WARNING: {url}: {e}; the file is kept in {kept} and will not be used.")
                     continue
+                except BaseException:
+                    # No verdict (interrupted, or the machine at fault): an unjudged download is neither kept
+                    # nor set aside, and the next fetch starts it afresh anyway.
+                    os.unlink(part)
+                    raise
                 path = os.path.join(self._dir("files"), name)
                 os.replace(part, path)
                 self._trust(source, name, sha, url)

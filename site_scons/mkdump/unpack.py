@@ -3,6 +3,7 @@ import contextlib
 import os
 import posixpath
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -17,6 +18,10 @@ _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"
 class ArchiveError(MkdumpError):
     """The archive itself is at fault (not a tar, damaged, unsafe, another tree), as opposed to the machine
     (a full disk, permissions): the fetcher sets aside only what fails for the first reason."""
+
+
+class Interrupted(MkdumpError):
+    """Unpacking was stopped from outside: no verdict on the archive, which must be neither refused nor trusted."""
 
 
 def _stderr_log(msg):
@@ -72,16 +77,32 @@ def _tar_stream(archive, kind):
             # Drain what tar did not need (zero padding), so the exit status reflects the whole stream.
             while proc.stdout.read(1 << 16):
                 pass
-        except BaseException:
+        except BaseException as e:
             proc.kill()
+            # Ctrl-C reaches the decompressor too, and its death breaks off the tar stream: the error tar then
+            # raises would read as a damaged archive. A KeyboardInterrupt of our own goes on as it is.
+            if isinstance(e, Exception) and proc.wait() != -signal.SIGKILL:
+                _interrupted(archive, argv[0], proc.wait())
             raise
         finally:
             proc.stdout.close()
             rc = proc.wait()
+        _interrupted(archive, argv[0], rc)
         if rc not in ok:
             err.seek(0)
             raise ArchiveError(f"{archive} is damaged {kind} data ({err.read().decode(errors='replace').strip()}); "
                                "fetch it again.")
+
+
+def _interrupted(archive, tool, rc):
+    """Raise Interrupted if `tool` died of a signal: a damaged archive makes it exit with a status instead."""
+    if rc < 0:
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = f"signal {-rc}"
+        raise Interrupted(f"unpacking {archive} was interrupted ({tool} was stopped by {name}), so the archive was "
+                          "not judged; run again.")
 
 
 def _inside(path, root):
