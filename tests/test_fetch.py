@@ -500,6 +500,44 @@ def test_keyboard_interrupt_while_proving_a_download_leaves_nothing(tmp_path, se
     assert listing(cache / "rejected") == [] and listing(cache / "files") == [] and listing(cache / "tmp") == []
 
 
+class FullDisk:
+    """A file that takes `room` bytes and then fails as a full disk does."""
+
+    def __init__(self, f, room):
+        self.f, self.room = f, room
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+    def write(self, data):
+        if self.f.tell() + len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self.f.write(data)
+
+
+def test_disk_full_while_downloading_is_one_sentence_and_leaves_nothing(tmp_path, server, monkeypatch):
+    route = server.add("/dl/m.patch", PATCH)
+    other = server.add("/other/m.patch", PATCH)
+    real_open = open
+
+    def full_disk(path, *args, **kwargs):
+        f = real_open(path, *args, **kwargs)
+        return FullDisk(f, 20000) if str(path).endswith(".part") else f
+
+    monkeypatch.setattr("builtins.open", full_disk)
+    cache = tmp_path / "cache"
+    with pytest.raises(MkdumpError) as err:
+        fetcher(tmp_path).fetch(source(urls=[server.url + "/dl/m.patch", server.url + "/other/m.patch"],
+                                       sha256=sha(PATCH)))
+    message = str(err.value)
+    assert "m.patch" in message and str(cache) in message and "free space" in message, message
+    assert route.hits == 1 and other.hits == 0, "a full disk is no reason to ask again or elsewhere"
+    assert listing(cache / "tmp") == [] and listing(cache / "files") == []
+
+
 def test_unreadable_file_in_a_sources_dir_is_one_sentence(tmp_path, monkeypatch):
     local = tmp_path / "local"
     local.mkdir()

@@ -9,6 +9,7 @@ Cache layout (cache_dir):
   rejected/<file>.<sha> files that failed verification, kept for inspection and never used
 """
 import contextlib
+import errno
 import fcntl
 import os
 import posixpath
@@ -351,13 +352,24 @@ class Fetcher:
         if os.path.exists(part):
             os.unlink(part)
         self.log(f"Downloading {name} from {url}")
+        try:
+            self._attempts(name, url, part)
+        except BaseException:
+            # Whatever stopped it, a partial download is of no use to anyone (see above).
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(part)
+            raise
+        self.log(f"  {name}: {os.path.getsize(part)} bytes")
+        return part
+
+    def _attempts(self, name, url, part):
         failures = 0
         validator = []      # the ETag or Last-Modified of the first answer, for If-Range on resumes
         while True:
             have = os.path.getsize(part) if os.path.exists(part) else 0
             try:
                 self._get(name, url, part, have, validator)
-                break
+                return
             except _Retry as e:
                 reason = str(e)
             except requests.exceptions.SSLError as e:
@@ -377,8 +389,6 @@ class Fetcher:
             delay = self.backoff * 2 ** (failures - 1)
             self.log(f"  {name}: {reason}; retrying in {delay:g} s")
             time.sleep(delay)
-        self.log(f"  {name}: {os.path.getsize(part)} bytes")
-        return part
 
     def _get(self, name, url, part, have, validator):
         """One request, appending to `part` from byte `have` when the server allows it.
@@ -426,10 +436,21 @@ class Fetcher:
                 raise _Retry(f"the server stopped sending after {progress.have} of {total or '?'} bytes") from None
             except urllib3.exceptions.HTTPError:
                 raise _Retry(f"the connection closed after {progress.have} of {total or '?'} bytes") from None
+            except OSError as e:
+                # urllib3 wraps the network's own OSErrors, so this is the cache's disk: no URL can help.
+                raise self._cannot_write(name, part, e) from None
             finally:
                 progress.close()
             if total is not None and progress.have < total:
                 raise _Retry(f"the connection closed after {progress.have} of {total} bytes")
+
+    def _cannot_write(self, name, part, e):
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            todo = f"free space in the download cache {self.cache_dir}"
+        else:
+            todo = f"make the download cache {self.cache_dir} writable"
+        return MkdumpError(f"cannot write the download of {name} to {part} ({e.strerror}); {todo} (or give "
+                           "another cache=) and run again.")
 
 
 # urllib3 1.x has no NameResolutionError; its gaierror is then found further down the chain.
