@@ -48,9 +48,9 @@ def server():
         yield s
 
 
-def source(file="m.patch", urls=(), sha256=None, tree=None, alternatives=(), name="m", glob=None):
+def source(file="m.patch", urls=(), sha256=None, tree=None, alternatives=(), name="m", glob=None, **more):
     return Source(name=name, file=file, urls=tuple(urls), sha256=sha256, tree_sha256=tree,
-                  alternatives=tuple(alternatives), sources_glob=glob)
+                  alternatives=tuple(alternatives), sources_glob=glob, **more)
 
 
 def fetcher(tmp_path, **kw):
@@ -124,6 +124,25 @@ def test_a_web_page_is_not_the_file(tmp_path, server):
     lock = LockFile(tmp_path / "sources.lock")
     got = fetcher(tmp_path, lock=lock).fetch(source(urls=[server.url + "/sf/m.patch", server.url + "/up/m.patch"]))
     assert got.url.endswith("/up/m.patch") and lock.get("m.patch") == sha(PATCH)
+
+
+def test_an_announced_body_over_the_cap_is_refused_unread_and_not_asked_again(tmp_path, server):
+    huge = server.add("/huge/m.patch", PATCH, announce_length=10 ** 15)
+    server.add("/up/m.patch", PATCH)
+    log = Log()
+    got = fetcher(tmp_path, log=log, retries=4).fetch(
+        source(urls=[server.url + "/huge/m.patch", server.url + "/up/m.patch"], max_bytes=len(PATCH) + 1))
+    assert got.url.endswith("/up/m.patch") and huge.hits == 1
+    assert f"announces {10 ** 15} bytes, more than the source's max_bytes ({len(PATCH) + 1})" in log.text
+
+
+def test_a_body_growing_over_the_cap_is_cut_off_and_not_asked_again(tmp_path, server):
+    endless = server.add("/endless/m.patch", PATCH * 4, send_length=False)
+    with pytest.raises(MkdumpError) as err:
+        fetcher(tmp_path, retries=4).fetch(source(urls=[server.url + "/endless/m.patch"], max_bytes=len(PATCH)))
+    assert f"sent more than the source's max_bytes ({len(PATCH)})" in str(err.value)
+    assert endless.hits == 1
+    assert listing(tmp_path / "cache" / "tmp") == [] and listing(tmp_path / "cache" / "rejected") == []
 
 
 def test_timeout_is_retried_then_next_url(tmp_path, server):

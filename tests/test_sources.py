@@ -25,6 +25,8 @@ def test_the_project_manifest():
         assert sources[name].sha256 is None and sources[name].tree_sha256 is None
         assert sources[name].names == (sources[name].file,)
         assert sources[name].sources_glob is None
+        assert sources[name].max_bytes <= 10_000_000, "a cap of a few MB for the mkdump files"
+    assert 50_000_000 <= linux.max_bytes <= 200_000_000
 
 
 def test_the_project_glob_finds_distro_names_of_2_6_9_only():
@@ -84,6 +86,9 @@ GOOD = 'file = "x.patch"\nurls = ["https://example.org/x.patch"]\n'
     ("[x]\n" + GOOD + f"tree_sha256 = '{PIN_HEX}'\nsources_glob = 'dl/x*'\n", ["[x]", "sources_glob",
                                                                                 "without any directory"]),
     ("[x]\n" + GOOD + f"tree_sha256 = '{PIN_HEX}'\nsources_glob = ['x*']\n", ["[x]", "sources_glob"]),
+    ("[x]\n" + GOOD + "max_bytes = '4 MB'\n", ["[x]", "max_bytes"]),
+    ("[x]\n" + GOOD + "max_bytes = 0\n", ["[x]", "max_bytes"]),
+    ("[x]\n" + GOOD + "max_bytes = true\n", ["[x]", "max_bytes"]),
 ])
 def test_malformed_manifests_name_file_and_key(tmp_path, text, words):
     path = write(tmp_path, text)

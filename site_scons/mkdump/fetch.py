@@ -179,9 +179,10 @@ class Fetcher:
                 if found:
                     return found
                 try:
-                    part = self._download(name, url)
+                    part = self._download(name, url, source.max_bytes)
                 except _UrlFailed as e:
                     failures.append(f"{url}: {e}")
+                    self.log(f"  {name}: {url}: {e}")
                     continue
                 try:
                     sha, tree = self._verify(source, name, part)
@@ -344,8 +345,9 @@ class Fetcher:
 
     # -- download ----------------------------------------------------------------------------------------------
 
-    def _download(self, name, url):
-        """Download `url` completely into tmp/<name>.part and return that path; raises _UrlFailed."""
+    def _download(self, name, url, limit):
+        """Download `url` completely into tmp/<name>.part and return that path; raises _UrlFailed, also for a
+        body over `limit` bytes (a broken or hostile server could otherwise fill the disk)."""
         part = os.path.join(self._dir("tmp"), name + ".part")
         # A leftover .part may be from an interrupted run against another URL: resuming it could splice two
         # different files, which trust on first use would then record. Resume only within this attempt.
@@ -353,7 +355,7 @@ class Fetcher:
             os.unlink(part)
         self.log(f"Downloading {name} from {url}")
         try:
-            self._attempts(name, url, part)
+            self._attempts(name, url, part, limit)
         except BaseException:
             # Whatever stopped it, a partial download is of no use to anyone (see above).
             with contextlib.suppress(FileNotFoundError):
@@ -362,13 +364,13 @@ class Fetcher:
         self.log(f"  {name}: {os.path.getsize(part)} bytes")
         return part
 
-    def _attempts(self, name, url, part):
+    def _attempts(self, name, url, part, limit):
         failures = 0
         validator = []      # the ETag or Last-Modified of the first answer, for If-Range on resumes
         while True:
             have = os.path.getsize(part) if os.path.exists(part) else 0
             try:
-                self._get(name, url, part, have, validator)
+                self._get(name, url, part, have, validator, limit)
                 return
             except _Retry as e:
                 reason = str(e)
@@ -390,7 +392,7 @@ class Fetcher:
             self.log(f"  {name}: {reason}; retrying in {delay:g} s")
             time.sleep(delay)
 
-    def _get(self, name, url, part, have, validator):
+    def _get(self, name, url, part, have, validator, limit):
         """One request, appending to `part` from byte `have` when the server allows it.
 
         Raises _Retry for transient trouble, _UrlFailed for a refusal; requests' own exceptions pass through.
@@ -420,6 +422,9 @@ class Fetcher:
                                             r.headers.get("Last-Modified"),) if v]
             else:
                 raise _UrlFailed(f"HTTP {r.status_code}")
+            if total is not None and total > limit:
+                raise _UrlFailed(f"it announces {total} bytes, more than the source's max_bytes ({limit}) in "
+                                 "sources.toml")
             # Download sites answer some failures with a web page and status 200; for a file without a pin,
             # trust on first use would otherwise record that page as the genuine file.
             if (r.headers.get("Content-Type", "").lower().startswith("text/html")
@@ -430,6 +435,8 @@ class Fetcher:
                 with open(part, mode) as f:
                     # raw, not iter_content: a .tar.gz served with Content-Encoding: gzip must stay compressed.
                     for chunk in r.raw.stream(_CHUNK, decode_content=False):
+                        if progress.have + len(chunk) > limit:
+                            raise _UrlFailed(f"it sent more than the source's max_bytes ({limit}) in sources.toml")
                         f.write(chunk)
                         progress.update(len(chunk))
             except urllib3.exceptions.ReadTimeoutError:

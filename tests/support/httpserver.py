@@ -27,6 +27,8 @@ class Route:
     delay: float = 0.0                # seconds to wait before answering
     chunk_delay: float = 0.0          # seconds between 4 KiB chunks of the body, for slow downloads
     etag: str | None = None
+    announce_length: int | None = None   # the Content-Length to send instead of the body's true length
+    send_length: bool = True          # False: no Content-Length, the body ends when the connection closes
     content_type: str = "application/octet-stream"
     hits: int = 0
     headers: list = field(default_factory=list)   # the request headers, one dict per request
@@ -82,7 +84,8 @@ class _Handler(BaseHTTPRequestHandler):
             extra["ETag"] = route.etag
         self.send_response(status)
         self.send_header("Content-Type", route.content_type)
-        self.send_header("Content-Length", str(len(body)))
+        if route.send_length:
+            self.send_header("Content-Length", str(route.announce_length or len(body)))
         self.send_header("Accept-Ranges", "bytes" if route.ranges else "none")
         for k, v in extra.items():
             self.send_header(k, v)
