@@ -283,6 +283,71 @@ def test_trust_on_first_use_from_a_sources_dir(tmp_path):
     assert lock.get("m.patch") == sha(PATCH) and "TRUSTED ON FIRST USE" in log.text
 
 
+KERNEL_PATCH = (b"diff -urN linux-2.6.9/kernel/sched.c linux-2.6.9-minik/kernel/sched.c\n"
+                b"--- linux-2.6.9/kernel/sched.c\n+++ linux-2.6.9-minik/kernel/sched.c\n"
+                b"@@ -1,2 +1,3 @@\n /* sched */\n+/* minik */\n int x;\n")
+
+
+def test_trust_on_first_use_refuses_an_error_page_that_is_not_a_patch(tmp_path, server):
+    page = b"<p>File not found</p>\n"
+    server.add("/sf/m.patch", page, content_type="text/plain")
+    server.add("/up/m.patch", KERNEL_PATCH)
+    lock = LockFile(tmp_path / "sources.lock")
+    log = Log()
+    got = fetcher(tmp_path, lock=lock, log=log).fetch(
+        source(urls=[server.url + "/sf/m.patch", server.url + "/up/m.patch"], kind="patch"))
+    assert got.url.endswith("/up/m.patch") and lock.get("m.patch") == sha(KERNEL_PATCH)
+    assert "is not a kernel patch" in log.text
+    assert listing(tmp_path / "cache" / "rejected") == [f"m.patch.{sha(page)[:16]}"]
+
+
+def test_a_patch_touching_no_kernel_tree_is_not_trusted(tmp_path):
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "m.patch").write_bytes(b"--- a/README.txt\n+++ b/README.txt\n@@ -1 +1 @@\n-old\n+new\n")
+    lock = LockFile(tmp_path / "sources.lock")
+    with pytest.raises(MkdumpError, match="is not a kernel patch.*README.txt"):
+        fetcher(tmp_path, sources_dirs=[local], offline=True, lock=lock).fetch(source(kind="patch"))
+    assert lock.get("m.patch") is None
+
+
+@pytest.fixture
+def mkexec_taz(tmp_path):
+    from support import standin_mkexec as S
+    patch = S.kernel_patch(S.tiny_tree(tmp_path / "tiny"))
+    good = S.make_taz(tmp_path / "good.taz", patch_text=patch, workdir=tmp_path / "w").read_bytes()
+    lacking = S.make_taz(tmp_path / "bad.taz", patch_text=patch, omit=("include/asm-i386",),
+                         workdir=tmp_path / "w").read_bytes()
+    return good, lacking
+
+
+def test_trust_on_first_use_refuses_an_archive_without_the_mkexec_layout(tmp_path, server, mkexec_taz, kernel):
+    good, lacking = mkexec_taz
+    _, _, not_mkexec = kernel
+    server.add("/a/m.taz", not_mkexec)
+    server.add("/b/m.taz", lacking)
+    server.add("/c/m.taz", good)
+    lock = LockFile(tmp_path / "sources.lock")
+    log = Log()
+    got = fetcher(tmp_path, lock=lock, log=log).fetch(
+        source(file="m.taz", urls=[server.url + p for p in ("/a/m.taz", "/b/m.taz", "/c/m.taz")],
+               kind="mkexec-archive"))
+    assert got.url.endswith("/c/m.taz") and lock.get("m.taz") == sha(good)
+    assert "is not an mkexec archive" in log.text and "include/asm-i386/" in log.text
+    assert listing(tmp_path / "cache" / "rejected") == sorted(
+        [f"m.taz.{sha(not_mkexec)[:16]}", f"m.taz.{sha(lacking)[:16]}"])
+    assert listing(tmp_path / "cache" / "tmp") == []
+
+
+def test_a_recorded_file_is_not_checked_again(tmp_path, server, monkeypatch):
+    server.add("/up/m.patch", KERNEL_PATCH)
+    lock = LockFile(tmp_path / "sources.lock")
+    src = source(urls=[server.url + "/up/m.patch"], kind="patch")
+    fetcher(tmp_path, lock=lock).fetch(src)
+    monkeypatch.setattr(mkdump.fetch, "parse_patch", lambda *a, **k: pytest.fail("checked again"))
+    assert fetcher(tmp_path, lock=lock, offline=True).fetch(src).origin == "cache"
+
+
 # -- local sources and offline ---------------------------------------------------------------------------------
 
 def test_sources_dir_first_and_untouched(tmp_path, server):

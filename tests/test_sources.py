@@ -27,6 +27,7 @@ def test_the_project_manifest():
         assert sources[name].sources_glob is None
         assert sources[name].max_bytes <= 10_000_000, "a cap of a few MB for the mkdump files"
     assert 50_000_000 <= linux.max_bytes <= 200_000_000
+    assert (sources["minik"].kind, sources["mkexec"].kind) == ("patch", "mkexec-archive")
 
 
 def test_the_project_glob_finds_distro_names_of_2_6_9_only():
@@ -89,6 +90,7 @@ GOOD = 'file = "x.patch"\nurls = ["https://example.org/x.patch"]\n'
     ("[x]\n" + GOOD + "max_bytes = '4 MB'\n", ["[x]", "max_bytes"]),
     ("[x]\n" + GOOD + "max_bytes = 0\n", ["[x]", "max_bytes"]),
     ("[x]\n" + GOOD + "max_bytes = true\n", ["[x]", "max_bytes"]),
+    ("[x]\n" + GOOD + "kind = 'diff'\n", ["[x]", "kind", "'patch'", "'mkexec-archive'"]),
 ])
 def test_malformed_manifests_name_file_and_key(tmp_path, text, words):
     path = write(tmp_path, text)

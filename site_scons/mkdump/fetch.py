@@ -26,7 +26,8 @@ import urllib3
 from mkdump import stamp
 from mkdump.errors import MkdumpError
 from mkdump.sources import check_file_name, glob_candidates
-from mkdump.unpack import ArchiveError, tree_sha256_of_archive
+from mkdump.unidiff import PatchFormatError, parse_patch, strip_name
+from mkdump.unpack import ArchiveError, tree_sha256_of_archive, unpacked
 
 _CHUNK = 1 << 16
 
@@ -290,12 +291,32 @@ class Fetcher:
             tree = self._tree_hash(name, path, sha)
             if tree != source.tree_sha256:
                 raise _Mismatch(f"its unpacked tree hashes to {tree}, expected {source.tree_sha256}", sha)
-        elif not source.sha256 and self.lock is not None:
-            recorded = self.lock.get(name)
-            if recorded is not None and recorded != sha:
+        elif not source.sha256:
+            recorded = self.lock.get(name) if self.lock is not None else None
+            if recorded is None:
+                self._check_kind(source, path, sha)
+            elif recorded != sha:
                 raise _Mismatch(f"SHA-256 is {sha}, but {self.lock.path} records {recorded} from its first use",
                                 sha)
         return sha, tree
+
+    def _check_kind(self, source, path, sha):
+        """Before trust on first use: a file must at least be what its source's kind says, or an error page that
+        came first (with status 200 and no HTML type) would be recorded, and the genuine file refused forever."""
+        if source.kind == "patch":
+            why = _not_a_kernel_patch(path)
+            if why:
+                raise _Mismatch(f"it is not a kernel patch ({why})", sha)
+        elif source.kind == "mkexec-archive":
+            from mkdump.mkexec import missing_parts
+            self.log(f"Unpacking {path} to check that it is an mkexec archive")
+            try:
+                with unpacked(path, self._dir("tmp")) as (tree, _):
+                    missing = missing_parts(tree)
+            except ArchiveError as e:
+                raise _Mismatch(f"it cannot be unpacked ({e})", sha) from None
+            if missing:
+                raise _Mismatch(f"it is not an mkexec archive (it lacks {', '.join(missing)})", sha)
 
     def _tree_hash(self, name, path, sha):
         known = self._read_record(name)
@@ -458,6 +479,30 @@ class Fetcher:
             todo = f"make the download cache {self.cache_dir} writable"
         return MkdumpError(f"cannot write the download of {name} to {part} ({e.strerror}); {todo} (or give "
                            "another cache=) and run again.")
+
+
+# The top of a Linux 2.6.9 tree: a patch for it touches at least one of these.
+_KERNEL_TOP = {"arch", "crypto", "Documentation", "drivers", "fs", "include", "init", "ipc", "kernel", "lib", "mm",
+               "net", "scripts", "security", "sound", "usr", "Makefile"}
+
+
+def _not_a_kernel_patch(path):
+    """Why the file at `path` is no unified diff for a kernel tree (-p1, as the series apply it), or None."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise MkdumpError(f"cannot read {path} ({e.strerror}); fix its permissions or remove it.") from None
+    name = os.path.basename(path)
+    try:
+        paths = [strip_name(fp.new_name or fp.old_name, 1, patch_name=name, lineno=fp.patch_line)
+                 for fp in parse_patch(data, name=name)]
+    except PatchFormatError as e:
+        return str(e).split("; ")[0]     # what is wrong, without the advice meant for the patch stage
+    if not any(p.split("/")[0] in _KERNEL_TOP for p in paths):
+        return f"none of the files it changes ({', '.join(paths[:3])}{', ...' if len(paths) > 3 else ''}) is in a " \
+               "kernel tree"
+    return None
 
 
 # urllib3 1.x has no NameResolutionError; its gaierror is then found further down the chain.

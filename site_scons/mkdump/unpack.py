@@ -340,11 +340,20 @@ def unpack(archive, dest, *, expect_tree_sha256=None, log=None):
     return actual
 
 
-def tree_sha256_of_archive(archive, scratch_dir):
-    """The tree hash of `archive`, unpacked into a temporary directory under `scratch_dir` and deleted again."""
+@contextlib.contextmanager
+def unpacked(archive, scratch_dir):
+    """`archive` unpacked into a temporary directory under `scratch_dir`, deleted again after the block: yields
+    (the tree, its tree hash)."""
     os.makedirs(scratch_dir, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".treehash-", dir=scratch_dir)
     try:
-        return unpack(archive, os.path.join(tmp, "tree"), log=lambda msg: None)
+        tree = os.path.join(tmp, "tree")
+        yield tree, unpack(archive, tree, log=lambda msg: None)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def tree_sha256_of_archive(archive, scratch_dir):
+    """The tree hash of `archive`, unpacked into a temporary directory under `scratch_dir` and deleted again."""
+    with unpacked(archive, scratch_dir) as (_, tree_hash):
+        return tree_hash
