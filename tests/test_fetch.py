@@ -8,6 +8,9 @@ import multiprocessing
 import os
 import socket
 import tarfile
+from dataclasses import replace
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -17,9 +20,10 @@ import mkdump.unpack
 from mkdump.errors import MkdumpError
 from mkdump.fetch import Fetched, Fetcher
 from mkdump.narhash import nar_sha256
-from mkdump.sources import LockFile, Source
+from mkdump.sources import LockFile, Source, load_sources
 from support.httpserver import serve
 
+ROOT = Path(__file__).resolve().parent.parent
 PATCH = b"--- a/Makefile\n+++ b/Makefile\n" + bytes(range(256)) * 400     # ~100 kB, several chunks
 OTHER = b"--- a/Makefile\n+++ b/Makefile\n(someone else's file)\n"
 
@@ -143,6 +147,35 @@ def test_a_body_growing_over_the_cap_is_cut_off_and_not_asked_again(tmp_path, se
     assert f"sent more than the source's max_bytes ({len(PATCH)})" in str(err.value)
     assert endless.hits == 1
     assert listing(tmp_path / "cache" / "tmp") == [] and listing(tmp_path / "cache" / "rejected") == []
+
+
+COUNTDOWN = (b"<!DOCTYPE html><html><head><meta http-equiv=\"refresh\" content=\"5; url=/mirror/m.patch\">"
+             b"</head><body>Your download will start in 5 seconds...</body></html>")
+
+
+def on_loopback(server, url):
+    """`url` moved onto the loopback server: https://host/path becomes <server>/host/path."""
+    parts = urlsplit(url)
+    return f"{server.url}/{parts.netloc}{parts.path}"
+
+
+def test_sourceforge_forms_a_countdown_page_then_a_redirect_to_the_file(tmp_path, server):
+    minik = load_sources(ROOT / "patches" / "sources.toml")["minik"]
+    urls = [on_loopback(server, u) for u in minik.urls]
+    path = lambda url: url[len(server.url):]
+    # As SourceForge answers a client it takes for a browser, then as it answers wget: via its download
+    # redirector to a mirror.
+    countdown = server.add(path(urls[0]), COUNTDOWN, content_type="text/html; charset=utf-8")
+    download = [u for u in urls if u.endswith("/download")][0]
+    mirror = [u for u in urls if ".dl.sourceforge.net/" in u and "/master." not in u][0]
+    server.add(path(download), redirect="/redirector?use_mirror=x")
+    server.add("/redirector", redirect=mirror)
+    served = server.add(path(mirror), KERNEL_PATCH)
+    lock = LockFile(tmp_path / "sources.lock")
+    got = fetcher(tmp_path, lock=lock).fetch(replace(minik, urls=tuple(urls)))
+    assert got.url == download and got.file == minik.file and open(got.path, "rb").read() == KERNEL_PATCH
+    assert countdown.hits == 1 and served.hits == 1 and lock.get(minik.file) == sha(KERNEL_PATCH)
+    assert listing(tmp_path / "cache" / "files") == [minik.file] and listing(tmp_path / "cache" / "rejected") == []
 
 
 def test_timeout_is_retried_then_next_url(tmp_path, server):

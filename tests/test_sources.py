@@ -1,4 +1,5 @@
 import multiprocessing
+import re
 import tomllib
 from pathlib import Path
 
@@ -28,6 +29,19 @@ def test_the_project_manifest():
         assert sources[name].max_bytes <= 10_000_000, "a cap of a few MB for the mkdump files"
     assert 50_000_000 <= linux.max_bytes <= 200_000_000
     assert (sources["minik"].kind, sources["mkexec"].kind) == ("patch", "mkexec-archive")
+
+
+def test_the_project_lists_sourceforges_forms_of_each_mkdump_file():
+    sources = load_sources(ROOT / "patches" / "sources.toml")
+    for name in ("minik", "mkexec"):
+        path = "mkdump/mkdump/Version%201.0/" + sources[name].file
+        urls = sources[name].urls
+        assert urls[0] == "https://downloads.sourceforge.net/project/" + path
+        assert f"https://sourceforge.net/projects/mkdump/files/{path.partition('/')[2]}/download" in urls
+        assert "https://master.dl.sourceforge.net/project/" + path in urls
+        mirrors = [u for u in urls if re.fullmatch(r"https://[a-z0-9-]+\.dl\.sourceforge\.net/project/" + re.escape(path),
+                                                   u) and "//master." not in u]
+        assert len(mirrors) >= 2, urls
 
 
 def test_the_project_glob_finds_distro_names_of_2_6_9_only():

@@ -423,7 +423,8 @@ class Fetcher:
             headers["Range"] = f"bytes={have}-"
             if validator:
                 headers["If-Range"] = validator[0]
-        with self.session.get(url, headers=headers, stream=True, timeout=self.timeout) as r:
+        # SourceForge's /download form and its download host answer with redirects to a mirror.
+        with self.session.get(url, headers=headers, stream=True, timeout=self.timeout, allow_redirects=True) as r:
             if r.status_code >= 500:
                 raise _Retry(f"HTTP {r.status_code}")
             if r.status_code == 206 and have:

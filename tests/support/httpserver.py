@@ -30,6 +30,7 @@ class Route:
     announce_length: int | None = None   # the Content-Length to send instead of the body's true length
     send_length: bool = True          # False: no Content-Length, the body ends when the connection closes
     content_type: str = "application/octet-stream"
+    redirect: str | None = None       # answer 302 with this Location (a path on this server or a URL)
     hits: int = 0
     headers: list = field(default_factory=list)   # the request headers, one dict per request
     truncated: int = 0                # how many answers were cut short
@@ -67,6 +68,8 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(route.delay)
         if failing:
             return self._plain(route.fail_status, b"failing on purpose\n", send_body)
+        if route.redirect:
+            return self._plain(302, b"moved\n", send_body, {"Location": route.redirect})
         if route.status != 200:
             return self._plain(route.status, b"error page\n", send_body)
         body, status, extra = route.body, 200, {}
