@@ -501,8 +501,8 @@ def _not_a_kernel_patch(path):
     except PatchFormatError as e:
         return str(e).split("; ")[0]     # what is wrong, without the advice meant for the patch stage
     if not any(p.split("/")[0] in _KERNEL_TOP for p in paths):
-        return f"none of the files it changes ({', '.join(paths[:3])}{', ...' if len(paths) > 3 else ''}) is in a " \
-               "kernel tree"
+        shown = ", ".join(paths[:3]) + (", ..." if len(paths) > 3 else "")
+        return f"none of the files it changes ({shown}) is in a kernel tree"
     return None
 
 

@@ -79,15 +79,17 @@ def _tar_stream(archive, kind):
                 pass
         except BaseException as e:
             proc.kill()
+            rc = proc.wait()
             # Ctrl-C reaches the decompressor too, and its death breaks off the tar stream: the error tar then
             # raises would read as a damaged archive. A KeyboardInterrupt of our own goes on as it is.
-            if isinstance(e, Exception) and proc.wait() != -signal.SIGKILL:
-                _interrupted(archive, argv[0], proc.wait())
+            if isinstance(e, Exception) and rc != -signal.SIGKILL and rc < 0:
+                raise _interrupted(archive, argv[0], rc) from None
             raise
         finally:
             proc.stdout.close()
             rc = proc.wait()
-        _interrupted(archive, argv[0], rc)
+        if rc < 0:
+            raise _interrupted(archive, argv[0], rc)
         if rc not in ok:
             err.seek(0)
             raise ArchiveError(f"{archive} is damaged {kind} data ({err.read().decode(errors='replace').strip()}); "
@@ -95,14 +97,13 @@ def _tar_stream(archive, kind):
 
 
 def _interrupted(archive, tool, rc):
-    """Raise Interrupted if `tool` died of a signal: a damaged archive makes it exit with a status instead."""
-    if rc < 0:
-        try:
-            name = signal.Signals(-rc).name
-        except ValueError:
-            name = f"signal {-rc}"
-        raise Interrupted(f"unpacking {archive} was interrupted ({tool} was stopped by {name}), so the archive was "
-                          "not judged; run again.")
+    """For `tool` killed by signal -rc: a damaged archive makes a decompressor exit with a status instead."""
+    try:
+        name = signal.Signals(-rc).name
+    except ValueError:
+        name = f"signal {-rc}"
+    return Interrupted(f"unpacking {archive} was interrupted ({tool} was stopped by {name}), so the archive was "
+                       "not judged; run again.")
 
 
 def _inside(path, root):
