@@ -8,6 +8,9 @@ import multiprocessing
 import os
 import socket
 import tarfile
+from dataclasses import replace
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -17,9 +20,10 @@ import mkdump.unpack
 from mkdump.errors import MkdumpError
 from mkdump.fetch import Fetched, Fetcher
 from mkdump.narhash import nar_sha256
-from mkdump.sources import LockFile, Source
+from mkdump.sources import LockFile, Source, load_sources
 from support.httpserver import serve
 
+ROOT = Path(__file__).resolve().parent.parent
 PATCH = b"--- a/Makefile\n+++ b/Makefile\n" + bytes(range(256)) * 400     # ~100 kB, several chunks
 OTHER = b"--- a/Makefile\n+++ b/Makefile\n(someone else's file)\n"
 
@@ -48,9 +52,9 @@ def server():
         yield s
 
 
-def source(file="m.patch", urls=(), sha256=None, tree=None, alternatives=(), name="m", glob=None):
+def source(file="m.patch", urls=(), sha256=None, tree=None, alternatives=(), name="m", glob=None, **more):
     return Source(name=name, file=file, urls=tuple(urls), sha256=sha256, tree_sha256=tree,
-                  alternatives=tuple(alternatives), sources_glob=glob)
+                  alternatives=tuple(alternatives), sources_glob=glob, **more)
 
 
 def fetcher(tmp_path, **kw):
@@ -124,6 +128,54 @@ def test_a_web_page_is_not_the_file(tmp_path, server):
     lock = LockFile(tmp_path / "sources.lock")
     got = fetcher(tmp_path, lock=lock).fetch(source(urls=[server.url + "/sf/m.patch", server.url + "/up/m.patch"]))
     assert got.url.endswith("/up/m.patch") and lock.get("m.patch") == sha(PATCH)
+
+
+def test_an_announced_body_over_the_cap_is_refused_unread_and_not_asked_again(tmp_path, server):
+    huge = server.add("/huge/m.patch", PATCH, announce_length=10 ** 15)
+    server.add("/up/m.patch", PATCH)
+    log = Log()
+    got = fetcher(tmp_path, log=log, retries=4).fetch(
+        source(urls=[server.url + "/huge/m.patch", server.url + "/up/m.patch"], max_bytes=len(PATCH) + 1))
+    assert got.url.endswith("/up/m.patch") and huge.hits == 1
+    assert f"announces {10 ** 15} bytes, more than the source's max_bytes ({len(PATCH) + 1})" in log.text
+
+
+def test_a_body_growing_over_the_cap_is_cut_off_and_not_asked_again(tmp_path, server):
+    endless = server.add("/endless/m.patch", PATCH * 4, send_length=False)
+    with pytest.raises(MkdumpError) as err:
+        fetcher(tmp_path, retries=4).fetch(source(urls=[server.url + "/endless/m.patch"], max_bytes=len(PATCH)))
+    assert f"sent more than the source's max_bytes ({len(PATCH)})" in str(err.value)
+    assert endless.hits == 1
+    assert listing(tmp_path / "cache" / "tmp") == [] and listing(tmp_path / "cache" / "rejected") == []
+
+
+COUNTDOWN = (b"<!DOCTYPE html><html><head><meta http-equiv=\"refresh\" content=\"5; url=/mirror/m.patch\">"
+             b"</head><body>Your download will start in 5 seconds...</body></html>")
+
+
+def on_loopback(server, url):
+    """`url` moved onto the loopback server: https://host/path becomes <server>/host/path."""
+    parts = urlsplit(url)
+    return f"{server.url}/{parts.netloc}{parts.path}"
+
+
+def test_sourceforge_forms_a_countdown_page_then_a_redirect_to_the_file(tmp_path, server):
+    minik = load_sources(ROOT / "patches" / "sources.toml")["minik"]
+    urls = [on_loopback(server, u) for u in minik.urls]
+    path = lambda url: url[len(server.url):]
+    # As SourceForge answers a client it takes for a browser, then as it answers wget: via its download
+    # redirector to a mirror.
+    countdown = server.add(path(urls[0]), COUNTDOWN, content_type="text/html; charset=utf-8")
+    download = [u for u in urls if u.endswith("/download")][0]
+    mirror = [u for u in urls if ".dl.sourceforge.net/" in u and "/master." not in u][0]
+    server.add(path(download), redirect="/redirector?use_mirror=x")
+    server.add("/redirector", redirect=mirror)
+    served = server.add(path(mirror), KERNEL_PATCH)
+    lock = LockFile(tmp_path / "sources.lock")
+    got = fetcher(tmp_path, lock=lock).fetch(replace(minik, urls=tuple(urls)))
+    assert got.url == download and got.file == minik.file and open(got.path, "rb").read() == KERNEL_PATCH
+    assert countdown.hits == 1 and served.hits == 1 and lock.get(minik.file) == sha(KERNEL_PATCH)
+    assert listing(tmp_path / "cache" / "files") == [minik.file] and listing(tmp_path / "cache" / "rejected") == []
 
 
 def test_timeout_is_retried_then_next_url(tmp_path, server):
@@ -262,6 +314,71 @@ def test_trust_on_first_use_from_a_sources_dir(tmp_path):
     got = fetcher(tmp_path, sources_dirs=[local], lock=lock, log=log, offline=True).fetch(source(urls=["http://x/m"]))
     assert got.origin == "sources" and got.path == str(local / "m.patch")
     assert lock.get("m.patch") == sha(PATCH) and "TRUSTED ON FIRST USE" in log.text
+
+
+KERNEL_PATCH = (b"diff -urN linux-2.6.9/kernel/sched.c linux-2.6.9-minik/kernel/sched.c\n"
+                b"--- linux-2.6.9/kernel/sched.c\n+++ linux-2.6.9-minik/kernel/sched.c\n"
+                b"@@ -1,2 +1,3 @@\n /* sched */\n+/* minik */\n int x;\n")
+
+
+def test_trust_on_first_use_refuses_an_error_page_that_is_not_a_patch(tmp_path, server):
+    page = b"<p>File not found</p>\n"
+    server.add("/sf/m.patch", page, content_type="text/plain")
+    server.add("/up/m.patch", KERNEL_PATCH)
+    lock = LockFile(tmp_path / "sources.lock")
+    log = Log()
+    got = fetcher(tmp_path, lock=lock, log=log).fetch(
+        source(urls=[server.url + "/sf/m.patch", server.url + "/up/m.patch"], kind="patch"))
+    assert got.url.endswith("/up/m.patch") and lock.get("m.patch") == sha(KERNEL_PATCH)
+    assert "is not a kernel patch" in log.text
+    assert listing(tmp_path / "cache" / "rejected") == [f"m.patch.{sha(page)[:16]}"]
+
+
+def test_a_patch_touching_no_kernel_tree_is_not_trusted(tmp_path):
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "m.patch").write_bytes(b"--- a/README.txt\n+++ b/README.txt\n@@ -1 +1 @@\n-old\n+new\n")
+    lock = LockFile(tmp_path / "sources.lock")
+    with pytest.raises(MkdumpError, match="is not a kernel patch.*README.txt"):
+        fetcher(tmp_path, sources_dirs=[local], offline=True, lock=lock).fetch(source(kind="patch"))
+    assert lock.get("m.patch") is None
+
+
+@pytest.fixture
+def mkexec_taz(tmp_path):
+    from support import standin_mkexec as S
+    patch = S.kernel_patch(S.tiny_tree(tmp_path / "tiny"))
+    good = S.make_taz(tmp_path / "good.taz", patch_text=patch, workdir=tmp_path / "w").read_bytes()
+    lacking = S.make_taz(tmp_path / "bad.taz", patch_text=patch, omit=("include/asm-i386",),
+                         workdir=tmp_path / "w").read_bytes()
+    return good, lacking
+
+
+def test_trust_on_first_use_refuses_an_archive_without_the_mkexec_layout(tmp_path, server, mkexec_taz, kernel):
+    good, lacking = mkexec_taz
+    _, _, not_mkexec = kernel
+    server.add("/a/m.taz", not_mkexec)
+    server.add("/b/m.taz", lacking)
+    server.add("/c/m.taz", good)
+    lock = LockFile(tmp_path / "sources.lock")
+    log = Log()
+    got = fetcher(tmp_path, lock=lock, log=log).fetch(
+        source(file="m.taz", urls=[server.url + p for p in ("/a/m.taz", "/b/m.taz", "/c/m.taz")],
+               kind="mkexec-archive"))
+    assert got.url.endswith("/c/m.taz") and lock.get("m.taz") == sha(good)
+    assert "is not an mkexec archive" in log.text and "include/asm-i386/" in log.text
+    assert listing(tmp_path / "cache" / "rejected") == sorted(
+        [f"m.taz.{sha(not_mkexec)[:16]}", f"m.taz.{sha(lacking)[:16]}"])
+    assert listing(tmp_path / "cache" / "tmp") == []
+
+
+def test_a_recorded_file_is_not_checked_again(tmp_path, server, monkeypatch):
+    server.add("/up/m.patch", KERNEL_PATCH)
+    lock = LockFile(tmp_path / "sources.lock")
+    src = source(urls=[server.url + "/up/m.patch"], kind="patch")
+    fetcher(tmp_path, lock=lock).fetch(src)
+    monkeypatch.setattr(mkdump.fetch, "parse_patch", lambda *a, **k: pytest.fail("checked again"))
+    assert fetcher(tmp_path, lock=lock, offline=True).fetch(src).origin == "cache"
 
 
 # -- local sources and offline ---------------------------------------------------------------------------------
@@ -453,6 +570,89 @@ def test_disk_full_while_proving_a_tree_is_no_verdict_on_the_archive(tmp_path, s
     assert listing(cache / "rejected") == [] and listing(tmp_path / "fresh" / "cache" / "rejected") == []
     assert listing(cache / "tmp") == []
     assert bz2_route.hits == 2 and gz_route.hits == 0
+
+
+# Ctrl-C reaches the whole process group: the decompressor dies of SIGINT, and the tar stream it fed breaks off.
+CTRL_C_BZIP2 = (["sh", "-c", 'bzip2 -dc "$1" | head -c 1000; kill -INT $$'], (0,), "bzip2")
+
+
+def test_ctrl_c_while_proving_a_download_is_no_verdict(tmp_path, server, kernel, monkeypatch):
+    tree_hash, tbz, tgz = kernel
+    server.add("/up/k-1.0.tar.bz2", tbz)
+    gz_route = server.add("/up/k-1.0.tar.gz", tgz)
+    monkeypatch.setitem(mkdump.unpack._DECOMPRESSORS, "bzip2", CTRL_C_BZIP2)
+    with pytest.raises(MkdumpError, match="interrupted") as err:
+        fetcher(tmp_path).fetch(kernel_source(server, tree_hash))
+    assert "damaged" not in str(err.value)
+    assert gz_route.hits == 0, "an interrupted fetch went on to the next URL"
+    cache = tmp_path / "cache"
+    assert listing(cache / "rejected") == [] and listing(cache / "files") == [] and listing(cache / "tmp") == []
+
+
+def test_ctrl_c_while_proving_a_sources_dir_archive_is_no_verdict(tmp_path, k_tree, monkeypatch):
+    good, tree_hash, _, _ = k_tree
+    local = distfiles(tmp_path, {"k-1.0.tar.bz2": bz2.compress(good), "k_1.0.orig.tar.gz": gzip.compress(good)})
+    monkeypatch.setitem(mkdump.unpack._DECOMPRESSORS, "bzip2", CTRL_C_BZIP2)
+    log = Log()
+    with pytest.raises(MkdumpError, match="interrupted"):
+        fetcher(tmp_path, sources_dirs=[local], offline=True, log=log).fetch(globbed(tree_hash))
+    assert "not using" not in log.text and "trying" not in log.text
+    assert sorted(os.listdir(local)) == ["k-1.0.tar.bz2", "k_1.0.orig.tar.gz"]
+    assert listing(tmp_path / "cache" / "tmp") == [] and listing(tmp_path / "cache" / "verified") == []
+
+
+def test_keyboard_interrupt_while_proving_a_download_leaves_nothing(tmp_path, server, kernel, monkeypatch):
+    tree_hash, tbz, tgz = kernel
+    server.add("/up/k-1.0.tar.bz2", tbz)
+    gz_route = server.add("/up/k-1.0.tar.gz", tgz)
+
+    def ctrl_c(archive, scratch):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mkdump.fetch, "tree_sha256_of_archive", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        fetcher(tmp_path).fetch(kernel_source(server, tree_hash))
+    assert gz_route.hits == 0
+    cache = tmp_path / "cache"
+    assert listing(cache / "rejected") == [] and listing(cache / "files") == [] and listing(cache / "tmp") == []
+
+
+class FullDisk:
+    """A file that takes `room` bytes and then fails as a full disk does."""
+
+    def __init__(self, f, room):
+        self.f, self.room = f, room
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+    def write(self, data):
+        if self.f.tell() + len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self.f.write(data)
+
+
+def test_disk_full_while_downloading_is_one_sentence_and_leaves_nothing(tmp_path, server, monkeypatch):
+    route = server.add("/dl/m.patch", PATCH)
+    other = server.add("/other/m.patch", PATCH)
+    real_open = open
+
+    def full_disk(path, *args, **kwargs):
+        f = real_open(path, *args, **kwargs)
+        return FullDisk(f, 20000) if str(path).endswith(".part") else f
+
+    monkeypatch.setattr("builtins.open", full_disk)
+    cache = tmp_path / "cache"
+    with pytest.raises(MkdumpError) as err:
+        fetcher(tmp_path).fetch(source(urls=[server.url + "/dl/m.patch", server.url + "/other/m.patch"],
+                                       sha256=sha(PATCH)))
+    message = str(err.value)
+    assert "m.patch" in message and str(cache) in message and "free space" in message, message
+    assert route.hits == 1 and other.hits == 0, "a full disk is no reason to ask again or elsewhere"
+    assert listing(cache / "tmp") == [] and listing(cache / "files") == []
 
 
 def test_unreadable_file_in_a_sources_dir_is_one_sentence(tmp_path, monkeypatch):

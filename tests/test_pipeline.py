@@ -1,4 +1,7 @@
 """Stage glue that the integration tests reach only indirectly."""
+import os
+from dataclasses import replace
+
 import pytest
 
 from mkdump import layout as L
@@ -8,20 +11,41 @@ from mkdump.errors import MkdumpError
 from mkdump.sources import Source
 
 
+def write_fetch_stamps(root, path, sha256):
+    stamp.write(L.fetch_where(root, "minik"), {"path": str(path), "url": None, "origin": "cache", "file": "m.patch",
+                                               "identity": P.file_identity(path)})
+    stamp.write(L.fetch_stamp(root, "minik"), {"name": "minik", "sha256": sha256, "tree_sha256": None})
+
+
 def test_fetched_path_names_the_vanished_file(tmp_path):
-    stamp.write(L.fetch_where(str(tmp_path), "minik"), {"path": str(tmp_path / "gone"), "url": None,
-                                                        "origin": "cache", "file": "gone"})
-    assert P.fetched_path_recorded(str(tmp_path), "minik") == str(tmp_path / "gone")
+    root = str(tmp_path)
+    f = tmp_path / "gone"
+    f.write_bytes(b"verified")
+    verified = stamp.sha256_file(f)
+    write_fetch_stamps(root, f, verified)
+    src = Source("minik", "gone", ("http://a/gone",), None, None, ())
+    assert not P.fetch_stamp_stale(root, src, verified)
+    f.unlink()
+    assert P.fetch_stamp_stale(root, src, verified)
     with pytest.raises(MkdumpError, match="scons fetch"):
-        P.fetched_path(str(tmp_path), "minik")
-    assert P.fetched_path_recorded(str(tmp_path), "linux") is None
+        P.fetched_path(root, "minik")
+    assert not P.fetch_stamp_stale(root, replace(src, name="linux"), None), "no stamp: nothing to void"
 
 
-def test_fetch_signature_follows_definition_and_lock():
+def test_fetch_is_redone_when_the_definition_or_the_lock_changes(tmp_path):
     src = Source("minik", "m.patch", ("http://a/m.patch",), None, None, ())
-    a = P.fetch_signature(src, lock_sha256=None)
-    b = P.fetch_signature(src, lock_sha256="ab" * 32)
-    assert a != b and a["urls"] == ["http://a/m.patch"]
+    assert P.fetch_signature(src)["urls"] == ["http://a/m.patch"]
+    assert P.fetch_signature(src) != P.fetch_signature(replace(src, urls=("http://b/m.patch",)))
+    root = str(tmp_path)
+    f = tmp_path / "m.patch"
+    f.write_bytes(b"verified")
+    verified = stamp.sha256_file(f)
+    assert not P.fetch_stamp_stale(root, src, None), "no stamp yet: nothing to void"
+    write_fetch_stamps(root, f, verified)
+    assert not P.fetch_stamp_stale(root, src, verified), "what trust on first use recorded"
+    assert P.fetch_stamp_stale(root, src, "ab" * 32), "an edited lock entry"
+    assert P.fetch_stamp_stale(root, src, None), "a deleted lock entry"
+    assert not P.fetch_stamp_stale(root, replace(src, sha256=verified), "ab" * 32), "a pin makes the lock moot"
 
 
 def test_series_inputs_split_sources_from_local_patches(tmp_path):
@@ -48,3 +72,17 @@ def test_fetched_file_swapped_after_verification_is_refused(tmp_path):
     f.write_bytes(b"swapped")
     with pytest.raises(MkdumpError, match="changed after it was verified"):
         P.fetched_path(root, "minik")
+
+
+def test_a_file_edited_after_fetch_voids_its_stamp_even_with_its_old_mtime(tmp_path):
+    root = str(tmp_path)
+    f = tmp_path / "m.patch"
+    f.write_bytes(b"verified")
+    write_fetch_stamps(root, f, stamp.sha256_file(f))
+    src = Source("minik", "m.patch", ("http://a/m.patch",), stamp.sha256_file(f), None, ())
+    assert not P.fetch_stamp_stale(root, src, None)
+    before = f.stat()
+    f.write_bytes(b"swapped!")
+    os.utime(f, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert f.stat().st_size == before.st_size and f.stat().st_mtime_ns == before.st_mtime_ns
+    assert P.fetch_stamp_stale(root, src, None)

@@ -1,4 +1,5 @@
 import multiprocessing
+import re
 import tomllib
 from pathlib import Path
 
@@ -25,6 +26,22 @@ def test_the_project_manifest():
         assert sources[name].sha256 is None and sources[name].tree_sha256 is None
         assert sources[name].names == (sources[name].file,)
         assert sources[name].sources_glob is None
+        assert sources[name].max_bytes <= 10_000_000, "a cap of a few MB for the mkdump files"
+    assert 50_000_000 <= linux.max_bytes <= 200_000_000
+    assert (sources["minik"].kind, sources["mkexec"].kind) == ("patch", "mkexec-archive")
+
+
+def test_the_project_lists_sourceforges_forms_of_each_mkdump_file():
+    sources = load_sources(ROOT / "patches" / "sources.toml")
+    for name in ("minik", "mkexec"):
+        path = "mkdump/mkdump/Version%201.0/" + sources[name].file
+        urls = sources[name].urls
+        assert urls[0] == "https://downloads.sourceforge.net/project/" + path
+        assert f"https://sourceforge.net/projects/mkdump/files/{path.partition('/')[2]}/download" in urls
+        assert "https://master.dl.sourceforge.net/project/" + path in urls
+        mirrors = [u for u in urls if re.fullmatch(r"https://[a-z0-9-]+\.dl\.sourceforge\.net/project/" + re.escape(path),
+                                                   u) and "//master." not in u]
+        assert len(mirrors) >= 2, urls
 
 
 def test_the_project_glob_finds_distro_names_of_2_6_9_only():
@@ -84,6 +101,10 @@ GOOD = 'file = "x.patch"\nurls = ["https://example.org/x.patch"]\n'
     ("[x]\n" + GOOD + f"tree_sha256 = '{PIN_HEX}'\nsources_glob = 'dl/x*'\n", ["[x]", "sources_glob",
                                                                                 "without any directory"]),
     ("[x]\n" + GOOD + f"tree_sha256 = '{PIN_HEX}'\nsources_glob = ['x*']\n", ["[x]", "sources_glob"]),
+    ("[x]\n" + GOOD + "max_bytes = '4 MB'\n", ["[x]", "max_bytes"]),
+    ("[x]\n" + GOOD + "max_bytes = 0\n", ["[x]", "max_bytes"]),
+    ("[x]\n" + GOOD + "max_bytes = true\n", ["[x]", "max_bytes"]),
+    ("[x]\n" + GOOD + "kind = 'diff'\n", ["[x]", "kind", "'patch'", "'mkexec-archive'"]),
 ])
 def test_malformed_manifests_name_file_and_key(tmp_path, text, words):
     path = write(tmp_path, text)

@@ -9,6 +9,7 @@ Cache layout (cache_dir):
   rejected/<file>.<sha> files that failed verification, kept for inspection and never used
 """
 import contextlib
+import errno
 import fcntl
 import os
 import posixpath
@@ -25,7 +26,8 @@ import urllib3
 from mkdump import stamp
 from mkdump.errors import MkdumpError
 from mkdump.sources import check_file_name, glob_candidates
-from mkdump.unpack import ArchiveError, tree_sha256_of_archive
+from mkdump.unidiff import PatchFormatError, parse_patch, strip_name
+from mkdump.unpack import ArchiveError, tree_sha256_of_archive, unpacked
 
 _CHUNK = 1 << 16
 
@@ -178,9 +180,10 @@ class Fetcher:
                 if found:
                     return found
                 try:
-                    part = self._download(name, url)
+                    part = self._download(name, url, source.max_bytes)
                 except _UrlFailed as e:
                     failures.append(f"{url}: {e}")
+                    self.log(f"  {name}: {url}: {e}")
                     continue
                 try:
                     sha, tree = self._verify(source, name, part)
@@ -189,6 +192,11 @@ class Fetcher:
                     failures.append(f"{url}: {e} (kept in {kept})")
                     self.log(f"WARNING: {url}: {e}; the file is kept in {kept} and will not be used.")
                     continue
+                except BaseException:
+                    # No verdict (interrupted, or the machine at fault): an unjudged download is neither kept
+                    # nor set aside, and the next fetch starts it afresh anyway.
+                    os.unlink(part)
+                    raise
                 path = os.path.join(self._dir("files"), name)
                 os.replace(part, path)
                 self._trust(source, name, sha, url)
@@ -283,12 +291,32 @@ class Fetcher:
             tree = self._tree_hash(name, path, sha)
             if tree != source.tree_sha256:
                 raise _Mismatch(f"its unpacked tree hashes to {tree}, expected {source.tree_sha256}", sha)
-        elif not source.sha256 and self.lock is not None:
-            recorded = self.lock.get(name)
-            if recorded is not None and recorded != sha:
+        elif not source.sha256:
+            recorded = self.lock.get(name) if self.lock is not None else None
+            if recorded is None:
+                self._check_kind(source, path, sha)
+            elif recorded != sha:
                 raise _Mismatch(f"SHA-256 is {sha}, but {self.lock.path} records {recorded} from its first use",
                                 sha)
         return sha, tree
+
+    def _check_kind(self, source, path, sha):
+        """Before trust on first use: a file must at least be what its source's kind says, or an error page that
+        came first (with status 200 and no HTML type) would be recorded, and the genuine file refused forever."""
+        if source.kind == "patch":
+            why = _not_a_kernel_patch(path)
+            if why:
+                raise _Mismatch(f"it is not a kernel patch ({why})", sha)
+        elif source.kind == "mkexec-archive":
+            from mkdump.mkexec import missing_parts
+            self.log(f"Unpacking {path} to check that it is an mkexec archive")
+            try:
+                with unpacked(path, self._dir("tmp")) as (tree, _):
+                    missing = missing_parts(tree)
+            except ArchiveError as e:
+                raise _Mismatch(f"it cannot be unpacked ({e})", sha) from None
+            if missing:
+                raise _Mismatch(f"it is not an mkexec archive (it lacks {', '.join(missing)})", sha)
 
     def _tree_hash(self, name, path, sha):
         known = self._read_record(name)
@@ -338,21 +366,33 @@ class Fetcher:
 
     # -- download ----------------------------------------------------------------------------------------------
 
-    def _download(self, name, url):
-        """Download `url` completely into tmp/<name>.part and return that path; raises _UrlFailed."""
+    def _download(self, name, url, limit):
+        """Download `url` completely into tmp/<name>.part and return that path; raises _UrlFailed, also for a
+        body over `limit` bytes (a broken or hostile server could otherwise fill the disk)."""
         part = os.path.join(self._dir("tmp"), name + ".part")
         # A leftover .part may be from an interrupted run against another URL: resuming it could splice two
         # different files, which trust on first use would then record. Resume only within this attempt.
         if os.path.exists(part):
             os.unlink(part)
         self.log(f"Downloading {name} from {url}")
+        try:
+            self._attempts(name, url, part, limit)
+        except BaseException:
+            # Whatever stopped it, a partial download is of no use to anyone (see above).
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(part)
+            raise
+        self.log(f"  {name}: {os.path.getsize(part)} bytes")
+        return part
+
+    def _attempts(self, name, url, part, limit):
         failures = 0
         validator = []      # the ETag or Last-Modified of the first answer, for If-Range on resumes
         while True:
             have = os.path.getsize(part) if os.path.exists(part) else 0
             try:
-                self._get(name, url, part, have, validator)
-                break
+                self._get(name, url, part, have, validator, limit)
+                return
             except _Retry as e:
                 reason = str(e)
             except requests.exceptions.SSLError as e:
@@ -372,10 +412,8 @@ class Fetcher:
             delay = self.backoff * 2 ** (failures - 1)
             self.log(f"  {name}: {reason}; retrying in {delay:g} s")
             time.sleep(delay)
-        self.log(f"  {name}: {os.path.getsize(part)} bytes")
-        return part
 
-    def _get(self, name, url, part, have, validator):
+    def _get(self, name, url, part, have, validator, limit):
         """One request, appending to `part` from byte `have` when the server allows it.
 
         Raises _Retry for transient trouble, _UrlFailed for a refusal; requests' own exceptions pass through.
@@ -385,7 +423,8 @@ class Fetcher:
             headers["Range"] = f"bytes={have}-"
             if validator:
                 headers["If-Range"] = validator[0]
-        with self.session.get(url, headers=headers, stream=True, timeout=self.timeout) as r:
+        # SourceForge's /download form and its download host answer with redirects to a mirror.
+        with self.session.get(url, headers=headers, stream=True, timeout=self.timeout, allow_redirects=True) as r:
             if r.status_code >= 500:
                 raise _Retry(f"HTTP {r.status_code}")
             if r.status_code == 206 and have:
@@ -405,6 +444,9 @@ class Fetcher:
                                             r.headers.get("Last-Modified"),) if v]
             else:
                 raise _UrlFailed(f"HTTP {r.status_code}")
+            if total is not None and total > limit:
+                raise _UrlFailed(f"it announces {total} bytes, more than the source's max_bytes ({limit}) in "
+                                 "sources.toml")
             # Download sites answer some failures with a web page and status 200; for a file without a pin,
             # trust on first use would otherwise record that page as the genuine file.
             if (r.headers.get("Content-Type", "").lower().startswith("text/html")
@@ -415,16 +457,53 @@ class Fetcher:
                 with open(part, mode) as f:
                     # raw, not iter_content: a .tar.gz served with Content-Encoding: gzip must stay compressed.
                     for chunk in r.raw.stream(_CHUNK, decode_content=False):
+                        if progress.have + len(chunk) > limit:
+                            raise _UrlFailed(f"it sent more than the source's max_bytes ({limit}) in sources.toml")
                         f.write(chunk)
                         progress.update(len(chunk))
             except urllib3.exceptions.ReadTimeoutError:
                 raise _Retry(f"the server stopped sending after {progress.have} of {total or '?'} bytes") from None
             except urllib3.exceptions.HTTPError:
                 raise _Retry(f"the connection closed after {progress.have} of {total or '?'} bytes") from None
+            except OSError as e:
+                # urllib3 wraps the network's own OSErrors, so this is the cache's disk: no URL can help.
+                raise self._cannot_write(name, part, e) from None
             finally:
                 progress.close()
             if total is not None and progress.have < total:
                 raise _Retry(f"the connection closed after {progress.have} of {total} bytes")
+
+    def _cannot_write(self, name, part, e):
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            todo = f"free space in the download cache {self.cache_dir}"
+        else:
+            todo = f"make the download cache {self.cache_dir} writable"
+        return MkdumpError(f"cannot write the download of {name} to {part} ({e.strerror}); {todo} (or give "
+                           "another cache=) and run again.")
+
+
+# The top of a Linux 2.6.9 tree: a patch for it touches at least one of these.
+_KERNEL_TOP = {"arch", "crypto", "Documentation", "drivers", "fs", "include", "init", "ipc", "kernel", "lib", "mm",
+               "net", "scripts", "security", "sound", "usr", "Makefile"}
+
+
+def _not_a_kernel_patch(path):
+    """Why the file at `path` is no unified diff for a kernel tree (-p1, as the series apply it), or None."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise MkdumpError(f"cannot read {path} ({e.strerror}); fix its permissions or remove it.") from None
+    name = os.path.basename(path)
+    try:
+        paths = [strip_name(fp.new_name or fp.old_name, 1, patch_name=name, lineno=fp.patch_line)
+                 for fp in parse_patch(data, name=name)]
+    except PatchFormatError as e:
+        return str(e).split("; ")[0]     # what is wrong, without the advice meant for the patch stage
+    if not any(p.split("/")[0] in _KERNEL_TOP for p in paths):
+        shown = ", ".join(paths[:3]) + (", ..." if len(paths) > 3 else "")
+        return f"none of the files it changes ({shown}) is in a kernel tree"
+    return None
 
 
 # urllib3 1.x has no NameResolutionError; its gaierror is then found further down the chain.

@@ -48,17 +48,8 @@ def _stderr(msg):
 # ---------------------------------------------------------------------------------------------------------------
 # Layout
 
-def find_layout(src_dir, *, arch=None):
-    """Check an unpacked mkexec archive against the README's layout and return where its parts are.
-
-    With `arch`, only include/asm-<arch> is required; without, both arches the README names. Returns a dict:
-    root, patch, top_makefile, makefile_base, kernel_makefile, asm (arch -> directory), all absolute paths.
-    """
-    root = os.path.abspath(src_dir)
-    if arch is not None and arch not in ARCHES:
-        raise MkdumpError(f"arch {arch!r} is not one mkexec supports; use one of {', '.join(ARCHES)}")
-    if not os.path.isdir(root):
-        raise MkdumpError(f"the unpacked mkexec archive {root} does not exist; run the unpack stage first")
+def _layout(root, arch):
+    """(where the parts are, the README's parts that are missing) of the tree at `root`."""
     files = {"top_makefile": TOP_MAKEFILE, "patch": PATCH, "makefile_base": MAKEFILE_BASE,
              "kernel_makefile": KERNEL_MAKEFILE}
     layout = {"root": root, "asm": {}}
@@ -75,6 +66,26 @@ def find_layout(src_dir, *, arch=None):
             layout["asm"][a] = path
         else:
             missing.append(f"include/asm-{a}/")
+    return layout, missing
+
+
+def missing_parts(src_dir):
+    """What an unpacked tree lacks of the README's mkexec layout, for every arch; empty for an mkexec tree."""
+    return _layout(os.path.abspath(src_dir), None)[1]
+
+
+def find_layout(src_dir, *, arch=None):
+    """Check an unpacked mkexec archive against the README's layout and return where its parts are.
+
+    With `arch`, only include/asm-<arch> is required; without, both arches the README names. Returns a dict:
+    root, patch, top_makefile, makefile_base, kernel_makefile, asm (arch -> directory), all absolute paths.
+    """
+    root = os.path.abspath(src_dir)
+    if arch is not None and arch not in ARCHES:
+        raise MkdumpError(f"arch {arch!r} is not one mkexec supports; use one of {', '.join(ARCHES)}")
+    if not os.path.isdir(root):
+        raise MkdumpError(f"the unpacked mkexec archive {root} does not exist; run the unpack stage first")
+    layout, missing = _layout(root, arch)
     if missing:
         hint = ""
         entries = os.listdir(root)

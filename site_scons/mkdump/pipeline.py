@@ -26,21 +26,40 @@ def _log_default(msg):
 
 # ---------------------------------------------------------------- fetch
 
-def fetch_signature(source, *, lock_sha256):
-    """What decides whether a source must be fetched again: its definition and its lock entry."""
+def fetch_signature(source):
+    """What decides what the fetch stage must produce: the source's definition. The lock file is checked by
+    fetch_stamp_stale instead: trust on first use writes it during the stage, so in the signature it would make
+    the run after every first use fetch again."""
     return {
         "name": source.name, "file": source.file, "urls": list(source.urls),
         "alternatives": list(source.alternatives), "sha256": source.sha256,
-        "tree_sha256": source.tree_sha256, "lock": lock_sha256,
+        "tree_sha256": source.tree_sha256,
     }
 
 
-def fetched_path_recorded(root, source_name):
-    """Where the last fetch left the verified file, or None; a fetch stamp is void once that file is gone."""
+def file_identity(path):
+    """What changes whenever a file's bytes may have: an edit that puts the old mtime back still moves the ctime.
+    Cheap enough for every run, which hashing Linux's archive is not."""
+    st = os.stat(path)
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def fetch_stamp_stale(root, source, lock_sha256):
+    """Whether the fetch stamp of `source` no longer vouches for its file, so the stage must verify it again: the
+    file is gone or was changed since, or `lock_sha256` (the lock file's entry for an unpinned source) is not
+    what was verified."""
     try:
-        return stamp.read(L.fetch_where(root, source_name))["path"]
+        where = stamp.read(L.fetch_where(root, source.name))
+        verified = stamp.read(L.fetch_stamp(root, source.name))["sha256"]
+        path = where["path"]
     except (OSError, ValueError, KeyError):
-        return None
+        return False    # no stamp to void: SCons runs the stage anyway
+    try:
+        if file_identity(path) != where.get("identity"):
+            return True
+    except OSError:
+        return True
+    return not (source.sha256 or source.tree_sha256) and lock_sha256 != verified
 
 
 def fetch(source, *, root, cache, sources_dirs, mirrors, offline, lock_path, log=_log_default):
@@ -49,8 +68,9 @@ def fetch(source, *, root, cache, sources_dirs, mirrors, offline, lock_path, log
     fetcher = Fetcher(cache, sources_dirs=sources_dirs, mirrors=mirrors, offline=offline,
                       lock=LockFile(lock_path), log=log)
     got = fetcher.fetch(source)
-    stamp.write(L.fetch_where(root, source.name),
-                {"path": os.path.abspath(got.path), "url": got.url, "origin": got.origin, "file": got.file})
+    path = os.path.abspath(got.path)
+    stamp.write(L.fetch_where(root, source.name), {"path": path, "url": got.url, "origin": got.origin,
+                                                   "file": got.file, "identity": file_identity(path)})
     stamp.write(L.fetch_stamp(root, source.name),
                 {"name": source.name, "sha256": got.sha256, "tree_sha256": got.tree_sha256})
     return got

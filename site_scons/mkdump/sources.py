@@ -11,6 +11,13 @@ from mkdump.errors import MkdumpError
 from mkdump.narhash import normalize_sha256
 
 
+# What a file without a pin can be checked to be before trust on first use records it (fetch.py checks them).
+KINDS = ("patch", "mkexec-archive")
+
+# For a source that states no max_bytes: about the size of the largest archive of Linux 2.6.9.
+DEFAULT_MAX_BYTES = 100_000_000
+
+
 @dataclass(frozen=True)
 class Source:
     name: str
@@ -20,6 +27,8 @@ class Source:
     tree_sha256: str | None = None      # hex
     alternatives: tuple[str, ...] = ()
     sources_glob: str | None = None     # other archive names tried in a sources= directory (tree pin only)
+    max_bytes: int = DEFAULT_MAX_BYTES  # a download larger than this is refused
+    kind: str | None = None             # one of KINDS: what a file must be before it is trusted on first use
 
     @property
     def names(self):
@@ -27,7 +36,7 @@ class Source:
         return (self.file,) + (self.alternatives if self.tree_sha256 else ())
 
 
-_KEYS = {"file", "urls", "sha256", "tree_sha256", "alternatives", "sources_glob"}
+_KEYS = {"file", "urls", "sha256", "tree_sha256", "alternatives", "sources_glob", "max_bytes", "kind"}
 
 # What a tar archive is called, plain or compressed; the content is told by its magic bytes (unpack.py), the name
 # only keeps a distro's .dsc, .sign and patch files in the same directory from costing an unpack each.
@@ -105,8 +114,15 @@ def load_sources(path):
                 raise MkdumpError(f"{where} has sources_glob but no tree_sha256; archives found by name can only "
                                   "be accepted when the unpacked tree is pinned, so add tree_sha256 or drop "
                                   "sources_glob.")
+        max_bytes = table.get("max_bytes", DEFAULT_MAX_BYTES)
+        if type(max_bytes) is not int or max_bytes <= 0:
+            raise MkdumpError(f"{where} max_bytes must be a positive whole number of bytes, such as 4_000_000.")
+        kind = table.get("kind")
+        if kind is not None and kind not in KINDS:
+            raise MkdumpError(f"{where} kind {kind!r} is not one of {', '.join(map(repr, KINDS))}.")
         source = Source(name=name, file=file, urls=tuple(urls), sha256=pins.get("sha256"),
-                        tree_sha256=pins.get("tree_sha256"), alternatives=alternatives, sources_glob=glob)
+                        tree_sha256=pins.get("tree_sha256"), alternatives=alternatives, sources_glob=glob,
+                        max_bytes=max_bytes, kind=kind)
         for n in source.names:
             if n in owner:
                 raise MkdumpError(f"{where} uses the file name {n!r} that [{owner[n]}] uses too; "

@@ -3,6 +3,7 @@ import contextlib
 import os
 import posixpath
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -17,6 +18,10 @@ _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"
 class ArchiveError(MkdumpError):
     """The archive itself is at fault (not a tar, damaged, unsafe, another tree), as opposed to the machine
     (a full disk, permissions): the fetcher sets aside only what fails for the first reason."""
+
+
+class Interrupted(MkdumpError):
+    """Unpacking was stopped from outside: no verdict on the archive, which must be neither refused nor trusted."""
 
 
 def _stderr_log(msg):
@@ -72,16 +77,33 @@ def _tar_stream(archive, kind):
             # Drain what tar did not need (zero padding), so the exit status reflects the whole stream.
             while proc.stdout.read(1 << 16):
                 pass
-        except BaseException:
+        except BaseException as e:
             proc.kill()
+            rc = proc.wait()
+            # Ctrl-C reaches the decompressor too, and its death breaks off the tar stream: the error tar then
+            # raises would read as a damaged archive. A KeyboardInterrupt of our own goes on as it is.
+            if isinstance(e, Exception) and rc != -signal.SIGKILL and rc < 0:
+                raise _interrupted(archive, argv[0], rc) from None
             raise
         finally:
             proc.stdout.close()
             rc = proc.wait()
+        if rc < 0:
+            raise _interrupted(archive, argv[0], rc)
         if rc not in ok:
             err.seek(0)
             raise ArchiveError(f"{archive} is damaged {kind} data ({err.read().decode(errors='replace').strip()}); "
                                "fetch it again.")
+
+
+def _interrupted(archive, tool, rc):
+    """For `tool` killed by signal -rc: a damaged archive makes a decompressor exit with a status instead."""
+    try:
+        name = signal.Signals(-rc).name
+    except ValueError:
+        name = f"signal {-rc}"
+    return Interrupted(f"unpacking {archive} was interrupted ({tool} was stopped by {name}), so the archive was "
+                       "not judged; run again.")
 
 
 def _inside(path, root):
@@ -319,11 +341,20 @@ def unpack(archive, dest, *, expect_tree_sha256=None, log=None):
     return actual
 
 
-def tree_sha256_of_archive(archive, scratch_dir):
-    """The tree hash of `archive`, unpacked into a temporary directory under `scratch_dir` and deleted again."""
+@contextlib.contextmanager
+def unpacked(archive, scratch_dir):
+    """`archive` unpacked into a temporary directory under `scratch_dir`, deleted again after the block: yields
+    (the tree, its tree hash)."""
     os.makedirs(scratch_dir, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".treehash-", dir=scratch_dir)
     try:
-        return unpack(archive, os.path.join(tmp, "tree"), log=lambda msg: None)
+        tree = os.path.join(tmp, "tree")
+        yield tree, unpack(archive, tree, log=lambda msg: None)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def tree_sha256_of_archive(archive, scratch_dir):
+    """The tree hash of `archive`, unpacked into a temporary directory under `scratch_dir` and deleted again."""
+    with unpacked(archive, scratch_dir) as (_, tree_hash):
+        return tree_hash

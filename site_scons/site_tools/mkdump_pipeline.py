@@ -33,7 +33,7 @@ def _stage_fetch(p, opts, log):
     from mkdump.sources import load_sources
     src = load_sources(p["sources_toml"])[p["source"]]
     P.fetch(src, root=opts.build, cache=opts.cache, sources_dirs=opts.sources, mirrors=opts.mirrors,
-            offline=opts.offline, lock_path=p["lock"], log=log)
+            offline=opts.offline, lock_path=p["lock_path"], log=log)
 
 
 def _stage_unpack(p, opts, log):
@@ -157,9 +157,9 @@ class Pipeline:
         self.fetched = {}
         self.shared_env = _shared_env(env, opts.cache_dir) if opts.cache_dir else None
 
-    def _stage(self, targets, params, deps=(), requires=()):
-        """One stage: `requires` are paths the stamp vouches for; if one is gone the stamp is void."""
-        if any(not os.path.exists(p) for p in requires):
+    def _stage(self, targets, params, deps=(), requires=(), void=False):
+        """One stage: `requires` are paths the stamp vouches for; if one is gone, or `void`, the stamp is void."""
+        if void or any(not os.path.exists(p) for p in requires):
             for t in targets:
                 if os.path.exists(t):
                     os.remove(t)
@@ -174,11 +174,10 @@ class Pipeline:
     def fetch(self):
         root = self.opts.build
         for name, src in self.sources.items():
-            sig = P.fetch_signature(src, lock_sha256=self._lock.get(src.file))
             node = self._stage([L.fetch_stamp(root, name), L.fetch_where(root, name)],
-                               dict(sig, stage="fetch", source=name, sources_toml=self.sources_toml,
-                                    lock=self.lock),
-                               requires=[P.fetched_path_recorded(root, name) or L.fetch_where(root, name)])
+                               dict(P.fetch_signature(src), stage="fetch", source=name,
+                                    sources_toml=self.sources_toml, lock_path=self.lock),
+                               void=P.fetch_stamp_stale(root, src, self._lock.get(src.file)))
             self.fetched[name] = node[0]
             Alias("fetch", node)
         return self.fetched

@@ -27,7 +27,10 @@ class Route:
     delay: float = 0.0                # seconds to wait before answering
     chunk_delay: float = 0.0          # seconds between 4 KiB chunks of the body, for slow downloads
     etag: str | None = None
+    announce_length: int | None = None   # the Content-Length to send instead of the body's true length
+    send_length: bool = True          # False: no Content-Length, the body ends when the connection closes
     content_type: str = "application/octet-stream"
+    redirect: str | None = None       # answer 302 with this Location (a path on this server or a URL)
     hits: int = 0
     headers: list = field(default_factory=list)   # the request headers, one dict per request
     truncated: int = 0                # how many answers were cut short
@@ -65,6 +68,8 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(route.delay)
         if failing:
             return self._plain(route.fail_status, b"failing on purpose\n", send_body)
+        if route.redirect:
+            return self._plain(302, b"moved\n", send_body, {"Location": route.redirect})
         if route.status != 200:
             return self._plain(route.status, b"error page\n", send_body)
         body, status, extra = route.body, 200, {}
@@ -82,7 +87,8 @@ class _Handler(BaseHTTPRequestHandler):
             extra["ETag"] = route.etag
         self.send_response(status)
         self.send_header("Content-Type", route.content_type)
-        self.send_header("Content-Length", str(len(body)))
+        if route.send_length:
+            self.send_header("Content-Length", str(route.announce_length or len(body)))
         self.send_header("Accept-Ranges", "bytes" if route.ranges else "none")
         for k, v in extra.items():
             self.send_header(k, v)
