@@ -276,3 +276,32 @@ def ccache_counts(stats):
     """(hits, misses) of compilations ccache could cache."""
     hits = stats.get("direct_cache_hit", 0) + stats.get("preprocessed_cache_hit", 0)
     return hits, stats.get("cache_miss", 0)
+
+
+# --- full configurations (benchmarks/fieldconfigs) -----------------------------------------------------------
+
+# kbuild's quiet lines for an object it compiles: C, assembler, built-in or module.
+_COMPILED_RE = re.compile(r"^\s+(?:CC|AS)(?: \[M\])?\s+(\S+\.o)$", re.M)
+_FAILED_RE = re.compile(r"\*\*\* \[(?:[^\]:]*:\d+: )?([^\]\s]+\.o)\] Error \d+")
+
+
+def compiled_objects(make_output):
+    """The objects a `make` (without V=1) compiled, in order; .mod.o glue included."""
+    return _COMPILED_RE.findall(make_output)
+
+
+def failed_objects(make_output):
+    """The objects `make -k` reported as failed, each once, sorted."""
+    return sorted(set(_FAILED_RE.findall(make_output)))
+
+
+def format_config_table(rows):
+    """rows: dicts with config, arch, compiled, failed, modules, cold_s, warm_s (None when not measured)."""
+    head = ("configuration", "arch", "compiled", "failed", "modules", "cold", "warm ccache")
+    lines = [head]
+    for r in rows:
+        lines.append((r["config"], r["arch"], str(r["compiled"]), str(r["failed"]), str(r["modules"]),
+                      f"{r['cold_s'] / 60:.1f} min" if r.get("cold_s") is not None else "-",
+                      f"{r['warm_s'] / 60:.1f} min" if r.get("warm_s") is not None else "-"))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)

@@ -221,3 +221,35 @@ def test_run_skips_without_the_archive(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run"), "--quick"], capture_output=True,
                        text=True, env=env, timeout=60)
     assert r.returncode == 0 and r.stdout.startswith("benchmarks/run: skipped: no Linux 2.6.9 archive")
+
+
+MAKE_K = """\
+  CC      init/main.o
+  CC [M]  drivers/net/acenic.o
+drivers/net/acenic.c:489:29: error: invalid storage class for function 'ace_watchdog'
+make[2]: *** [scripts/Makefile.build:190: drivers/net/acenic.o] Error 1
+  AS      arch/x86_64/kernel/entry.o
+  CC      drivers/scsi/sd_mod.mod.o
+make[3]: *** [scripts/Makefile.build:197: drivers/i2c/chips/lm75.o] Error 1
+make[2]: *** [scripts/Makefile.build:311: drivers/i2c/chips] Error 2
+make[1]: *** [drivers/net/acenic.o] Error 1
+  LD [M]  drivers/scsi/sd_mod.ko
+"""
+
+
+def test_objects_compiled_and_failed_from_make_k_output():
+    assert B.compiled_objects(MAKE_K) == ["init/main.o", "drivers/net/acenic.o", "arch/x86_64/kernel/entry.o",
+                                          "drivers/scsi/sd_mod.mod.o"]
+    assert B.failed_objects(MAKE_K) == ["drivers/i2c/chips/lm75.o", "drivers/net/acenic.o"]
+    assert B.failed_objects("  CC      a.o\n") == []
+
+
+def test_config_table():
+    text = B.format_config_table([{"config": "rhel4", "arch": "x86_64", "compiled": 2120, "failed": 0,
+                                   "modules": 715, "cold_s": 1068, "warm_s": 300},
+                                  {"config": "allmodconfig", "arch": "i386", "compiled": 3000, "failed": 12,
+                                   "modules": 1400, "cold_s": None, "warm_s": None}])
+    lines = text.splitlines()
+    assert lines[0].split() == ["configuration", "arch", "compiled", "failed", "modules", "cold", "warm", "ccache"]
+    assert lines[1].split() == ["rhel4", "x86_64", "2120", "0", "715", "17.8", "min", "5.0", "min"]
+    assert lines[2].split()[-2:] == ["-", "-"]
