@@ -193,6 +193,41 @@ index 2222222..3333333 100644
     assert stat.S_IMODE((tmp_path / "f.c").stat().st_mode) == 0o640, "a patched file keeps its mode"
 
 
+def git_new_file(mode_line, name=b"f.sh"):
+    return (b"diff --git a/" + name + b" b/" + name + b"\n" + mode_line + b"\n--- /dev/null\n+++ b/" + name
+            + b"\n@@ -0,0 +1 @@\n+echo hi\n")
+
+
+@pytest.mark.parametrize("mode_line, mode", [
+    (b"new file mode 104777", 0o755),       # setuid and world-writable: neither survives
+    (b"new file mode 107775", 0o755),
+    (b"new file mode 100666", 0o644),
+    (b"new file mode 100610", 0o600),       # execute for the group but not the owner: for nobody
+    (b"new file mode 100000", 0o600),
+])
+def test_git_modes_keep_only_what_an_archive_member_keeps(tmp_path, mode_line, mode):
+    apply(tmp_path, git_new_file(mode_line))
+    assert stat.S_IMODE((tmp_path / "f.sh").stat().st_mode) == mode
+
+
+def test_git_mode_change_keeps_only_what_an_archive_member_keeps(tmp_path):
+    tree_of(tmp_path, {"f.c": TEN})
+    os.chmod(tmp_path / "f.c", 0o644)
+    apply(tmp_path, b"diff --git a/f.c b/f.c\nold mode 100644\nnew mode 106777\n")
+    assert stat.S_IMODE((tmp_path / "f.c").stat().st_mode) == 0o755
+
+
+@pytest.mark.parametrize("mode_line", [b"new file mode xyz", b"new file mode 755", b"new file mode 1007555"])
+def test_git_modes_gnu_patch_cannot_read_are_ignored_as_it_ignores_them(tmp_path, mode_line):
+    umask = os.umask(0o022)
+    try:
+        apply(tmp_path, git_new_file(mode_line))
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "f.sh").read_bytes() == b"echo hi\n"
+    assert stat.S_IMODE((tmp_path / "f.sh").stat().st_mode) == 0o644
+
+
 def test_no_newline_at_end_of_file_both_ways(tmp_path):
     tree_of(tmp_path, {"a": b"one\ntwo", "b": b"one\ntwo\n"})
     patch = b"""--- a/a

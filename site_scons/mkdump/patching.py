@@ -21,6 +21,7 @@ from pathlib import Path
 
 from mkdump import unidiff
 from mkdump.errors import MkdumpError
+from mkdump.fsutil import tree_file_mode
 
 KEYWORDS = ("Id", "Header", "Revision", "Date", "Author", "Source", "RCSfile", "Log", "Locker", "State", "Name")
 _KEYWORD_RE = re.compile(rb"\$(" + "|".join(KEYWORDS).encode() + rb")(?::[^$\n]*)?\$")
@@ -618,7 +619,9 @@ def _apply_file(fs, fp, patch_name, strip, fuzz):
         return result
     entry[0] = data
     if fp.new_mode is not None:
-        entry[1] = fp.new_mode & 0o7777
+        # A patch is no more trusted than an archive: `new file mode 104777` must not make a setuid,
+        # world-writable file in the tree.
+        entry[1] = tree_file_mode(fp.new_mode)
     return result
 
 

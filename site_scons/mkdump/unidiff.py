@@ -16,6 +16,7 @@ from mkdump.errors import MkdumpError
 _HUNK_RE = re.compile(rb"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@(.*)$")
 _STAMP_RE = re.compile(rb"(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)(?:\.\d+)?(?:\s*([+-])(\d\d):?(\d\d))?")
 _CTIME_EPOCH_RE = re.compile(rb"\w{3} Jan\s+1 00:00:00(?:\.0+)? 1970")
+_MODE_RE = re.compile(rb"[0-7]{6}")
 _GIT_UNSUPPORTED = (b"rename from ", b"rename to ", b"copy from ", b"copy to ", b"GIT binary patch")
 _C_ESCAPES = {b"n": b"\n", b"t": b"\t", b"\\": b"\\", b'"': b'"', b"a": b"\a", b"b": b"\b", b"f": b"\f",
               b"r": b"\r", b"v": b"\v"}
@@ -75,7 +76,7 @@ class FilePatch:
     new_missing: bool             # the new side does not exist: the patch deletes the file
     patch_line: int               # 1-based line where the file section starts
     git: bool = False
-    new_mode: int | None = None   # git "new file mode" / "new mode"
+    new_mode: int | None = None   # git "new file mode" / "new mode", file type bits included
     hunks: list = field(default_factory=list)
 
 
@@ -158,6 +159,13 @@ def _git_names(rest):
     return a, b
 
 
+def _git_mode(text):
+    """The mode of a git header, or None where GNU patch's fetchmode reads none (it wants six octal digits and
+    otherwise leaves the mode alone)."""
+    text = text.lstrip()
+    return int(text, 8) if _MODE_RE.fullmatch(text) else None
+
+
 def _fail(name, lineno, what):
     raise PatchFormatError(f"patch {name}, line {lineno}: {what}; the patch file is damaged or not a unified diff, "
                            "replace it with an intact copy")
@@ -234,11 +242,11 @@ def parse_patch(data, *, name="patch"):
                                        "(write it as a plain diff)")
                 if ext.startswith(b"new file mode "):
                     fp.old_missing = True
-                    fp.new_mode = int(ext.split()[-1], 8)
+                    fp.new_mode = _git_mode(ext[len(b"new file mode "):])
                 elif ext.startswith(b"deleted file mode "):
                     fp.new_missing = True
                 elif ext.startswith(b"new mode "):
-                    fp.new_mode = int(ext.split()[-1], 8)
+                    fp.new_mode = _git_mode(ext[len(b"new mode "):])
                 elif not ext.startswith((b"old mode ", b"index ", b"similarity index ", b"dissimilarity index ")):
                     break
                 i += 1
