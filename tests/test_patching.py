@@ -228,6 +228,28 @@ def test_git_modes_gnu_patch_cannot_read_are_ignored_as_it_ignores_them(tmp_path
     assert stat.S_IMODE((tmp_path / "f.sh").stat().st_mode) == 0o644
 
 
+@pytest.mark.parametrize("link", [b"f.c", b"../../etc/passwd"])
+def test_a_git_symlink_is_refused_and_nothing_is_written(tmp_path, link):
+    tree_of(tmp_path, {"f.c": TEN})
+    before = snapshot(tmp_path)
+    patch = MODIFY + (b"diff --git a/link b/link\nnew file mode 120000\nindex 0000000..1111111\n--- /dev/null\n"
+                      b"+++ b/link\n@@ -0,0 +1 @@\n+" + link + b"\n\\ No newline at end of file\n")
+    with pytest.raises(patching.PatchRejected) as e:
+        apply(tmp_path, patch)
+    assert str(e.value) == ("patch p1.patch does not apply to link: the patch makes it a symbolic link (git mode "
+                            "120000), and the patch stage writes regular files only; remove that section from the "
+                            "patch")
+    assert snapshot(tmp_path) == before
+
+
+def test_a_git_mode_change_to_a_symlink_is_refused(tmp_path):
+    tree_of(tmp_path, {"f.c": TEN})
+    before = snapshot(tmp_path)
+    with pytest.raises(patching.PatchRejected, match="symbolic link"):
+        apply(tmp_path, b"diff --git a/f.c b/f.c\nold mode 100644\nnew mode 120000\n")
+    assert snapshot(tmp_path) == before
+
+
 def test_no_newline_at_end_of_file_both_ways(tmp_path):
     tree_of(tmp_path, {"a": b"one\ntwo", "b": b"one\ntwo\n"})
     patch = b"""--- a/a

@@ -14,6 +14,7 @@ every keyword line. Nothing else is tolerated, and fuzz (off unless asked for) i
 
 import os
 import re
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -590,10 +591,18 @@ def _apply_file(fs, fp, patch_name, strip, fuzz):
     else:
         # Like GNU patch, prefer the old name, then the new one, whichever exists.
         path = next((p for p in paths if fs.get(p)[0] is not None), paths[0])
+    action = "delete" if fp.new_missing else "create" if fp.old_missing else "modify"
+    if fp.new_mode is not None and stat.S_ISLNK(fp.new_mode):
+        # GNU patch makes the link; we refuse it. A link the patch stage made could lead anywhere: whether its
+        # target stays inside the tree depends on every other link on disk (unpack resolves the finished tree to
+        # know), and every later section of the series could write through it. The series need none: kbuild makes
+        # the tree's own links (include/asm) when it builds.
+        return FileResult(path, action, error=f"the patch makes it a symbolic link (git mode {fp.new_mode:06o}), "
+                                              "and the patch stage writes regular files only; remove that section "
+                                              "from the patch")
     obstacle = fs.obstacle(path)
     if obstacle:
-        return FileResult(path, "delete" if fp.new_missing else "create" if fp.old_missing else "modify",
-                          error=obstacle)
+        return FileResult(path, action, error=obstacle)
     entry = fs.get(path)
     creating = fp.old_missing or (entry[0] is None and len(fp.hunks) == 1 and fp.hunks[0].old_len == 0
                                   and fp.hunks[0].old_start == 0)
