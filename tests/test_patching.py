@@ -280,6 +280,45 @@ def test_a_context_line_must_agree_on_the_final_newline(tmp_path):
         apply(tmp_path, patch)
 
 
+def crlf(text):
+    return text.replace(b"\n", b"\r\n")
+
+
+def test_a_crlf_patch_applies_to_lf_files_as_with_gnu_patch(tmp_path):
+    tree_of(tmp_path, {"f.c": TEN})
+    report = apply(tmp_path, crlf(MODIFY))
+    assert (tmp_path / "f.c").read_bytes() == TEN.replace(b"six", b"SIX")
+    assert report.patches[0].files[0].hunks[0].status == "applied"
+
+
+def test_a_crlf_patch_and_crlf_files_reject_naming_the_line_endings(tmp_path):
+    tree_of(tmp_path, {"f.c": crlf(TEN)})
+    before = snapshot(tmp_path)
+    with pytest.raises(patching.PatchRejected) as e:
+        apply(tmp_path, crlf(MODIFY))
+    assert snapshot(tmp_path) == before
+    first = str(e.value).splitlines()[0]
+    assert first == ("patch p1.patch does not apply: hunk #1 @@ -3,7 +3,7 @@ of f.c: its lines are at line 3 if line "
+                     "endings are ignored: the file's lines end in CRLF, the patch's in LF (the patch is in CRLF, and "
+                     "its CRs are dropped as GNU patch drops them); fix or refresh the patch, or drop it from the "
+                     "series")
+    assert "     3! three\\r" in str(e.value)
+
+
+def test_a_lf_patch_for_lf_files_rejects_on_crlf_files_naming_the_line_endings(tmp_path):
+    tree_of(tmp_path, {"f.c": crlf(TEN)})
+    with pytest.raises(patching.PatchRejected, match="the file's lines end in CRLF, the patch's in LF; fix"):
+        apply(tmp_path, MODIFY)
+
+
+def test_a_diff_of_crlf_files_keeps_its_crs(tmp_path):
+    # Headers in LF, lines in CRLF: what diff writes for files with CRLF lines; the CRs are content.
+    tree_of(tmp_path, {"f.c": crlf(TEN)})
+    head, _, body = MODIFY.partition(b"@@")
+    apply(tmp_path, head + b"@@" + body.replace(b"\n", b"\r\n").replace(b"@@\r\n", b"@@\n", 1))
+    assert (tmp_path / "f.c").read_bytes() == crlf(TEN.replace(b"six", b"SIX"))
+
+
 @pytest.mark.parametrize("strip, header", [(0, b"f.c"), (1, b"a/f.c"), (3, b"x/y//z/f.c")])
 def test_strip_levels(tmp_path, strip, header):
     tree_of(tmp_path, {"f.c": TEN})

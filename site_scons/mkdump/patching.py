@@ -185,7 +185,10 @@ def _counts(patch):
 
 
 def _show(text):
-    return text.rstrip(b"\n").decode("utf-8", "backslashreplace")
+    text = text.rstrip(b"\n")
+    if text.endswith(b"\r"):
+        text = text[:-1] + b"\\r"     # else a line differing only in its CRLF ending looks the same
+    return text.decode("utf-8", "backslashreplace")
 
 
 class PatchReport:
@@ -474,7 +477,25 @@ def _why_not_there(state, hunk, pattern, found):
     return f"its lines are at line {at}, which an earlier hunk of this file already passed (hunks out of order)"
 
 
-def _place_hunk(state, hunk, index, fuzz):
+def _lf(lines):
+    return [line[:-2] + b"\n" if line.endswith(b"\r\n") else line for line in lines]
+
+
+def _line_endings(state, hunk, pattern, fuzz, crlf_dropped):
+    """Why a hunk that would apply if CRLF and LF were the same was not placed (empty when it would not)."""
+    start_offset = state.in_offset
+    where = state.locate(hunk, _lf(pattern), fuzz, _lf(state.input))
+    state.in_offset = start_offset
+    if not where or where <= 0:
+        return ""
+    at = f"its lines are at line {where} if line endings are ignored"
+    if any(line.endswith(b"\r\n") for line in state.input[where - 1:where - 1 + len(pattern)]):
+        dropped = " (the patch is in CRLF, and its CRs are dropped as GNU patch drops them)" if crlf_dropped else ""
+        return f"{at}: the file's lines end in CRLF, the patch's in LF{dropped}"
+    return f"{at}: the patch's lines end in CRLF, the file's in LF"
+
+
+def _place_hunk(state, hunk, index, fuzz, crlf_dropped=False):
     header = hunk.header.decode("utf-8", "backslashreplace")
     pattern = hunk.old_lines
     context = max(hunk.prefix_context, hunk.suffix_context)
@@ -498,8 +519,10 @@ def _place_hunk(state, hunk, index, fuzz):
             state.in_offset = start_offset
     else:
         found = _closest(state, pattern, hunk.first + state.in_offset)
+        reason = (_why_not_there(state, hunk, pattern, found)
+                  or _line_endings(state, hunk, pattern, min(fuzz, context), crlf_dropped))
         return HunkResult(index, header, "rejected", expected=list(enumerate(pattern, hunk.first)), found=found,
-                          reason=_why_not_there(state, hunk, pattern, found))
+                          reason=reason)
     if where <= 0:
         return HunkResult(index, header, "rejected", reason="its position lies before the start of the file",
                           expected=list(enumerate(pattern, hunk.first)), found=_closest(state, pattern, 1))
@@ -616,7 +639,7 @@ def _apply_file(fs, fp, patch_name, strip, fuzz):
         return result
     state = _Placement(unidiff.split_lines(entry[0] or b""))
     for index, hunk in enumerate(fp.hunks, 1):
-        result.hunks.append(_place_hunk(state, hunk, index, fuzz))
+        result.hunks.append(_place_hunk(state, hunk, index, fuzz, fp.crlf))
     if result.rejected:
         return result
     data = state.finish()

@@ -77,6 +77,7 @@ class FilePatch:
     patch_line: int               # 1-based line where the file section starts
     git: bool = False
     new_mode: int | None = None   # git "new file mode" / "new mode", file type bits included
+    crlf: bool = False            # the hunks' lines were read without the CR of their CRLF endings
     hunks: list = field(default_factory=list)
 
 
@@ -171,8 +172,9 @@ def _fail(name, lineno, what):
                            "replace it with an intact copy")
 
 
-def _read_hunk(lines, i, name):
-    """Parse the hunk whose header is lines[i]; return (Hunk, index after it)."""
+def _read_hunk(lines, i, name, strip_cr):
+    """Parse the hunk whose header is lines[i]; return (Hunk, index after it). `strip_cr`: read each line ending
+    in CRLF as ending in LF."""
     header = lines[i].rstrip(b"\r\n")
     m = _HUNK_RE.match(header)
     if not m:
@@ -189,6 +191,8 @@ def _read_hunk(lines, i, name):
             _fail(name, i, f"the patch ends inside the hunk {header.decode('latin-1')!r}")
         line = lines[i]
         i += 1
+        if strip_cr and line.endswith(b"\r\n"):
+            line = line[:-2] + b"\n"
         if line in (b"\n", b"\r\n") or line.startswith(b"\t"):
             tag, text = b" ", line           # an editor ate the leading space of a context line
         else:
@@ -265,12 +269,16 @@ def parse_patch(data, *, name="patch"):
                 fp.new_missing = True
             fp.old_name = None if old == b"/dev/null" else old
             fp.new_name = None if new == b"/dev/null" else new
+            # GNU patch's rule, per file section: when its "+++" line ends in CRLF, every line of its hunks that
+            # ends in CRLF is read as ending in LF (a patch gone through a DOS editor or mailer); otherwise CRs
+            # are content (a diff of files with CRLF lines). Files with CRLF lines then need a patch without.
+            fp.crlf = lines[i + 1].endswith(b"\r\n")
             i += 2
         if fp is None:
             i += 1
             continue
         while i < len(lines) and lines[i].startswith(b"@@ "):
-            hunk, i = _read_hunk(lines, i, name)
+            hunk, i = _read_hunk(lines, i, name, fp.crlf)
             fp.hunks.append(hunk)
         if not fp.git and not fp.hunks:
             _fail(name, fp.patch_line, "a file header with no hunk after it")
