@@ -104,6 +104,7 @@ def test_stage_alias_stops_after_its_stage(sources, served, tmp_path):
     (["arch=arm64"], "arch"),
     (["minik_mem=6"], "multiple of 4"),
     (["build=/proc/mkdump-build"], "build=/proc/mkdump-build cannot be created"),
+    (["fetch", "mirror=file:///srv/mirror"], "mirror='file:///srv/mirror' is not an http:// or https:// URL"),
 ])
 def test_bad_variables_stop_with_one_sentence_and_exit_2(sources, tmp_path, argv, words):
     proj = new_project(tmp_path, sources)

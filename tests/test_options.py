@@ -35,6 +35,8 @@ def test_all_arches_and_mirrors():
     ({"pae": "perhaps"}, "pae"),
     ({"dump_driver": "floppy"}, "ide, sata-piix"),
     ({"mirror": "ftp://x"}, "mirror"),
+    ({"mirror": "file:///srv/mirror"}, "mirror='file:///srv/mirror' is not an http:// or https:// URL"),
+    ({"mirror": "https://ok.example, http://"}, "mirror='http://'"),
     ({"sources": "/nonexistent/dir"}, "sources="),
     ({"minik_fragment": "/nonexistent/frag"}, "minik_fragment="),
     ({"PREFIX": "usr"}, "PREFIX"),
@@ -109,3 +111,24 @@ def test_packager_variables_default_to_the_environment():
     assert (o.cc, o.cross_compile, o.destdir, o.prefix, o.source_date_epoch) == (
         "gcc-12", "x86_64-linux-gnu-", "/stage", "/opt/mk", 1200000000)
     assert {s.name: s.default for s in O.specs(DRIVERS, "ide", environ={})}["PREFIX"] == "/usr"
+
+
+MIRRORS = ["http://a/x/", "https://b", "file:///srv/mirror", "file://host/dir", "ftp://x", "/srv/files", "http://",
+           "https:///path", "http://a b/", "http://host:port/", "example.org/sources"]
+
+
+def test_options_and_the_fetcher_accept_the_same_mirrors(tmp_path):
+    from mkdump.fetch import Fetcher
+
+    def verdict(check):
+        try:
+            check()
+        except MkdumpError as e:
+            return str(e)
+        return "accepted"
+
+    for url in MIRRORS:
+        by_options = verdict(lambda: O.parse(raw(mirror=url), dump_drivers=DRIVERS))
+        by_fetcher = verdict(lambda: Fetcher(tmp_path / "cache", mirrors=[url]))
+        assert by_options == by_fetcher, url
+    assert verdict(lambda: Fetcher(tmp_path / "cache", mirrors=["file:///srv/mirror"])) != "accepted"

@@ -9,6 +9,7 @@ from typing import Optional
 
 from .errors import MkdumpError
 from .loadscript import encode_dump_dev
+from .sources import mirror_url
 
 ARCHES = ("x86_64", "i386")
 # 2.6.9's release day; the default timestamp for reproducible builds when SOURCE_DATE_EPOCH is not set.
@@ -128,12 +129,6 @@ def _file(name, value, base_dir):
     return path
 
 
-def _url(value):
-    if not (value.startswith("http://") or value.startswith("https://") or value.startswith("file://")):
-        raise MkdumpError(f"Invalid mirror {value!r}: give base URLs starting with http://, https:// or file://.")
-    return value.rstrip("/")
-
-
 def _build_root(value, base_dir):
     path = os.path.abspath(os.path.join(base_dir, os.path.expanduser(value)))
     # The trees' paths reach make's CC= in the compiler's prefix maps: make would expand a '$', and gcc splits
@@ -187,7 +182,7 @@ def parse(raw, *, dump_drivers, base_dir=".", environ=os.environ):
             raise MkdumpError(f"sources={raw['sources']}: no such directory; give a directory of pre-downloaded files.")
         sources = (d,)
 
-    mirrors = tuple(_url(m.strip()) for m in raw["mirror"].split(",") if m.strip())
+    mirrors = tuple(mirror_url(m.strip()) for m in raw["mirror"].split(",") if m.strip())
 
     jobs = _int("jobs", raw["jobs"], minimum=1) if raw["jobs"] else None
 
