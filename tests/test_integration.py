@@ -115,6 +115,35 @@ def test_bad_variables_stop_with_one_sentence_and_exit_2(sources, tmp_path, argv
     assert "Traceback" not in r.stderr
 
 
+def test_a_dollar_in_build_is_taken_literally_and_refused(sources, tmp_path):
+    proj = new_project(tmp_path, sources)
+    r = P.scons(proj, "fetch", "build=out$dir", "offline=1", f"sources={sources.dir}", f"cache={tmp_path / 'cache'}")
+    assert r.returncode == 2
+    errors = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(errors) == 1 and f"build=out$dir: the path {proj / 'out$dir'} contains '$'" in errors[0], r.stderr
+    assert not [p.name for p in proj.iterdir() if p.name.startswith("out")]
+
+
+def test_dollars_in_values_are_taken_literally(sources, served, tmp_path):
+    odd = tmp_path / "odd$dir"
+    odd.mkdir()
+    (odd / "mine.config").write_text("CONFIG_PCI=y\n")
+    shutil.copy(P.ROOT / "configs" / "system-x86_64.config", odd / "usual.config")
+    params = 'root=$dir ${__import__("os").mkdir("evaluated")}'
+    proj, _, r = full_run(tmp_path, sources, served, f"minik_params={params}",
+                          f"minik_fragment={odd / 'mine.config'}", f"system_config={odd / 'usual.config'}",
+                          f"cache_dir={odd / 'team'}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not (proj / "evaluated").exists(), "SCons evaluated a ${...} of minik_params= as Python"
+    out = proj / "build" / "x86_64" / "out"
+    assert f"PARAM='{params}'" in (out / "mkdump-load-x86_64").read_text()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["inputs"]["options"]["minik_params"] == params
+    assert manifest["inputs"]["options"]["minik_fragment_sha256"] is not None
+    assert (odd / "team" / "config").is_file(), "SCons did not set up its cache in the cache_dir= given"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("odd")) == ["odd$dir"]
+
+
 def test_help_lists_every_option(sources, tmp_path):
     proj = new_project(tmp_path, sources)
     r = P.scons(proj, "-h")

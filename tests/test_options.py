@@ -86,6 +86,19 @@ def test_cc_launcher_by_name_or_path(tmp_path):
     assert O.parse(raw(), dump_drivers=DRIVERS, environ=env).cc_launcher is None
 
 
+@pytest.mark.parametrize("name", ["CC", "CROSS_COMPILE", "cc_launcher"])
+def test_values_for_makes_command_line_refuse_a_dollar(tmp_path, name):
+    odd = tmp_path / "odd$dir"
+    odd.mkdir()
+    launcher = odd / "cache"
+    launcher.write_text("#!/bin/sh\nexec \"$@\"\n")
+    launcher.chmod(0o755)
+    value = str(launcher) if name == "cc_launcher" else "x86_64-$(ARCH)-"
+    with pytest.raises(MkdumpError) as e:
+        O.parse(raw(**{name: value}), dump_drivers=DRIVERS, environ={})
+    assert str(e.value) == f"{name}={value}: make would expand the '$' in it; give a value without '$'."
+
+
 @pytest.mark.parametrize("value, words", [
     ("distcc", "install the Debian package distcc"),
     ("/nonexistent/launcher", "no executable file at /nonexistent/launcher"),

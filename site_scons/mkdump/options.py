@@ -140,6 +140,14 @@ def _build_root(value, base_dir):
     return path
 
 
+def _for_make(name, value):
+    # These go on make's command line (CC=, CROSS_COMPILE=), where make would expand a '$' that toolchain
+    # detection, running the compiler itself, took literally.
+    if value and "$" in value:
+        raise MkdumpError(f"{name}={value}: make would expand the '$' in it; give a value without '$'.")
+    return value
+
+
 def deb_parallel(environ):
     """N from DEB_BUILD_OPTIONS=parallel=N (Debian policy 4.9.1), or None."""
     for word in environ.get("DEB_BUILD_OPTIONS", "").split():
@@ -231,9 +239,9 @@ def parse(raw, *, dump_drivers, base_dir=".", environ=os.environ):
         minik_mem=mem,
         dump_dev=dump_dev,
         minik_params=raw["minik_params"],
-        cc=raw["CC"] or None,
-        cross_compile=raw["CROSS_COMPILE"] or None,
-        cc_launcher=_launcher(raw["cc_launcher"], base_dir, environ),
+        cc=_for_make("CC", raw["CC"]) or None,
+        cross_compile=_for_make("CROSS_COMPILE", raw["CROSS_COMPILE"]) or None,
+        cc_launcher=_for_make("cc_launcher", _launcher(raw["cc_launcher"], base_dir, environ)),
         cache_dir=(os.path.abspath(os.path.join(base_dir, os.path.expanduser(raw["cache_dir"])))
                    if raw["cache_dir"].strip() else None),
         destdir=destdir,
