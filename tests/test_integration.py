@@ -113,6 +113,18 @@ def test_bad_variables_stop_with_one_sentence_and_exit_2(sources, tmp_path, argv
     errors = [l for l in r.stderr.splitlines() if l.strip()]
     assert len(errors) == 1 and words in errors[0], r.stderr
     assert "Traceback" not in r.stderr
+    assert sorted(os.listdir(proj)) == sorted(P.PROJECT_FILES), "a bad variable still made something"
+
+
+def test_whitespace_in_build_is_refused_before_any_stage(sources, tmp_path):
+    proj = new_project(tmp_path, sources)
+    r = P.scons(proj, "build", "build=dir with spaces", "offline=1", f"sources={sources.dir}",
+                f"cache={tmp_path / 'cache'}")
+    assert r.returncode == 2
+    errors = [l for l in r.stderr.splitlines() if l.strip()]
+    assert errors == [f"scons: *** build=dir with spaces: the path {proj / 'dir with spaces'} contains ' ', which "
+                      "make and gcc's prefix maps cannot carry; choose a build directory without them."], r.stderr
+    assert not (proj / "dir with spaces").exists()
 
 
 def test_a_dollar_in_build_is_taken_literally_and_refused(sources, tmp_path):

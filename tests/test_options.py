@@ -43,6 +43,9 @@ def test_all_arches_and_mirrors():
     ({"jobs": "0"}, "jobs"),
     ({"build": "out$x"}, "build=out$x"),
     ({"build": "a=b"}, "'='"),
+    ({"build": "dir with spaces"}, "contains ' ', which make"),
+    ({"build": "tab\there"}, "contains '\\t', which make"),
+    ({"build": "a#b"}, "contains '#', which make"),
     ({"dump_dev": "/dev/floppy"}, "floppy"),
     ({"dump_dev": "0x1000000000"}, "0x1000000000"),
 ])

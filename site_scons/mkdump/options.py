@@ -131,9 +131,11 @@ def _file(name, value, base_dir):
 
 def _build_root(value, base_dir):
     path = os.path.abspath(os.path.join(base_dir, os.path.expanduser(value)))
-    # The trees' paths reach make's CC= in the compiler's prefix maps: make would expand a '$', and gcc splits
-    # -ffile-prefix-map at the first '=', so the map would silently not apply.
-    bad = sorted({c for c in path if c in "$="})
+    # Checked before any stage runs, since every one of these fails only at make, after unpack, patch and config:
+    # the trees' paths reach make, which splits on whitespace (kbuild's own paths included) and expands a '$';
+    # mkexec's KDIR= cannot carry a '#'; and gcc splits -ffile-prefix-map at the first '=', so a prefix map would
+    # silently not apply.
+    bad = sorted({c for c in path if c in "$=#" or c.isspace()})
     if bad:
         raise MkdumpError(f"build={value}: the path {path} contains {' and '.join(repr(c) for c in bad)}, which "
                           "make and gcc's prefix maps cannot carry; choose a build directory without them.")
