@@ -114,6 +114,7 @@ def test_stage_alias_stops_after_its_stage(sources, served, tmp_path):
     (["arch=arm64"], "arch"),
     (["minik_mem=6"], "multiple of 4"),
     (["build=/proc/mkdump-build"], "build=/proc/mkdump-build cannot be created"),
+    (["fetch", "mirror=file:///srv/mirror"], "mirror='file:///srv/mirror' is not an http:// or https:// URL"),
 ])
 def test_bad_variables_stop_with_one_sentence_and_exit_2(sources, tmp_path, argv, words):
     proj = new_project(tmp_path, sources)
@@ -122,6 +123,47 @@ def test_bad_variables_stop_with_one_sentence_and_exit_2(sources, tmp_path, argv
     errors = [l for l in r.stderr.splitlines() if l.strip()]
     assert len(errors) == 1 and words in errors[0], r.stderr
     assert "Traceback" not in r.stderr
+    assert sorted(os.listdir(proj)) == sorted(P.PROJECT_FILES), "a bad variable still made something"
+
+
+def test_whitespace_in_build_is_refused_before_any_stage(sources, tmp_path):
+    proj = new_project(tmp_path, sources)
+    r = P.scons(proj, "build", "build=dir with spaces", "offline=1", f"sources={sources.dir}",
+                f"cache={tmp_path / 'cache'}")
+    assert r.returncode == 2
+    errors = [l for l in r.stderr.splitlines() if l.strip()]
+    assert errors == [f"scons: *** build=dir with spaces: the path {proj / 'dir with spaces'} contains ' ', which "
+                      "make and gcc's prefix maps cannot carry; choose a build directory without them."], r.stderr
+    assert not (proj / "dir with spaces").exists()
+
+
+def test_a_dollar_in_build_is_taken_literally_and_refused(sources, tmp_path):
+    proj = new_project(tmp_path, sources)
+    r = P.scons(proj, "fetch", "build=out$dir", "offline=1", f"sources={sources.dir}", f"cache={tmp_path / 'cache'}")
+    assert r.returncode == 2
+    errors = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(errors) == 1 and f"build=out$dir: the path {proj / 'out$dir'} contains '$'" in errors[0], r.stderr
+    assert not [p.name for p in proj.iterdir() if p.name.startswith("out")]
+
+
+def test_dollars_in_values_are_taken_literally(sources, served, tmp_path):
+    odd = tmp_path / "odd$dir"
+    odd.mkdir()
+    (odd / "mine.config").write_text("CONFIG_PCI=y\n")
+    shutil.copy(P.ROOT / "configs" / "system-x86_64.config", odd / "usual.config")
+    params = 'root=$dir ${__import__("os").mkdir("evaluated")}'
+    proj, _, r = full_run(tmp_path, sources, served, f"minik_params={params}",
+                          f"minik_fragment={odd / 'mine.config'}", f"system_config={odd / 'usual.config'}",
+                          f"cache_dir={odd / 'team'}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not (proj / "evaluated").exists(), "SCons evaluated a ${...} of minik_params= as Python"
+    out = proj / "build" / "x86_64" / "out"
+    assert f"PARAM='{params}'" in (out / "mkdump-load-x86_64").read_text()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["inputs"]["options"]["minik_params"] == params
+    assert manifest["inputs"]["options"]["minik_fragment_sha256"] is not None
+    assert (odd / "team" / "config").is_file(), "SCons did not set up its cache in the cache_dir= given"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("odd")) == ["odd$dir"]
 
 
 def test_help_lists_every_option(sources, tmp_path):

@@ -35,12 +35,17 @@ def test_all_arches_and_mirrors():
     ({"pae": "perhaps"}, "pae"),
     ({"dump_driver": "floppy"}, "ide, sata-piix"),
     ({"mirror": "ftp://x"}, "mirror"),
+    ({"mirror": "file:///srv/mirror"}, "mirror='file:///srv/mirror' is not an http:// or https:// URL"),
+    ({"mirror": "https://ok.example, http://"}, "mirror='http://'"),
     ({"sources": "/nonexistent/dir"}, "sources="),
     ({"minik_fragment": "/nonexistent/frag"}, "minik_fragment="),
     ({"PREFIX": "usr"}, "PREFIX"),
     ({"jobs": "0"}, "jobs"),
     ({"build": "out$x"}, "build=out$x"),
     ({"build": "a=b"}, "'='"),
+    ({"build": "dir with spaces"}, "contains ' ', which make"),
+    ({"build": "tab\there"}, "contains '\\t', which make"),
+    ({"build": "a#b"}, "contains '#', which make"),
     ({"dump_dev": "/dev/floppy"}, "floppy"),
     ({"dump_dev": "0x1000000000"}, "0x1000000000"),
 ])
@@ -84,6 +89,19 @@ def test_cc_launcher_by_name_or_path(tmp_path):
     assert O.parse(raw(), dump_drivers=DRIVERS, environ=env).cc_launcher is None
 
 
+@pytest.mark.parametrize("name", ["CC", "CROSS_COMPILE", "cc_launcher"])
+def test_values_for_makes_command_line_refuse_a_dollar(tmp_path, name):
+    odd = tmp_path / "odd$dir"
+    odd.mkdir()
+    launcher = odd / "cache"
+    launcher.write_text("#!/bin/sh\nexec \"$@\"\n")
+    launcher.chmod(0o755)
+    value = str(launcher) if name == "cc_launcher" else "x86_64-$(ARCH)-"
+    with pytest.raises(MkdumpError) as e:
+        O.parse(raw(**{name: value}), dump_drivers=DRIVERS, environ={})
+    assert str(e.value) == f"{name}={value}: make would expand the '$' in it; give a value without '$'."
+
+
 @pytest.mark.parametrize("value, words", [
     ("distcc", "install the Debian package distcc"),
     ("/nonexistent/launcher", "no executable file at /nonexistent/launcher"),
@@ -109,3 +127,24 @@ def test_packager_variables_default_to_the_environment():
     assert (o.cc, o.cross_compile, o.destdir, o.prefix, o.source_date_epoch) == (
         "gcc-12", "x86_64-linux-gnu-", "/stage", "/opt/mk", 1200000000)
     assert {s.name: s.default for s in O.specs(DRIVERS, "ide", environ={})}["PREFIX"] == "/usr"
+
+
+MIRRORS = ["http://a/x/", "https://b", "file:///srv/mirror", "file://host/dir", "ftp://x", "/srv/files", "http://",
+           "https:///path", "http://a b/", "http://host:port/", "example.org/sources"]
+
+
+def test_options_and_the_fetcher_accept_the_same_mirrors(tmp_path):
+    from mkdump.fetch import Fetcher
+
+    def verdict(check):
+        try:
+            check()
+        except MkdumpError as e:
+            return str(e)
+        return "accepted"
+
+    for url in MIRRORS:
+        by_options = verdict(lambda: O.parse(raw(mirror=url), dump_drivers=DRIVERS))
+        by_fetcher = verdict(lambda: Fetcher(tmp_path / "cache", mirrors=[url]))
+        assert by_options == by_fetcher, url
+    assert verdict(lambda: Fetcher(tmp_path / "cache", mirrors=["file:///srv/mirror"])) != "accepted"

@@ -167,3 +167,56 @@ def _differential(tmp_path, seed, pick_fuzz):
             pytest.fail("we applied what GNU patch rejected: " + where)
     # Both directions must actually be exercised, or the seeds test nothing.
     assert outcomes["both applied"] >= 5 and outcomes["both failed"] >= 3, outcomes
+
+
+# Line endings, each case written out: GNU patch reads a file section's hunk lines without the CR of a CRLF ending
+# when the section's "+++" line ends in CRLF, and takes CRs as content otherwise.
+_LF = b"one\ntwo\nthree\n"
+_CRLF = b"one\r\ntwo\r\nthree\r\n"
+
+
+def _section(minus_eol, plus_eol, body_eol, name=b"f"):
+    return (b"--- a/" + name + minus_eol + b"+++ b/" + name + plus_eol + b"@@ -1,3 +1,3 @@" + body_eol
+            + b" one" + body_eol + b"-two" + body_eol + b"+TWO" + body_eol + b" three" + body_eol)
+
+
+@pytest.mark.parametrize("target, patch", [
+    pytest.param(_LF, _section(b"\r\n", b"\r\n", b"\r\n"), id="crlf-patch-lf-file"),
+    pytest.param(_CRLF, _section(b"\r\n", b"\r\n", b"\r\n"), id="crlf-patch-crlf-file"),
+    pytest.param(_CRLF, _section(b"\n", b"\n", b"\r\n"), id="lf-headers-crlf-lines-crlf-file"),
+    pytest.param(_LF, _section(b"\n", b"\n", b"\r\n"), id="lf-headers-crlf-lines-lf-file"),
+    pytest.param(_LF, _section(b"\r\n", b"\n", b"\r\n"), id="only-minus-line-crlf"),
+    pytest.param(_CRLF, _section(b"\r\n", b"\n", b"\r\n"), id="only-minus-line-crlf-crlf-file"),
+    pytest.param(_LF, _section(b"\n", b"\r\n", b"\r\n"), id="only-plus-line-crlf"),
+    pytest.param(_LF, _section(b"\r\n", b"\r\n", b"\r\n").replace(b" one\r\n", b" one\n")
+                 .replace(b"+TWO\r\n", b"+TWO\n"), id="crlf-headers-mixed-lines-lf-file"),
+    pytest.param(_CRLF, _section(b"\r\n", b"\r\n", b"\r\n").replace(b" one\r\n", b" one\n"),
+                 id="crlf-headers-mixed-lines-crlf-file"),
+    pytest.param(b"one\n\r\nthree\n", b"--- a/f\r\n+++ b/f\r\n@@ -1,3 +1,3 @@\r\n one\r\n \r\r\n-three\r\n+THREE\r\n",
+                 id="a-cr-kept-from-cr-cr-lf"),
+    pytest.param(b"one\n\nthree\n", b"--- a/f\r\n+++ b/f\r\n@@ -1,3 +1,3 @@\r\n one\r\n\r\n-three\r\n+THREE\r\n",
+                 id="crlf-empty-context-line"),
+    pytest.param(b"one\ntwo", b"--- a/f\r\n+++ b/f\r\n@@ -1,2 +1,2 @@\r\n one\r\n-two\r\n\\ No newline at end of "
+                 b"file\r\n+TWO\r\n\\ No newline at end of file\r\n", id="crlf-no-newline-at-end"),
+    pytest.param(_LF, b"diff --git a/g b/g\r\nnew file mode 100644\r\nindex 0000000..1111111\r\n--- /dev/null\r\n"
+                 b"+++ b/g\r\n@@ -0,0 +1,2 @@\r\n+a\r\n+b\r\n", id="crlf-git-new-file"),
+    pytest.param(_LF, _section(b"\r\n", b"\r\n", b"\r\n") + b"--- /dev/null\n+++ b/h\n@@ -0,0 +1 @@\n+x\r\n",
+                 id="crlf-section-then-lf-section"),
+])
+def test_line_endings_as_gnu_patch(tmp_path, target, patch):
+    for d in ("gnu", "ours"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "f").write_bytes(target)
+    (tmp_path / "p.diff").write_bytes(patch)
+    gnu = subprocess.run([GNU_PATCH, "-p1", "--fuzz=0", "--forward", "--batch", "--no-backup-if-mismatch",
+                          "--reject-file=-", "-i", str(tmp_path / "p.diff")], cwd=tmp_path / "gnu",
+                         capture_output=True, stdin=subprocess.DEVNULL)
+    before = snapshot(tmp_path / "ours")
+    try:
+        patching.apply_series(tmp_path / "ours", [("p.diff", patch, 1)], log=lambda msg: None)
+    except patching.PatchRejected:
+        assert gnu.returncode != 0, "GNU patch applied this, we rejected it: " + gnu.stdout.decode()
+        assert snapshot(tmp_path / "ours") == before
+        return
+    assert gnu.returncode == 0, "we applied what GNU patch rejected: " + gnu.stdout.decode()
+    assert snapshot(tmp_path / "ours") == snapshot(tmp_path / "gnu")

@@ -193,6 +193,63 @@ index 2222222..3333333 100644
     assert stat.S_IMODE((tmp_path / "f.c").stat().st_mode) == 0o640, "a patched file keeps its mode"
 
 
+def git_new_file(mode_line, name=b"f.sh"):
+    return (b"diff --git a/" + name + b" b/" + name + b"\n" + mode_line + b"\n--- /dev/null\n+++ b/" + name
+            + b"\n@@ -0,0 +1 @@\n+echo hi\n")
+
+
+@pytest.mark.parametrize("mode_line, mode", [
+    (b"new file mode 104777", 0o755),       # setuid and world-writable: neither survives
+    (b"new file mode 107775", 0o755),
+    (b"new file mode 100666", 0o644),
+    (b"new file mode 100610", 0o600),       # execute for the group but not the owner: for nobody
+    (b"new file mode 100000", 0o600),
+])
+def test_git_modes_keep_only_what_an_archive_member_keeps(tmp_path, mode_line, mode):
+    apply(tmp_path, git_new_file(mode_line))
+    assert stat.S_IMODE((tmp_path / "f.sh").stat().st_mode) == mode
+
+
+def test_git_mode_change_keeps_only_what_an_archive_member_keeps(tmp_path):
+    tree_of(tmp_path, {"f.c": TEN})
+    os.chmod(tmp_path / "f.c", 0o644)
+    apply(tmp_path, b"diff --git a/f.c b/f.c\nold mode 100644\nnew mode 106777\n")
+    assert stat.S_IMODE((tmp_path / "f.c").stat().st_mode) == 0o755
+
+
+@pytest.mark.parametrize("mode_line", [b"new file mode xyz", b"new file mode 755", b"new file mode 1007555"])
+def test_git_modes_gnu_patch_cannot_read_are_ignored_as_it_ignores_them(tmp_path, mode_line):
+    umask = os.umask(0o022)
+    try:
+        apply(tmp_path, git_new_file(mode_line))
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "f.sh").read_bytes() == b"echo hi\n"
+    assert stat.S_IMODE((tmp_path / "f.sh").stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize("link", [b"f.c", b"../../etc/passwd"])
+def test_a_git_symlink_is_refused_and_nothing_is_written(tmp_path, link):
+    tree_of(tmp_path, {"f.c": TEN})
+    before = snapshot(tmp_path)
+    patch = MODIFY + (b"diff --git a/link b/link\nnew file mode 120000\nindex 0000000..1111111\n--- /dev/null\n"
+                      b"+++ b/link\n@@ -0,0 +1 @@\n+" + link + b"\n\\ No newline at end of file\n")
+    with pytest.raises(patching.PatchRejected) as e:
+        apply(tmp_path, patch)
+    assert str(e.value) == ("patch p1.patch does not apply to link: the patch makes it a symbolic link (git mode "
+                            "120000), and the patch stage writes regular files only; remove that section from the "
+                            "patch")
+    assert snapshot(tmp_path) == before
+
+
+def test_a_git_mode_change_to_a_symlink_is_refused(tmp_path):
+    tree_of(tmp_path, {"f.c": TEN})
+    before = snapshot(tmp_path)
+    with pytest.raises(patching.PatchRejected, match="symbolic link"):
+        apply(tmp_path, b"diff --git a/f.c b/f.c\nold mode 100644\nnew mode 120000\n")
+    assert snapshot(tmp_path) == before
+
+
 def test_no_newline_at_end_of_file_both_ways(tmp_path):
     tree_of(tmp_path, {"a": b"one\ntwo", "b": b"one\ntwo\n"})
     patch = b"""--- a/a
@@ -221,6 +278,45 @@ def test_a_context_line_must_agree_on_the_final_newline(tmp_path):
     patch = b"--- a/a\n+++ b/a\n@@ -1,2 +1,2 @@\n-one\n+ONE\n two\n\\ No newline at end of file\n"
     with pytest.raises(patching.PatchRejected):
         apply(tmp_path, patch)
+
+
+def crlf(text):
+    return text.replace(b"\n", b"\r\n")
+
+
+def test_a_crlf_patch_applies_to_lf_files_as_with_gnu_patch(tmp_path):
+    tree_of(tmp_path, {"f.c": TEN})
+    report = apply(tmp_path, crlf(MODIFY))
+    assert (tmp_path / "f.c").read_bytes() == TEN.replace(b"six", b"SIX")
+    assert report.patches[0].files[0].hunks[0].status == "applied"
+
+
+def test_a_crlf_patch_and_crlf_files_reject_naming_the_line_endings(tmp_path):
+    tree_of(tmp_path, {"f.c": crlf(TEN)})
+    before = snapshot(tmp_path)
+    with pytest.raises(patching.PatchRejected) as e:
+        apply(tmp_path, crlf(MODIFY))
+    assert snapshot(tmp_path) == before
+    first = str(e.value).splitlines()[0]
+    assert first == ("patch p1.patch does not apply: hunk #1 @@ -3,7 +3,7 @@ of f.c: its lines are at line 3 if line "
+                     "endings are ignored: the file's lines end in CRLF, the patch's in LF (the patch is in CRLF, and "
+                     "its CRs are dropped as GNU patch drops them); fix or refresh the patch, or drop it from the "
+                     "series")
+    assert "     3! three\\r" in str(e.value)
+
+
+def test_a_lf_patch_for_lf_files_rejects_on_crlf_files_naming_the_line_endings(tmp_path):
+    tree_of(tmp_path, {"f.c": crlf(TEN)})
+    with pytest.raises(patching.PatchRejected, match="the file's lines end in CRLF, the patch's in LF; fix"):
+        apply(tmp_path, MODIFY)
+
+
+def test_a_diff_of_crlf_files_keeps_its_crs(tmp_path):
+    # Headers in LF, lines in CRLF: what diff writes for files with CRLF lines; the CRs are content.
+    tree_of(tmp_path, {"f.c": crlf(TEN)})
+    head, _, body = MODIFY.partition(b"@@")
+    apply(tmp_path, head + b"@@" + body.replace(b"\n", b"\r\n").replace(b"@@\r\n", b"@@\n", 1))
+    assert (tmp_path / "f.c").read_bytes() == crlf(TEN.replace(b"six", b"SIX"))
 
 
 @pytest.mark.parametrize("strip, header", [(0, b"f.c"), (1, b"a/f.c"), (3, b"x/y//z/f.c")])

@@ -25,7 +25,7 @@ import urllib3
 
 from mkdump import stamp
 from mkdump.errors import MkdumpError
-from mkdump.sources import check_file_name, glob_candidates
+from mkdump.sources import check_file_name, glob_candidates, mirror_url
 from mkdump.unidiff import PatchFormatError, parse_patch, strip_name
 from mkdump.unpack import ArchiveError, tree_sha256_of_archive, unpacked
 
@@ -116,11 +116,7 @@ class Fetcher:
             if not os.path.isdir(d):
                 raise MkdumpError(f"sources={d} is not a directory; give a directory that holds downloaded "
                                   "source files.")
-        self.mirrors = tuple(mirrors)
-        for base in self.mirrors:
-            if urlsplit(base).scheme not in ("http", "https"):
-                raise MkdumpError(f"mirror={base!r} is not an http(s) URL; give base URLs such as "
-                                  "https://example.org/sources (a local directory goes in sources=).")
+        self.mirrors = tuple(mirror_url(base) for base in mirrors)
         self.offline = offline
         self.lock = lock
         self.log = _stderr_log if log is None else log
@@ -223,7 +219,7 @@ class Fetcher:
 
     def _candidates(self, source):
         seen = set()
-        pairs = [(name, base.rstrip("/") + "/" + quote(name)) for base in self.mirrors for name in source.names]
+        pairs = [(name, base + "/" + quote(name)) for base in self.mirrors for name in source.names]
         for url in source.urls:
             # An upstream URL for another compression stores the file under that name, if it is one we accept.
             base = unquote(posixpath.basename(urlsplit(url).path))

@@ -26,6 +26,18 @@ def write_atomic(dest, text, mode=None):
     os.replace(tmp, dest)
 
 
+def tree_file_mode(mode):
+    """The permission bits a file written into a source tree keeps of `mode` (an archive member's, a patch's).
+
+    What tarfile's "data" filter keeps: the owner may always read and write; no setuid, setgid or sticky bit and no
+    group or other write, whatever the archive or patch asks for; execute bits only where the owner's is set.
+    """
+    mode = (mode | 0o600) & 0o755
+    if not mode & 0o100:
+        mode &= ~0o111
+    return mode
+
+
 def staging_dir(dest):
     parent = os.path.dirname(dest)
     os.makedirs(parent, exist_ok=True)

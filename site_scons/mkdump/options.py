@@ -9,6 +9,7 @@ from typing import Optional
 
 from .errors import MkdumpError
 from .loadscript import encode_dump_dev
+from .sources import mirror_url
 
 ARCHES = ("x86_64", "i386")
 # 2.6.9's release day; the default timestamp for reproducible builds when SOURCE_DATE_EPOCH is not set.
@@ -129,21 +130,25 @@ def _file(name, value, base_dir):
     return path
 
 
-def _url(value):
-    if not (value.startswith("http://") or value.startswith("https://") or value.startswith("file://")):
-        raise MkdumpError(f"Invalid mirror {value!r}: give base URLs starting with http://, https:// or file://.")
-    return value.rstrip("/")
-
-
 def _build_root(value, base_dir):
     path = os.path.abspath(os.path.join(base_dir, os.path.expanduser(value)))
-    # The trees' paths reach make's CC= in the compiler's prefix maps: make would expand a '$', and gcc splits
-    # -ffile-prefix-map at the first '=', so the map would silently not apply.
-    bad = sorted({c for c in path if c in "$="})
+    # Checked before any stage runs, since every one of these fails only at make, after unpack, patch and config:
+    # the trees' paths reach make, which splits on whitespace (kbuild's own paths included) and expands a '$';
+    # mkexec's KDIR= cannot carry a '#'; and gcc splits -ffile-prefix-map at the first '=', so a prefix map would
+    # silently not apply.
+    bad = sorted({c for c in path if c in "$=#" or c.isspace()})
     if bad:
         raise MkdumpError(f"build={value}: the path {path} contains {' and '.join(repr(c) for c in bad)}, which "
                           "make and gcc's prefix maps cannot carry; choose a build directory without them.")
     return path
+
+
+def _for_make(name, value):
+    # These go on make's command line (CC=, CROSS_COMPILE=), where make would expand a '$' that toolchain
+    # detection, running the compiler itself, took literally.
+    if value and "$" in value:
+        raise MkdumpError(f"{name}={value}: make would expand the '$' in it; give a value without '$'.")
+    return value
 
 
 def deb_parallel(environ):
@@ -188,7 +193,7 @@ def parse(raw, *, dump_drivers, base_dir=".", environ=os.environ):
             raise MkdumpError(f"sources={raw['sources']}: no such directory; give a directory of pre-downloaded files.")
         sources = (d,)
 
-    mirrors = tuple(_url(m.strip()) for m in raw["mirror"].split(",") if m.strip())
+    mirrors = tuple(mirror_url(m.strip()) for m in raw["mirror"].split(",") if m.strip())
 
     jobs = _int("jobs", raw["jobs"], minimum=1) if raw["jobs"] else None
 
@@ -239,9 +244,9 @@ def parse(raw, *, dump_drivers, base_dir=".", environ=os.environ):
         minik_mem=mem,
         dump_dev=dump_dev,
         minik_params=raw["minik_params"],
-        cc=raw["CC"] or None,
-        cross_compile=raw["CROSS_COMPILE"] or None,
-        cc_launcher=_launcher(raw["cc_launcher"], base_dir, environ),
+        cc=_for_make("CC", raw["CC"]) or None,
+        cross_compile=_for_make("CROSS_COMPILE", raw["CROSS_COMPILE"]) or None,
+        cc_launcher=_for_make("cc_launcher", _launcher(raw["cc_launcher"], base_dir, environ)),
         cache_dir=(os.path.abspath(os.path.join(base_dir, os.path.expanduser(raw["cache_dir"])))
                    if raw["cache_dir"].strip() else None),
         destdir=destdir,

@@ -14,6 +14,7 @@ every keyword line. Nothing else is tolerated, and fuzz (off unless asked for) i
 
 import os
 import re
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from mkdump import unidiff
 from mkdump.errors import MkdumpError
+from mkdump.fsutil import tree_file_mode
 
 KEYWORDS = ("Id", "Header", "Revision", "Date", "Author", "Source", "RCSfile", "Log", "Locker", "State", "Name")
 _KEYWORD_RE = re.compile(rb"\$(" + "|".join(KEYWORDS).encode() + rb")(?::[^$\n]*)?\$")
@@ -183,7 +185,10 @@ def _counts(patch):
 
 
 def _show(text):
-    return text.rstrip(b"\n").decode("utf-8", "backslashreplace")
+    text = text.rstrip(b"\n")
+    if text.endswith(b"\r"):
+        text = text[:-1] + b"\\r"     # else a line differing only in its CRLF ending looks the same
+    return text.decode("utf-8", "backslashreplace")
 
 
 class PatchReport:
@@ -472,7 +477,25 @@ def _why_not_there(state, hunk, pattern, found):
     return f"its lines are at line {at}, which an earlier hunk of this file already passed (hunks out of order)"
 
 
-def _place_hunk(state, hunk, index, fuzz):
+def _lf(lines):
+    return [line[:-2] + b"\n" if line.endswith(b"\r\n") else line for line in lines]
+
+
+def _line_endings(state, hunk, pattern, fuzz, crlf_dropped):
+    """Why a hunk that would apply if CRLF and LF were the same was not placed (empty when it would not)."""
+    start_offset = state.in_offset
+    where = state.locate(hunk, _lf(pattern), fuzz, _lf(state.input))
+    state.in_offset = start_offset
+    if not where or where <= 0:
+        return ""
+    at = f"its lines are at line {where} if line endings are ignored"
+    if any(line.endswith(b"\r\n") for line in state.input[where - 1:where - 1 + len(pattern)]):
+        dropped = " (the patch is in CRLF, and its CRs are dropped as GNU patch drops them)" if crlf_dropped else ""
+        return f"{at}: the file's lines end in CRLF, the patch's in LF{dropped}"
+    return f"{at}: the patch's lines end in CRLF, the file's in LF"
+
+
+def _place_hunk(state, hunk, index, fuzz, crlf_dropped=False):
     header = hunk.header.decode("utf-8", "backslashreplace")
     pattern = hunk.old_lines
     context = max(hunk.prefix_context, hunk.suffix_context)
@@ -496,8 +519,10 @@ def _place_hunk(state, hunk, index, fuzz):
             state.in_offset = start_offset
     else:
         found = _closest(state, pattern, hunk.first + state.in_offset)
+        reason = (_why_not_there(state, hunk, pattern, found)
+                  or _line_endings(state, hunk, pattern, min(fuzz, context), crlf_dropped))
         return HunkResult(index, header, "rejected", expected=list(enumerate(pattern, hunk.first)), found=found,
-                          reason=_why_not_there(state, hunk, pattern, found))
+                          reason=reason)
     if where <= 0:
         return HunkResult(index, header, "rejected", reason="its position lies before the start of the file",
                           expected=list(enumerate(pattern, hunk.first)), found=_closest(state, pattern, 1))
@@ -589,10 +614,18 @@ def _apply_file(fs, fp, patch_name, strip, fuzz):
     else:
         # Like GNU patch, prefer the old name, then the new one, whichever exists.
         path = next((p for p in paths if fs.get(p)[0] is not None), paths[0])
+    action = "delete" if fp.new_missing else "create" if fp.old_missing else "modify"
+    if fp.new_mode is not None and stat.S_ISLNK(fp.new_mode):
+        # GNU patch makes the link; we refuse it. A link the patch stage made could lead anywhere: whether its
+        # target stays inside the tree depends on every other link on disk (unpack resolves the finished tree to
+        # know), and every later section of the series could write through it. The series need none: kbuild makes
+        # the tree's own links (include/asm) when it builds.
+        return FileResult(path, action, error=f"the patch makes it a symbolic link (git mode {fp.new_mode:06o}), "
+                                              "and the patch stage writes regular files only; remove that section "
+                                              "from the patch")
     obstacle = fs.obstacle(path)
     if obstacle:
-        return FileResult(path, "delete" if fp.new_missing else "create" if fp.old_missing else "modify",
-                          error=obstacle)
+        return FileResult(path, action, error=obstacle)
     entry = fs.get(path)
     creating = fp.old_missing or (entry[0] is None and len(fp.hunks) == 1 and fp.hunks[0].old_len == 0
                                   and fp.hunks[0].old_start == 0)
@@ -606,7 +639,7 @@ def _apply_file(fs, fp, patch_name, strip, fuzz):
         return result
     state = _Placement(unidiff.split_lines(entry[0] or b""))
     for index, hunk in enumerate(fp.hunks, 1):
-        result.hunks.append(_place_hunk(state, hunk, index, fuzz))
+        result.hunks.append(_place_hunk(state, hunk, index, fuzz, fp.crlf))
     if result.rejected:
         return result
     data = state.finish()
@@ -618,7 +651,9 @@ def _apply_file(fs, fp, patch_name, strip, fuzz):
         return result
     entry[0] = data
     if fp.new_mode is not None:
-        entry[1] = fp.new_mode & 0o7777
+        # A patch is no more trusted than an archive: `new file mode 104777` must not make a setuid,
+        # world-writable file in the tree.
+        entry[1] = tree_file_mode(fp.new_mode)
     return result
 
 

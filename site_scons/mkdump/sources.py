@@ -38,6 +38,27 @@ class Source:
 
 _KEYS = {"file", "urls", "sha256", "tree_sha256", "alternatives", "sources_glob", "max_bytes", "kind"}
 
+
+def fetchable(url):
+    """Whether the fetcher can download from `url`: requests speaks http and https only, and needs a host."""
+    if not isinstance(url, str) or any(c.isspace() or not c.isprintable() for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port                          # a malformed port raises here, not at download time
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def mirror_url(value):
+    """A mirror= base URL, without its trailing '/'; the one check of mirrors, for options and the fetcher."""
+    if not fetchable(value):
+        raise MkdumpError(f"mirror={value!r} is not an http:// or https:// URL with a host; give base URLs such "
+                          "as https://example.org/sources (a local directory goes in sources=).")
+    return value.rstrip("/")
+
+
 # What a tar archive is called, plain or compressed; the content is told by its magic bytes (unpack.py), the name
 # only keeps a distro's .dsc, .sign and patch files in the same directory from costing an unpack each.
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tbz", ".tar.xz", ".txz", ".tar.Z", ".taz")
@@ -88,8 +109,7 @@ def load_sources(path):
             raise MkdumpError(f"{where} has no 'file'; add the file name the source is stored under.")
         file = check_file_name(table["file"], f"{where} file")
         urls = table.get("urls")
-        if (not isinstance(urls, list) or not urls
-                or not all(isinstance(u, str) and urlsplit(u).scheme in ("http", "https") for u in urls)):
+        if not isinstance(urls, list) or not urls or not all(fetchable(u) for u in urls):
             raise MkdumpError(f"{where} urls must be a non-empty list of http(s) URLs.")
         pins = {}
         for key in ("sha256", "tree_sha256"):

@@ -16,6 +16,7 @@ from mkdump.errors import MkdumpError
 _HUNK_RE = re.compile(rb"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@(.*)$")
 _STAMP_RE = re.compile(rb"(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)(?:\.\d+)?(?:\s*([+-])(\d\d):?(\d\d))?")
 _CTIME_EPOCH_RE = re.compile(rb"\w{3} Jan\s+1 00:00:00(?:\.0+)? 1970")
+_MODE_RE = re.compile(rb"[0-7]{6}")
 _GIT_UNSUPPORTED = (b"rename from ", b"rename to ", b"copy from ", b"copy to ", b"GIT binary patch")
 _C_ESCAPES = {b"n": b"\n", b"t": b"\t", b"\\": b"\\", b'"': b'"', b"a": b"\a", b"b": b"\b", b"f": b"\f",
               b"r": b"\r", b"v": b"\v"}
@@ -75,7 +76,8 @@ class FilePatch:
     new_missing: bool             # the new side does not exist: the patch deletes the file
     patch_line: int               # 1-based line where the file section starts
     git: bool = False
-    new_mode: int | None = None   # git "new file mode" / "new mode"
+    new_mode: int | None = None   # git "new file mode" / "new mode", file type bits included
+    crlf: bool = False            # the hunks' lines were read without the CR of their CRLF endings
     hunks: list = field(default_factory=list)
 
 
@@ -158,13 +160,21 @@ def _git_names(rest):
     return a, b
 
 
+def _git_mode(text):
+    """The mode of a git header, or None where GNU patch's fetchmode reads none (it wants six octal digits and
+    otherwise leaves the mode alone)."""
+    text = text.lstrip()
+    return int(text, 8) if _MODE_RE.fullmatch(text) else None
+
+
 def _fail(name, lineno, what):
     raise PatchFormatError(f"patch {name}, line {lineno}: {what}; the patch file is damaged or not a unified diff, "
                            "replace it with an intact copy")
 
 
-def _read_hunk(lines, i, name):
-    """Parse the hunk whose header is lines[i]; return (Hunk, index after it)."""
+def _read_hunk(lines, i, name, strip_cr):
+    """Parse the hunk whose header is lines[i]; return (Hunk, index after it). `strip_cr`: read each line ending
+    in CRLF as ending in LF."""
     header = lines[i].rstrip(b"\r\n")
     m = _HUNK_RE.match(header)
     if not m:
@@ -181,6 +191,8 @@ def _read_hunk(lines, i, name):
             _fail(name, i, f"the patch ends inside the hunk {header.decode('latin-1')!r}")
         line = lines[i]
         i += 1
+        if strip_cr and line.endswith(b"\r\n"):
+            line = line[:-2] + b"\n"
         if line in (b"\n", b"\r\n") or line.startswith(b"\t"):
             tag, text = b" ", line           # an editor ate the leading space of a context line
         else:
@@ -234,11 +246,11 @@ def parse_patch(data, *, name="patch"):
                                        "(write it as a plain diff)")
                 if ext.startswith(b"new file mode "):
                     fp.old_missing = True
-                    fp.new_mode = int(ext.split()[-1], 8)
+                    fp.new_mode = _git_mode(ext[len(b"new file mode "):])
                 elif ext.startswith(b"deleted file mode "):
                     fp.new_missing = True
                 elif ext.startswith(b"new mode "):
-                    fp.new_mode = int(ext.split()[-1], 8)
+                    fp.new_mode = _git_mode(ext[len(b"new mode "):])
                 elif not ext.startswith((b"old mode ", b"index ", b"similarity index ", b"dissimilarity index ")):
                     break
                 i += 1
@@ -257,12 +269,16 @@ def parse_patch(data, *, name="patch"):
                 fp.new_missing = True
             fp.old_name = None if old == b"/dev/null" else old
             fp.new_name = None if new == b"/dev/null" else new
+            # GNU patch's rule, per file section: when its "+++" line ends in CRLF, every line of its hunks that
+            # ends in CRLF is read as ending in LF (a patch gone through a DOS editor or mailer); otherwise CRs
+            # are content (a diff of files with CRLF lines). Files with CRLF lines then need a patch without.
+            fp.crlf = lines[i + 1].endswith(b"\r\n")
             i += 2
         if fp is None:
             i += 1
             continue
         while i < len(lines) and lines[i].startswith(b"@@ "):
-            hunk, i = _read_hunk(lines, i, name)
+            hunk, i = _read_hunk(lines, i, name, fp.crlf)
             fp.hunks.append(hunk)
         if not fp.git and not fp.hunks:
             _fail(name, fp.patch_line, "a file header with no hunk after it")

@@ -10,6 +10,7 @@ import tarfile
 import tempfile
 
 from mkdump.errors import MkdumpError
+from mkdump.fsutil import tree_file_mode
 from mkdump.narhash import nar_sha256, normalize_sha256
 
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"\x1f\x9d", "compress"))
@@ -226,7 +227,7 @@ class _Extractor:
         try:
             with os.fdopen(fd, "wb", closefd=False) as out:
                 shutil.copyfileobj(tar.extractfile(member), out, 1 << 20)
-            os.fchmod(fd, self.file_mode(member.mode))
+            os.fchmod(fd, tree_file_mode(member.mode))
             os.utime(fd, (member.mtime, member.mtime))
         finally:
             os.close(fd)
@@ -259,13 +260,6 @@ class _Extractor:
         finally:
             os.close(src_fd)
         self.kinds["/".join(parts)] = "file"
-
-    @staticmethod
-    def file_mode(mode):
-        mode = (mode | 0o600) & 0o755
-        if not mode & 0o100:
-            mode &= ~0o111
-        return mode
 
     def finish(self):
         """Directory modes and times last, deepest first, as tar does (writing a file changes its directory's)."""

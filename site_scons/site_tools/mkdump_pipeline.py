@@ -15,7 +15,7 @@ import SCons.CacheDir
 import SCons.Errors
 import SCons.Node.FS
 from SCons.Script import (ARGLIST, ARGUMENTS, COMMAND_LINE_TARGETS, AddMethod, Alias, AlwaysBuild, Default, Exit,
-                          GetLaunchDir, GetOption, Help, Variables)
+                          GetLaunchDir, GetOption, Help)
 
 from mkdump import layout as L
 from mkdump import options as O
@@ -27,6 +27,16 @@ from mkdump.errors import MkdumpError
 def _layout(p):
     """The stages after build work in checked/ instead of out/ when cache_dir= is set (see ArchPipeline._share)."""
     return L.Layout(p["root"], p["arch"], p.get("out_name", "out"))
+
+
+def _literal(path):
+    """`path` as SCons' directory settings must be given it to take it as it is: SCons substitutes `$` in them."""
+    return path.replace("$", "$$")
+
+
+def _nodes(env, paths):
+    """Nodes for targets and sources: SCons substitutes `$` in a path given as a string, never in a node."""
+    return [env.fs.Entry(p) if isinstance(p, str) else p for p in paths]
 
 
 def _stage_fetch(p, opts, log):
@@ -164,7 +174,7 @@ class Pipeline:
                 if os.path.exists(t):
                     os.remove(t)
         value = self.env.Value(json.dumps(params, sort_keys=True))
-        nodes = self.env.Command(list(targets), [value] + list(deps), _ACTION)
+        nodes = self.env.Command(_nodes(self.env, targets), [value] + _nodes(self.env, deps), _ACTION)
         if self.shared_env:
             # A stamp stands for a whole tree, which no cache can hold: never retrieve one bare.
             self.env.NoCache(nodes)
@@ -352,7 +362,7 @@ class ArchPipeline:
         env = self.p.shared_env
         params = {"arch": self.arch, "key": key, "names": names, "checked": self.work.out, "out": self.lay.out,
                   "check_stamp": self.lay.stamp("check")}
-        node = env.Command([os.path.join(self.lay.out, n) for n in names], env.Value(json.dumps(params)),
+        node = env.Command(_nodes(env, [os.path.join(self.lay.out, n) for n in names]), env.Value(json.dumps(params)),
                            _PUBLISH)
         for t in node:
             t.attributes.mkdump_key = key
@@ -441,7 +451,7 @@ def _shared_env(env, cache_dir):
     """The environment of the publish nodes only: no stage is ever built with a CacheDir."""
     shared = env.Clone()
     try:
-        shared.CacheDir(cache_dir, custom_class=_SharedCache)
+        shared.CacheDir(_literal(cache_dir), custom_class=_SharedCache)
     except (SCons.Errors.SConsEnvironmentError, OSError) as e:
         raise MkdumpError(f"cache_dir={cache_dir} cannot be used as a build cache ({e}); give a directory you can "
                           "create or read, or leave cache_dir unset.") from None
@@ -503,29 +513,28 @@ def _options(env, top):
     families = kconfig.dump_driver_families(os.path.join(top, "configs"))
     names = list(families)
     default_driver = next((n for n, f in families.items() if f.get("default")), names[0])
-    vars_ = Variables(None, ARGUMENTS)
-    vars_.FormatVariableHelpText = _format_option
-    for spec in O.specs(names, default_driver):
-        vars_.Add(spec.name, spec.help, spec.default)
-    vars_.Update(env)
+    specs = O.specs(names, default_driver)
     drivers_help = "\nDump driver families (dump_driver=):\n" + "".join(
         f"  {n:12} {f.get('description', '')} [{', '.join(f['symbols'])}]\n" for n, f in families.items())
-    Help(_HELP_HEAD + vars_.GenerateHelpText(env) + drivers_help + _HELP_TAIL)
+    Help(_HELP_HEAD + "".join(_format_option(s) for s in specs) + drivers_help + _HELP_TAIL)
     if GetOption("help"):
         return None
-    unknown = vars_.UnknownVariables()
+    # Values are taken as typed, never through SCons' Variables: they would live in the construction environment,
+    # where SCons substitutes `$` (build=out$dir made a directory out<built-in function dir>) and evaluates
+    # `${...}` as Python, even while making the help text.
+    raw = {s.name: ARGUMENTS.get(s.name, s.default) for s in specs}
+    unknown = [name for name in ARGUMENTS if name not in raw]
     try:
         if unknown:
             raise MkdumpError(O.unknown_message(unknown))
-        raw = {s.name: env.subst(str(env[s.name]), raw=1) for s in O.specs(names, default_driver)}
         return O.parse(raw, dump_drivers=names, base_dir=GetLaunchDir() or os.getcwd())
     except MkdumpError as err:
         print(f"scons: *** {err}", file=sys.stderr)
         Exit(2)
 
 
-def _format_option(env, key, help, default, actual, aliases=None):
-    return f"  {key:17} {help}\n  {'':17} (default: {default if default != '' else 'none'})\n"
+def _format_option(spec):
+    return f"  {spec.name:17} {spec.help}\n  {'':17} (default: {spec.default if spec.default != '' else 'none'})\n"
 
 
 _HELP_HEAD = """mkdump-build: the Mini Kernel Dump recipe for Linux 2.6.9 as one command.
@@ -570,7 +579,7 @@ def _pipeline(env):
         print(f"scons: *** build={opts.build} cannot be created ({e.strerror}); give a directory you can write.",
               file=sys.stderr)
         Exit(2)
-    env.SConsignFile(os.path.join(opts.build, ".sconsign"))
+    env.SConsignFile(_literal(os.path.join(opts.build, ".sconsign")))
     _repro(env)
     return Pipeline(env, opts, top)
 
