@@ -127,7 +127,7 @@ def test_plan_text_and_qemu_arguments():
 
 def test_the_initramfs_holds_the_plan_modules_device_and_mount_point(tmp_path):
     plan = bootdisk.Plan(disk("ide-piix"), "wait /dev/hda 10\n", {"jbd": b"J", "ext3": b"E"}, tmp_path / "d", "c")
-    entries = {e.name: e for e in initramfs.boot_test_entries(b"init", b"mod", plan=plan)}
+    entries = {e.name: e for e in initramfs.boot_test_entries(b"init", b"mod") + initramfs.plan_entries(plan)}
     assert entries["plan"].data == b"wait /dev/hda 10\n"
     assert entries["modules/jbd.ko"].data == b"J" and entries["modules/ext3.ko"].data == b"E"
     assert entries["dev/hda"].kind == "blockdev" and entries["dev/hda"].rdev == (3, 0)
@@ -188,3 +188,16 @@ def test_smp_and_a_disk_reach_the_qemu_command():
     cmd = boot.qemu_command(config, "/k/bzImage", append="x", smp=2, extra=["-drive", "file=/d"])
     assert cmd[cmd.index("-smp") + 1] == "2" and cmd[-6:-4] == ["-drive", "file=/d"]
     assert "-smp" not in boot.qemu_command(config, "/k/bzImage", append="x")
+
+
+def test_a_root_disk_holds_init_and_its_device_nodes(tmp_path):
+    entries = [initramfs.file("init", b"\x7fELF", 0o755), initramfs.directory("dev"),
+               initramfs.chardev("dev/console", 5, 1), initramfs.blockdev("dev/hda", 3, 0)]
+    image = bootdisk.make_ext3_image(tmp_path / "root.img", "proof\n", entries=entries)
+    listing = subprocess.run(["debugfs", "-R", "ls -l /dev", str(image)], capture_output=True, text=True).stdout
+    rows = {line.split()[-1]: line.split() for line in listing.splitlines() if line.strip()}
+    assert rows["console"][1] == "20600" and rows["hda"][1] == "60600"
+    stat = subprocess.run(["debugfs", "-R", "stat /dev/hda", str(image)], capture_output=True, text=True).stdout
+    assert "Device major/minor number: 03:00" in stat
+    init = subprocess.run(["debugfs", "-R", "stat /init", str(image)], capture_output=True, text=True).stdout
+    assert "Mode:  0755" in init

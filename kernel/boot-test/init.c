@@ -96,6 +96,7 @@ __asm__(".text\n.global _start\n_start:\n\txor %ebp,%ebp\n\tand $-16,%esp\n\tcal
 #endif
 
 #define O_RDONLY 0
+#define O_WRONLY 1
 #define ENOENT 2
 #define REBOOT_MAGIC1 0xfee1dead
 #define REBOOT_MAGIC2 672274793
@@ -145,6 +146,7 @@ static size_t length(const char *s)
    a disk's partition scan) then fall between our lines, never inside one, and boot.py can read them. */
 static char out[512];
 static size_t out_len;
+static long out_fd = 1;
 
 static void say(const char *s)
 {
@@ -153,7 +155,7 @@ static void say(const char *s)
 	for (i = 0; i < n; i++) {
 		out[out_len++] = s[i];
 		if (s[i] == '\n' || out_len == sizeof(out)) {
-			syscall3(NR_write, 1, (long)out, (long)out_len);
+			syscall3(NR_write, out_fd, (long)out, (long)out_len);
 			out_len = 0;
 		}
 	}
@@ -353,8 +355,17 @@ static void run_plan(void)
 
 void init_main(void)
 {
-	long size, plen, ret;
+	long size, plen, ret, fd;
 
+	/* A kernel without a serial console (an i386 defconfig writes to VGA) is booted with earlyprintk's keep
+	   option, which carries the kernel's messages only: ours then go through the kernel log as well. */
+	fd = syscall3(NR_open, (long)"/say-via-kmsg", O_RDONLY, 0);
+	if (fd >= 0) {
+		syscall3(NR_close, fd, 0, 0);
+		fd = syscall3(NR_open, (long)"/dev/kmsg", O_WRONLY, 0);
+		if (fd >= 0)
+			out_fd = fd;
+	}
 	say("mkdump-init: started\n");
 	size = slurp("/module.ko", image, sizeof(image));
 	if (size < 0) {

@@ -496,14 +496,15 @@ def expect_plan(result, plan):
         passed.append(f"modules loaded in order: {' '.join(plan.modules)}")
     steps = (("wait", f"the disk {plan.device} ({plan.disk.why}) never appeared"),
              ("mount", f"mounting {plan.device} as ext3 on {plan.mount_point} failed"))
-    for step, what in steps:
+    for step, what in () if plan.root else steps:
         ret = facts.get(step)
         if ret is None:
             raise BootError(f"our /init never reported the '{step}' step of the disk plan: it stopped before.",
                             result)
         if ret != 0:
             raise BootError(f"{what}: error {_errno_text(ret)}.", result)
-    passed.append(f"disk: {plan.disk.name}, {plan.device} mounted as ext3")
+    passed.append(f"disk: {plan.disk.name}, {plan.device} mounted as ext3" + (" (the root filesystem)" if plan.root
+                                                                             else ""))
     got = facts.get("cat")
     if got != plan.content:
         raise BootError(f"reading {bootdisk.PROOF_FILE} from the disk gave "
@@ -572,7 +573,8 @@ def _read_module(path, what):
 
 
 def prove_system(arch, bzimage, module_ko, *, toolchain_cc, extra_module=None, timeout=None, log=None,
-                 console_log=None, workdir=None, qemu_toml=QEMU_TOML, smp=1, disk_tree=None, config_values=None):
+                 console_log=None, workdir=None, qemu_toml=QEMU_TOML, smp=1, disk_tree=None, config_values=None,
+                 serial_console=True):
     """Boot the system kernel with an initramfs holding our /init and module_ko; pass only if init_module
     returned 0 and the module's init printed its marker with our token. With extra_module (a built mkexec.ko),
     /init then loads it with no parameters, as the README's insmod does; the boot passes only if its init_module
@@ -580,29 +582,41 @@ def prove_system(arch, bzimage, module_ko, *, toolchain_cc, extra_module=None, t
     smp > 1: QEMU gets that many CPUs and the kernel must bring them all up. disk_tree (the built system tree)
     with its config_values: an ext3 disk on a controller the configuration drives is attached, and /init loads the
     disk's and ext3's modules from the tree in dependency order, mounts it and reads a file back (bootdisk).
+    serial_console=False (a configuration without SERIAL_8250_CONSOLE, such as i386's defconfig): the kernel keeps
+    its early serial console for the whole boot and /init writes through the kernel log.
     Returns a JSON-able report; raises BootError, or MkdumpError for a missing input."""
     module_bytes = _read_module(module_ko, "boot-test module")
     token = module_token(module_bytes)
     mkexec_bytes = None if extra_module is None else _read_module(extra_module, "mkexec module")
     with tempfile.TemporaryDirectory(prefix="mkdump-boot-", dir=workdir) as tmp:
-        plan = None
-        if disk_tree is not None:
-            from mkdump import bootdisk
-            plan = bootdisk.prepare(disk_tree, config_values, tmp, content=f"mkdump boot proof {token}")
+        from mkdump import bootdisk
         init_path = initramfs.build_init(arch, toolchain_cc=toolchain_cc, out_path=Path(tmp) / "init", log=log)
-        image = initramfs.gzip_bytes(initramfs.newc_archive(
-            initramfs.boot_test_entries(init_path.read_bytes(), module_bytes, f"token={token}", mkexec_bytes,
-                                        plan=plan)))
-        initrd = Path(tmp) / "initramfs.cpio.gz"
-        initrd.write_bytes(image)
+        entries = initramfs.boot_test_entries(init_path.read_bytes(), module_bytes, f"token={token}", mkexec_bytes,
+                                              via_kmsg=not serial_console)
+        content = f"mkdump boot proof {token}"
+        config = load_qemu_config(arch, "system", path=qemu_toml)
+        append = "panic=1" if serial_console else f"{config['earlyprintk']},keep panic=1"
+        plan = initrd = None
+        image = b""
+        if disk_tree is not None and bootdisk.needs_root_disk(config_values):
+            # No initrd support: the disk holds /init and everything it loads, and the kernel mounts it as /.
+            plan = bootdisk.prepare(disk_tree, config_values, tmp, content=content, root_entries=entries)
+            append += f" root={plan.device} ro init=/init"
+        else:
+            if disk_tree is not None:
+                plan = bootdisk.prepare(disk_tree, config_values, tmp, content=content)
+                entries += initramfs.plan_entries(plan)
+            image = initramfs.gzip_bytes(initramfs.newc_archive(entries))
+            initrd = Path(tmp) / "initramfs.cpio.gz"
+            initrd.write_bytes(image)
 
         def run(earlyprintk=False):
-            return boot(arch, bzimage, append="panic=1", initrd=initrd, timeout=timeout, log=log, kind="system",
+            return boot(arch, bzimage, append=append, initrd=initrd, timeout=timeout, log=log, kind="system",
                         console_log=console_log, qemu_toml=qemu_toml, earlyprintk=earlyprintk, smp=smp,
                         extra=plan.qemu_args() if plan is not None else ())
 
         result = run()
-        memory_mb = load_qemu_config(arch, "system", path=qemu_toml)["memory_mb"]
+        memory_mb = config["memory_mb"]
         checks = _expect_or_diagnose(result, run, kind="system", module_token=token,
                                      expect_memory_kb=memory_mb * 1024, expect_mkexec=extra_module is not None)
         if smp > 1:
@@ -611,7 +625,8 @@ def prove_system(arch, bzimage, module_ko, *, toolchain_cc, extra_module=None, t
             checks += expect_plan(result, plan)
     extra = {"initramfs_bytes": len(image), "module_token": token, "smp": smp}
     if plan is not None:
-        extra["disk"] = {"name": plan.disk.name, "device": plan.device, "modules": list(plan.modules)}
+        extra["disk"] = {"name": plan.disk.name, "device": plan.device, "modules": list(plan.modules),
+                         "root": plan.root}
     if extra_module is not None:
         lines = result.lines()
         i_ret, _ = _find(lines, _INIT_MODULE.pattern)

@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from mkdump import initramfs
 from mkdump.errors import MkdumpError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,10 +52,11 @@ def load_disks(path=DISKS_TOML):
     return disks, tuple(data.get("filesystem_modules", ()))
 
 
-def choose_disk(config_values, disks):
-    """The first disk whose every symbol the configuration builds (y or m), or None."""
+def choose_disk(config_values, disks, *, built_in=False):
+    """The first disk whose every symbol the configuration builds (y or m; y only with built_in), or None."""
+    wanted = ("y",) if built_in else ("y", "m")
     for disk in disks:
-        if all(config_values.get(s) in ("y", "m") for s in disk.symbols):
+        if all(config_values.get(s) in wanted for s in disk.symbols):
             return disk
     return None
 
@@ -130,16 +132,33 @@ def load_order(wanted, paths, kernel_exports, module_symvers=None):
 
 # --- the disk image and the plan ----------------------------------------------------------------------------
 
-def make_ext3_image(path, content, *, size_kib=8192):
-    """A real ext3 filesystem made by Debian's mke2fs (e2fsprogs), holding PROOF_FILE with `content`.
+def make_ext3_image(path, content, *, entries=(), size_kib=8192):
+    """A real ext3 filesystem made by Debian's mke2fs (e2fsprogs), holding PROOF_FILE with `content` and
+    `entries` (initramfs.Entry: files, directories, device nodes), so it can also be a root filesystem.
 
     128-byte inodes and no features past ext3's: 2.6.9's ext3 mounts nothing newer. The timestamps come from
-    E2FSPROGS_FAKE_TIME (SOURCE_DATE_EPOCH's role for e2fsprogs), so equal inputs give equal images.
+    E2FSPROGS_FAKE_TIME (SOURCE_DATE_EPOCH's role for e2fsprogs), so equal inputs give equal images. Device nodes
+    are made with debugfs, which needs no privileges.
     """
     path = Path(path)
     src = path.parent / (path.name + ".d")
     src.mkdir(parents=True, exist_ok=True)
     (src / PROOF_FILE).write_text(content)
+    nodes = []
+    for entry in entries:
+        target = src / entry.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if entry.kind == "dir":
+            target.mkdir(exist_ok=True)
+        elif entry.kind == "file":
+            target.write_bytes(entry.data)
+            target.chmod(entry.mode)
+        else:
+            # debugfs' mknod takes a name in its current directory (a path would become the name itself).
+            parent, _, base = entry.name.rpartition("/")
+            kind, bits = ("c", 0o020000) if entry.kind == "chardev" else ("b", 0o060000)
+            nodes += [f"cd /{parent}", f"mknod {base} {kind} {entry.rdev[0]} {entry.rdev[1]}",
+                      f"sif {base} mode 0{bits | entry.mode:o}", "cd /"]
     env = dict(os.environ, E2FSPROGS_FAKE_TIME=os.environ.get("SOURCE_DATE_EPOCH", "1097794800"))
     cmd = ["mke2fs", "-q", "-F", "-t", "ext3", "-I", "128", "-b", "1024", "-O",
            "^metadata_csum,^64bit,^huge_file,^dir_nlink,^extra_isize,^orphan_file,^metadata_csum_seed",
@@ -152,12 +171,22 @@ def make_ext3_image(path, content, *, size_kib=8192):
     if proc.returncode != 0:
         raise MkdumpError(f"mke2fs could not make the boot disk {path} (`{' '.join(cmd)}`): "
                           f"{proc.stderr.strip()}")
+    if nodes:
+        requests = path.parent / (path.name + ".debugfs")
+        requests.write_text("\n".join(nodes) + "\n")
+        proc = subprocess.run(["debugfs", "-w", "-f", os.fspath(requests), os.fspath(path)], env=env,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        if proc.returncode != 0 or "rror" in proc.stderr or "not found" in proc.stderr:
+            raise MkdumpError(f"debugfs could not make the device nodes on the boot disk {path} ({requests}): "
+                              f"{proc.stderr.strip()}")
     return path
 
 
-def plan_text(disk, modules, fs_type="ext3"):
+def plan_text(disk, modules, fs_type="ext3", *, root=False):
     """/plan for our /init: load the modules (the initramfs holds them as /modules/<name>.ko), wait for the
-    disk, mount it read-only, read the proof file."""
+    disk, mount it read-only, read the proof file. With root the kernel mounted the disk as / itself: read it."""
+    if root:
+        return f"cat /{PROOF_FILE}\n"
     lines = [f"insmod /modules/{name}.ko" for name in modules]
     lines.append(f"wait {disk.device} {disk.wait_seconds}")
     lines.append(f"mount {disk.device} {MOUNT_POINT} {fs_type}")
@@ -199,6 +228,7 @@ class Plan:
     image: Path
     content: str        # what PROOF_FILE holds
     mount_point: str = MOUNT_POINT
+    root: bool = False  # the disk is the root filesystem (a kernel without initrd support)
 
     @property
     def device(self):
@@ -212,23 +242,40 @@ class Plan:
         return qemu_args(self.disk, self.image)
 
 
-def prepare(tree, config_values, workdir, *, content, disks_toml=DISKS_TOML):
+def needs_root_disk(config_values):
+    """A kernel without initrd support (2.6.9's i386 defconfig) cannot take our initramfs: its /init must come
+    from a root filesystem it mounts by itself."""
+    return config_values.get("BLK_DEV_INITRD") != "y"
+
+
+def prepare(tree, config_values, workdir, *, content, root_entries=None, disks_toml=DISKS_TOML):
     """The disk proof for a built system kernel tree: the disk its configuration drives, the modules to load
-    (read from the tree), the ext3 image holding `content`. MkdumpError when the configuration drives no disk
-    QEMU emulates or has no ext3."""
+    (read from the tree), the ext3 image holding `content`. With root_entries (initramfs entries: /init and what
+    it loads) the disk is the root filesystem and holds them, so driver and ext3 must be built in. MkdumpError
+    when the configuration drives no disk QEMU emulates or has no ext3."""
     from mkdump.elfcheck import kernel_exports
+    root = root_entries is not None
     disks, fs_modules = load_disks(disks_toml)
-    disk = choose_disk(config_values, disks)
+    disk = choose_disk(config_values, disks, built_in=root)
+    wanted = "y" if root else "y or m"
     if disk is None:
         raise MkdumpError("the system kernel's configuration drives none of the disks QEMU emulates for the boot "
-                          f"proof ({', '.join(d.name + ': ' + ' '.join(d.symbols) for d in disks)}); build one "
-                          "of them (y or m) to prove it mounts a disk.")
-    if config_values.get("EXT3_FS") not in ("y", "m"):
+                          f"proof ({', '.join(d.name + ': ' + ' '.join(d.symbols) for d in disks)}"
+                          + (", built in: without initrd support (BLK_DEV_INITRD) nothing can load a module "
+                             "before the root filesystem" if root else "")
+                          + f"); build one of them ({wanted}) to prove it mounts a disk.")
+    if config_values.get("EXT3_FS") not in wanted.split(" or "):
         raise MkdumpError("the system kernel's configuration has no ext3 (CONFIG_EXT3_FS), which the boot proof's "
-                          "disk uses; build it (y or m).")
+                          f"disk uses; build it ({wanted}).")
+    image_path = Path(workdir) / "disk.img"
+    if root:
+        image = make_ext3_image(image_path, content + "\n", entries=list(root_entries) + [
+            initramfs.file("plan", plan_text(disk, [], root=True).encode())])
+        return Plan(disk, plan_text(disk, [], root=True), {}, image, content, root=True)
     tree = Path(tree)
     paths = module_paths(tree)
     order = load_order(list(disk.modules) + list(fs_modules), paths, kernel_exports(tree / "vmlinux"),
                        tree / "Module.symvers")
-    image = make_ext3_image(Path(workdir) / "disk.img", content + "\n")
+    image = make_ext3_image(image_path, content + "\n")
     return Plan(disk, plan_text(disk, order), {n: Path(paths[n]).read_bytes() for n in order}, image, content)
+

@@ -135,13 +135,13 @@ def gzip_bytes(data):
     return gzip.compress(data, compresslevel=9, mtime=0)
 
 
-def boot_test_entries(init_exe, module_ko, params="", mkexec_ko=None, plan=None):
+def boot_test_entries(init_exe, module_ko, params="", mkexec_ko=None, via_kmsg=False):
     """The members of the system-kernel boot test: our /init, the module it loads and the parameters it passes,
     and, if given, /mkexec.ko, which /init loads after the module (with no parameters) before looking in
     /proc/mkexec.
 
-    plan (bootdisk): its /plan text, the modules it loads (/modules/<name>.ko, from {name: bytes}), the disk's
-    device node, and /mnt to mount it on.
+    via_kmsg: /init writes its lines to /dev/kmsg (the kernel log), for a kernel whose only console on the serial
+    line is earlyprintk's.
 
     /dev/console must exist before /init runs: the kernel opens it as init's stdin/stdout/stderr. /init mounts
     proc on /proc, so that directory must exist too.
@@ -157,12 +157,17 @@ def boot_test_entries(init_exe, module_ko, params="", mkexec_ko=None, plan=None)
     ]
     if mkexec_ko is not None:
         entries.append(file("mkexec.ko", mkexec_ko))
-    if plan is not None:
-        entries.append(file("plan", plan.text.encode()))
-        entries += [file(f"modules/{name}.ko", data) for name, data in plan.modules.items()]
-        entries.append(blockdev(plan.device.lstrip("/"), *plan.rdev))
-        entries.append(directory(plan.mount_point.lstrip("/")))
+    if via_kmsg:
+        entries += [file("say-via-kmsg", b""), chardev("dev/kmsg", 1, 11)]
     return entries
+
+
+def plan_entries(plan):
+    """What a bootdisk.Plan adds to the initramfs: its /plan text, the modules it loads (/modules/<name>.ko), the
+    disk's device node, and /mnt to mount it on."""
+    return ([file("plan", plan.text.encode())]
+            + [file(f"modules/{name}.ko", data) for name, data in plan.modules.items()]
+            + [blockdev(plan.device.lstrip("/"), *plan.rdev), directory(plan.mount_point.lstrip("/"))])
 
 
 def build_init(arch, *, toolchain_cc, out_path, source=INIT_SOURCE, log=None):

@@ -403,7 +403,8 @@ def boot_test(lay, *, minik_mem, jobs=1, log=_log_default):
     system = boot.prove_system(lay.arch, os.path.join(lay.out, "system-bzImage"), ko, toolchain_cc=tc.cc_command(),
                                extra_module=os.path.join(lay.out, "mkexec.ko"),
                                log=log, console_log=lay.log("boot-system"), smp=smp, disk_tree=disk_tree,
-                               config_values=values, workdir=lay.arch_dir)
+                               config_values=values, workdir=lay.arch_dir,
+                               serial_console=values.get("SERIAL_8250_CONSOLE") == "y")
     if disk_note:
         system["disk"] = disk_note
     stamp.write(lay.report("boot-test.json"), {"minik": minik, "system": system})
