@@ -670,6 +670,7 @@ def _load_base_config(kconf, path, arch, rules_path, log):
         if not _same(sym, wanted, _val(sym)):
             changed.append({"symbol": sym.name, "line": lines.get(sym.name, (None,))[0], "from": wanted,
                             "to": _val(sym), "why": explain(kconf, sym, wanted)})
+    changed.sort(key=lambda c: c["line"] or 0)
     if left_out:
         log(f"config: system {arch}: {len(left_out)} line(s) of {path} left out, that Linux 2.6.9 cannot take "
             f"(e.g. {', '.join(e['setting'].split('=')[0] for e in left_out[:4])})")
