@@ -681,6 +681,16 @@ def _load_base_config(kconf, path, arch, rules_path, log):
     return {"path": path, "release": header.release, "left_out": left_out, "changed": changed}
 
 
+def user_config_line(path, symbol):
+    """The line of a .config that sets CONFIG_<symbol> (or says it is not set), or None."""
+    with open(path, encoding="latin-1") as f:
+        for number, line in enumerate(f, 1):
+            m = _ASSIGN_RE.match(line.rstrip("\n")) or _UNSET_RE.match(line.rstrip("\n"))
+            if m and m.group(1) == symbol:
+                return number
+    return None
+
+
 def _setting_on_line(lines, number):
     return next((text for n, text in lines.values() if n == number), "") if number is not None else ""
 
@@ -768,6 +778,13 @@ def configure(tree, *, arch, kind, fragments, make_args=(), log=None, base_confi
         log(f"config: {kind} {arch}: starting from {base_config}")
         user_config = _load_base_config(kconf, os.fspath(base_config), arch,
                                         os.path.join(configs_dir, "rules.toml"), log)
+        for rule in rules:
+            sym = kconf.syms[rule.symbol]
+            if not _same(sym, rule.value, _val(sym)):
+                line = user_config_line(base_config, rule.symbol)
+                raise ConfigError(f"the system_config file {base_config} has CONFIG_{rule.symbol}={_val(sym)}"
+                                  f"{f' (line {line})' if line else ''}, but it must be {rule.value}: {rule.why}; "
+                                  f"set CONFIG_{rule.symbol}={rule.value} in it")
     else:
         log(f"config: {kind} {arch}: make {arch_arg} allnoconfig")
         make(["make", arch_arg, "allnoconfig", *make_args], tree)
