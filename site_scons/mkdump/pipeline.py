@@ -228,11 +228,12 @@ def config(kind, lay, *, configs_dir, dump_driver, pae, minik_fragment=None, sys
     if system_config == "defconfig" and kind == "system":
         # Recorded as the user named it: the tree's path differs between build directories.
         summary["base_config"] = summary["user_config"]["path"] = f"defconfig (arch/{lay.arch}/defconfig)"
-    report = kconfig.user_config_report(summary)
+    report, report_path = kconfig.user_config_report(summary), lay.report(f"config-{kind}.txt")
     if report is not None:
-        write_atomic(lay.report(f"config-{kind}.txt"), report)
-        log(f"config: {kind} {lay.arch}: what of {system_config} was left out or changed, and why: "
-            f"{lay.report(f'config-{kind}.txt')}")
+        write_atomic(report_path, report)
+        log(f"config: {kind} {lay.arch}: what of {system_config} was left out or changed, and why: {report_path}")
+    elif os.path.exists(report_path):
+        os.remove(report_path)      # it described a system_config= this configuration no longer uses
     stamp.write(lay.stamp("config-" + kind), summary)
 
 
