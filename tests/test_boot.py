@@ -496,3 +496,21 @@ def test_build_test_module_failure_names_the_command(tmp_path):
     (tree / "Makefile").write_text("modules:\n\t@echo 'mkdump_boot_test.c:3: error: oops'; exit 1\n")
     with pytest.raises(MkdumpError, match=r"(?s)failed with `make -C .* modules`.*mkdump_boot_test.c:3: error: oops"):
         boot.build_test_module(tree, tmp_path / "out", make_args=[], log=lambda m: None)
+
+
+def test_a_timer_check_defeated_by_emulation_timing_is_booted_again():
+    panic = result("..MP-BIOS bug: 8254 timer not connected to IO-APIC\nKernel panic - not syncing: IO-APIC + "
+                   "timer doesn't work!  Boot with apic=debug\n")
+    good = result(consoles.minik())
+    runs, said = iter([panic, good]), []
+    got, retried = boot._boot_steadily(lambda: next(runs), said.append)
+    assert got is good and retried == 1 and "timer check failed under emulation" in said[0]
+    # At most BOOT_ATTEMPTS boots: then the last console is judged as it is, and fails with its panic.
+    runs = iter([panic] * boot.BOOT_ATTEMPTS)
+    got, retried = boot._boot_steadily(lambda: next(runs), said.append)
+    assert got is panic and retried == boot.BOOT_ATTEMPTS - 1
+    with pytest.raises(boot.BootError, match="IO-APIC \\+ timer doesn't work"):
+        boot.expect_boot(got, kind="minik")
+    # Any other failure is judged at once.
+    other = result("Kernel panic - not syncing: Attempted to kill init!\n")
+    assert boot._boot_steadily(lambda: other, said.append) == (other, 0)
