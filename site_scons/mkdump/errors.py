@@ -1,4 +1,5 @@
 """The one exception type for mistakes a user can fix."""
+import signal
 
 
 class MkdumpError(Exception):
@@ -11,3 +12,16 @@ class MkdumpError(Exception):
 
 class ConfigError(MkdumpError):
     """A configuration that cannot be made as asked, or breaks a rule; the message explains each problem."""
+
+
+class Interrupted(MkdumpError):
+    """The work was stopped from outside (Ctrl-C reaches the tools a stage runs too): no verdict on any input, and
+    nothing half-made was kept."""
+
+
+def signal_name(returncode):
+    """The name of the signal that killed a subprocess with this (negative) return code."""
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"

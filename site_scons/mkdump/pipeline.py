@@ -16,7 +16,7 @@ from . import layout as L
 from .fsutil import replace_dir, staging_dir, write_atomic
 from . import products
 from . import stamp
-from .errors import MkdumpError
+from .errors import Interrupted, MkdumpError, signal_name
 from .options import ARCHES
 
 
@@ -133,9 +133,13 @@ def series_inputs(series_path, arch, patches_dir):
     return files, srcs
 
 
-def _copy_tree(src, dest):
+def _copy_tree(src, dest, what):
     # cp -a is several times faster than shutil.copytree on the 16,448-file tree, and keeps modes and links.
     r = subprocess.run(["cp", "-a", "--reflink=auto", "--", src + "/.", dest], stderr=subprocess.PIPE, text=True)
+    if r.returncode < 0:
+        # Ctrl-C reaches cp as well as scons: a copy cut short is no fault of the disk or the permissions.
+        raise Interrupted(f"{what} was interrupted (cp was stopped by {signal_name(r.returncode)}); nothing was "
+                          "changed, run again.")
     if r.returncode:
         raise MkdumpError(f"Copying the pristine tree {src} to {dest} failed ({r.stderr.strip()}); free some space "
                           "or fix the permissions and run again.")
@@ -165,7 +169,7 @@ def patch(kind, lay, *, series_path, patches_dir, fuzz=0, log=_log_default):
     staging = staging_dir(dest)
     try:
         log(f"mkdump: [{lay.arch}] patching the {kind} tree ({len(patches)} patches)")
-        _copy_tree(lay.linux_src, staging)
+        _copy_tree(lay.linux_src, staging, f"patching the {kind} tree {dest}")
         try:
             report = apply_series(staging, patches, fuzz=fuzz, log=log)
         except PatchRejected as err:

@@ -21,7 +21,7 @@ from mkdump import layout as L
 from mkdump import options as O
 from mkdump import pipeline as P
 from mkdump import products
-from mkdump.errors import MkdumpError
+from mkdump.errors import Interrupted, MkdumpError
 
 
 def _layout(p):
@@ -123,6 +123,9 @@ def _run_stage(target, source, env):
     params = json.loads(source[0].read())
     try:
         _STAGES[params["stage"]](params, env["MKDUMP_OPTS"], _log)
+    except Interrupted as err:
+        print(f"mkdump: {err}", file=sys.stderr, flush=True)
+        return 2
     except MkdumpError as err:
         print(f"mkdump: error: {err}", file=sys.stderr, flush=True)
         return 2
