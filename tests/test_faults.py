@@ -124,3 +124,45 @@ def test_ctrl_c_says_interrupted_and_leaves_nothing_half_done(sources, tmp_path,
     assert r.returncode == 0, r.stdout + r.stderr
     assert all((arch / tree).is_dir() for tree in made)
 
+
+def published(out):
+    return {p.name: p.read_bytes() for p in out.iterdir()}
+
+
+def test_a_re_made_tree_runs_its_config_and_build_again(sources, tmp_path):
+    """fuzz= re-makes both trees from the pristine one with the same patches: their stamps must still change."""
+    proj = P.fixture_project(tmp_path / "proj", sources)
+    args = offline(sources, tmp_path)
+    r = P.scons(proj, *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    arch = proj / "build" / "x86_64"
+    r = P.scons(proj, "fuzz=1", *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for kind in ("minik", "system"):
+        assert (arch / kind / ".config").is_file(), kind
+        assert (arch / kind / "vmlinux").is_file(), kind
+    r = P.scons(proj, "fuzz=1", "minik_mem=16", *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = arch / "out"
+    assert sorted(os.listdir(out)) == sorted(["manifest.json", "mkdump-load-x86_64", "mkexec.ko", "vmlinux.bin",
+                                              "minik-bzImage", "minik-System.map", "system-bzImage",
+                                              "system-System.map"])
+    assert '"minik_mem": 16' in (out / "manifest.json").read_text()
+
+
+def test_a_failing_check_leaves_out_as_the_last_run_published_it(sources, tmp_path):
+    proj = P.fixture_project(tmp_path / "proj", sources)
+    args = offline(sources, tmp_path)
+    r = P.scons(proj, *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    arch = proj / "build" / "x86_64"
+    before = published(arch / "out")
+    # The load address check reads head.S again: a tree edited by hand since the build fails it.
+    head = arch / "minik" / "arch" / "x86_64" / "boot" / "compressed" / "head.S"
+    head.write_text(head.read_text().replace("$0x100000", "$0x200000"))
+    r = P.scons(proj, "minik_mem=16", *args)
+    assert r.returncode == 2
+    errors = [line for line in r.stderr.splitlines() if line.startswith("mkdump: error:")]
+    assert len(errors) == 1 and "nothing was published" in errors[0], r.stderr
+    assert published(arch / "out") == before
+    assert leftovers(arch) == []

@@ -8,6 +8,7 @@ importing requests and pyelftools alone would cost most of a no-op run's budget.
 """
 import hashlib
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -145,6 +146,11 @@ def _copy_tree(src, dest, what):
                           "or fix the permissions and run again.")
 
 
+# In the patch stamp: which copy of the tree the later stages of that tree worked on. Not an input of anything
+# the build makes, so the manifest leaves it out.
+TREE_ID = "tree_id"
+
+
 def patch(kind, lay, *, series_path, patches_dir, fuzz=0, log=_log_default):
     from .patching import PatchRejected, apply_series
     patches, described = [], []
@@ -181,7 +187,10 @@ def patch(kind, lay, *, series_path, patches_dir, fuzz=0, log=_log_default):
         if staging:
             shutil.rmtree(staging, ignore_errors=True)
     write_atomic(report_path, report.text)
-    stamp.write(lay.stamp("patch-" + kind), {"kind": kind, "patches": described, "report": report.to_dict()})
+    # A new tree has no .config and no build: its stamp must differ from the last one even when the patches are
+    # the same (fuzz= changed), so that config and build, which depend on it, run again on the new tree.
+    stamp.write(lay.stamp("patch-" + kind), {"kind": kind, "patches": described, "report": report.to_dict(),
+                                             TREE_ID: secrets.token_hex(16)})
 
 
 # ---------------------------------------------------------------- toolchain
@@ -325,15 +334,23 @@ def check(lay, *, minik_mem, log=_log_default):
     if failed:
         raise MkdumpError(f"{len(failed)} of {len(checks)} artifact checks failed ({', '.join(failed)}); nothing "
                           f"was published to {lay.out}. Details: {lay.report('check.json')}.")
-    os.makedirs(lay.out, exist_ok=True)
-    outputs = {}
-    for name, (product, rel) in products.published(lay.arch).items():
-        src = os.path.join(product_dir(lay, product), rel)
-        dest = os.path.join(lay.out, name)
-        tmp = dest + ".tmp"
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-        outputs[name] = stamp.sha256_file(dest)
+    # Every artifact is copied before any reaches out/, so a failure (a full disk, a missing file) leaves out/ as
+    # the last run published it; the SCons tool keeps SCons from deleting them before this stage runs.
+    staging = staging_dir(lay.out)
+    try:
+        outputs = {}
+        for name, (product, rel) in products.published(lay.arch).items():
+            shutil.copyfile(os.path.join(product_dir(lay, product), rel), os.path.join(staging, name))
+            outputs[name] = stamp.sha256_file(os.path.join(staging, name))
+        os.makedirs(lay.out, exist_ok=True)
+        # A manifest describes the files beside it: the old one must not outlive the artifacts it names.
+        manifest = os.path.join(lay.out, "manifest.json")
+        if os.path.lexists(manifest):
+            os.remove(manifest)
+        for name in outputs:
+            os.replace(os.path.join(staging, name), os.path.join(lay.out, name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     stamp.write(lay.stamp("check"), {"checks": results, "published": outputs})
 
 
@@ -361,7 +378,8 @@ def manifest(lay, *, sources, opts_for_manifest, source_date_epoch, top):
         srcs[name] = {"file": where["file"], "sha256": got["sha256"], "tree_sha256": got["tree_sha256"],
                       "pinned": {"sha256": src.sha256, "tree_sha256": src.tree_sha256},
                       "url": where["url"], "declared_urls": list(src.urls)}
-    patches = {k: stamp.read(lay.stamp("patch-" + k)) for k in ("minik", "system")}
+    patches = {k: {n: v for n, v in stamp.read(lay.stamp("patch-" + k)).items() if n != TREE_ID}
+               for k in ("minik", "system")}
     configs = {k: stamp.read(lay.stamp("config-" + k)) for k in ("minik", "system")}
     tc = stamp.read(lay.stamp("toolchain"))
     checked = stamp.read(lay.stamp("check"))

@@ -302,6 +302,8 @@ class ArchPipeline:
         node = self.p._stage([self.lay.stamp("check")] + outs,
                              self._base("check", minik_mem=self.opts.minik_mem, **self.work_out),
                              deps=[self.minik, self.system, self.module])
+        # SCons deletes a target before its action runs: a failing check would leave out/ half emptied.
+        self.env.Precious(outs)
         Alias("check", node)
         self.checked = node
         return node
@@ -330,6 +332,7 @@ class ArchPipeline:
                                             top=self.p.top,
                                             source_date_epoch=o.source_date_epoch, **self.work_out),
                                  deps=stamps + fetched + list(self.checked) + list(script))
+        self.env.Precious(manifest + script)
         self.published = manifest + script
         if self.p.shared_env:
             self.published = self._share(self.published, manifest_opts)
