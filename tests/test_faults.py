@@ -166,3 +166,26 @@ def test_a_failing_check_leaves_out_as_the_last_run_published_it(sources, tmp_pa
     assert len(errors) == 1 and "nothing was published" in errors[0], r.stderr
     assert published(arch / "out") == before
     assert leftovers(arch) == []
+
+
+def test_an_edit_of_the_pristine_tree_never_reaches_a_kernel_tree(sources, tmp_path):
+    proj = P.fixture_project(tmp_path / "proj", sources)
+    args = offline(sources, tmp_path)
+    r = P.scons(proj, "patch", *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    arch = proj / "build" / "x86_64"
+    main = arch / "src" / "linux-2.6.9" / "init" / "main.c"
+    original = main.read_bytes()
+    main.write_bytes(original + b"/* edited in the pristine tree */\n")
+    shutil.rmtree(arch / "minik")   # so that the patch stage copies the pristine tree again
+    r = P.scons(proj, "patch", *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert b"edited in the pristine tree" not in (arch / "minik" / "init" / "main.c").read_bytes()
+    assert main.read_bytes() == original
+    assert f"{main.parents[1]} changed after it was unpacked and verified; unpacking it again" in r.stderr
+    # A file only touched still holds the verified tree: its new state is recorded, nothing is unpacked.
+    os.utime(main)
+    shutil.rmtree(arch / "minik")
+    r = P.scons(proj, "patch", *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "unpacking it again" not in r.stderr and "Unpacking" not in r.stderr

@@ -12,6 +12,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import threading
 
 from . import layout as L
 from .fsutil import replace_dir, staging_dir, write_atomic
@@ -107,7 +108,66 @@ def unpack(source, lay, *, log=_log_default):
     if source.name == "mkexec":
         from .mkexec import find_layout
         find_layout(dest)
+    _record_tree_state(lay, source.name)
     stamp.write(lay.stamp("unpack-" + source.name), {"source": source.name, "tree_sha256": tree})
+
+
+def tree_state(root):
+    """A digest of every entry's name, mode, size, inode and times under `root`: any edit, even one that puts the
+    old mtime back, changes it (the ctime moves). Cheap enough before every copy, which the tree hash is not."""
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in [""] + sorted(dirnames + filenames):
+            path = os.path.join(dirpath, name) if name else dirpath
+            st = os.lstat(path)
+            h.update(f"{os.path.relpath(path, root)}\0{st.st_mode} {st.st_size} {st.st_ino} "
+                     f"{st.st_mtime_ns} {st.st_ctime_ns}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+def _state_path(lay, source_name):
+    # Beside the unpack stamp but no part of it: the stages downstream depend on the tree's contents, not on its
+    # inodes, so unpacking the same tree again must not re-patch anything.
+    return lay.stamp(f"unpack-{source_name}.state")
+
+
+def _record_tree_state(lay, source_name):
+    stamp.write(_state_path(lay, source_name), {"state": tree_state(unpacked_dir(lay, source_name))})
+
+
+def pristine_tree(lay, source_name, *, log=_log_default):
+    """The unpacked tree of `source_name`, as unpack verified it, for a stage about to copy or read it.
+
+    A tree changed since (an edit meant for a kernel tree, a deleted file) is unpacked again from the verified
+    archive, so no change made there reaches a kernel tree. A tree whose state differs but whose tree hash is still
+    the verified one (a file touched, a build directory from before the state was recorded) is only recorded anew.
+    """
+    with _PRISTINE:
+        return _pristine_tree(lay, source_name, log)
+
+
+# With scons -j the two patch stages run in threads of one process: one must not unpack the tree again while the
+# other checks it.
+_PRISTINE = threading.Lock()
+
+
+def _pristine_tree(lay, source_name, log):
+    from . import unpack as U
+    from .narhash import nar_sha256
+    dest = unpacked_dir(lay, source_name)
+    try:
+        recorded = stamp.read(_state_path(lay, source_name))["state"]
+    except (OSError, ValueError, KeyError):
+        recorded = None
+    if recorded is not None and os.path.isdir(dest) and tree_state(dest) == recorded:
+        return dest
+    verified = stamp.read(lay.stamp("unpack-" + source_name))["tree_sha256"]
+    if not (os.path.isdir(dest) and nar_sha256(dest) == verified):
+        log(f"mkdump: [{lay.arch}] {dest} changed after it was unpacked and verified; unpacking it again")
+        U.unpack(fetched_path(lay.root, source_name), dest, expect_tree_sha256=verified, log=log)
+    _record_tree_state(lay, source_name)
+    return dest
 
 
 # ---------------------------------------------------------------- patch
@@ -157,7 +217,7 @@ def patch(kind, lay, *, series_path, patches_dir, fuzz=0, log=_log_default):
     for e in read_series(series_path, lay.arch):
         if e.kind == "source":
             if e.member:
-                path = os.path.join(unpacked_dir(lay, e.source), e.member)
+                path = os.path.join(pristine_tree(lay, e.source, log=log), e.member)
                 if not os.path.isfile(path):
                     raise MkdumpError(f"{series_path}:{e.lineno}: source {e.source!r} has no member {e.member!r}; "
                                       "check the archive's layout against the series.")
@@ -175,7 +235,7 @@ def patch(kind, lay, *, series_path, patches_dir, fuzz=0, log=_log_default):
     staging = staging_dir(dest)
     try:
         log(f"mkdump: [{lay.arch}] patching the {kind} tree ({len(patches)} patches)")
-        _copy_tree(lay.linux_src, staging, f"patching the {kind} tree {dest}")
+        _copy_tree(pristine_tree(lay, "linux", log=log), staging, f"patching the {kind} tree {dest}")
         try:
             report = apply_series(staging, patches, fuzz=fuzz, log=log)
         except PatchRejected as err:
@@ -286,7 +346,7 @@ def mkexec(lay, *, launcher=None, verbose=False, log=_log_default):
     from .mkexec import build_module
     release = stamp.read(lay.stamp("build-system"))["release"]
     log(f"mkdump: [{lay.arch}] building mkexec.ko against the system kernel {release}")
-    ko = build_module(lay.mkexec_src, lay.mkexec_build, arch=lay.arch, kdir=lay.tree("system"), kver=release,
+    ko = build_module(pristine_tree(lay, "mkexec", log=log), lay.mkexec_build, arch=lay.arch, kdir=lay.tree("system"), kver=release,
                       kmoddir=f"/lib/modules/{release}/extra", toolchain=detected_toolchain(lay),
                       launcher=launcher, log_path=lay.log("mkexec"), verbose=verbose, log=log)
     stamp.write(lay.stamp("mkexec"),
