@@ -29,42 +29,58 @@ def stand_in(bindir, name, body):
     return bindir
 
 
-def blocking(bindir, name, marker, filter_output=""):
-    """`name` doing its real work (its output through `filter_output`), then touching `marker` and blocking."""
+def blocking(bindir, name, marker, filter_output="", release=None):
+    """`name` doing its real work (its output through `filter_output`), then touching `marker` and blocking: until
+    the file `release` appears, then ending well, or else for good."""
+    wait = (f"while [ ! -e {shlex.quote(str(release))} ]; do sleep 0.05; done\n" if release is not None
+            else "exec sleep 600\n")
     return stand_in(bindir, name, f'"$REAL" "$@"{filter_output} || exit $?\ntouch {shlex.quote(str(marker))}\n'
-                                  "exec sleep 600\n")
+                                  + wait)
 
 
 class Run:
     """scons in a session of its own, as a shell runs it in its own process group: a test can signal the group
-    the way Ctrl-C in a terminal signals every process of the foreground job."""
+    the way Ctrl-C in a terminal signals every process of the foreground job. Its output goes to files, so a test
+    can read it while scons runs."""
 
-    def __init__(self, project, *args, bindir=None):
+    def __init__(self, logs, project, *args, bindir=None):
         env = dict(os.environ)
         env.pop("SOURCE_DATE_EPOCH", None)
         if bindir is not None:
             env["PATH"] = f"{bindir}{os.pathsep}{env['PATH']}"
-        self.proc = subprocess.Popen([sys.executable, "-m", "SCons", *args], cwd=project, env=env, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+        logs.mkdir(parents=True)
+        self.out_path, self.err_path = logs / "stdout", logs / "stderr"
+        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", "SCons", *args], cwd=project, env=env, text=True,
+                                         stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
         self.stdout = self.stderr = None
 
-    def wait_for(self, path, timeout=300):
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def said(self):
+        return self.err_path.read_text()
+
+    def wait_for(self, ready, timeout=300):
+        """Until `ready` (a path that must appear, or a function) is true."""
+        test = ready if callable(ready) else lambda: os.path.exists(ready)
         deadline = time.monotonic() + timeout
-        while not os.path.exists(path):
+        while not test():
             if self.proc.poll() is not None:
                 self.finish()
-                pytest.fail(f"scons ended before {path} appeared:\n{self.stdout}{self.stderr}")
+                pytest.fail(f"scons ended before {ready} was seen:\n{self.stdout}{self.stderr}")
             if time.monotonic() > deadline:
                 self.kill()
-                pytest.fail(f"{path} did not appear in {timeout} s")
+                pytest.fail(f"{ready} was not seen in {timeout} s:\n{self.stdout}{self.stderr}")
             time.sleep(0.05)
 
     def signal(self, sig):
         os.killpg(self.proc.pid, sig)
 
     def finish(self, timeout=600):
-        self.stdout, self.stderr = self.proc.communicate(timeout=timeout)
+        self.proc.wait(timeout=timeout)
+        self.stdout, self.stderr = self.out_path.read_text(), self.err_path.read_text()
         return self.proc.returncode
 
     def kill(self):
@@ -77,11 +93,11 @@ class Run:
 
 
 @pytest.fixture
-def runs():
+def runs(tmp_path):
     started = []
 
     def start(*args, **kw):
-        started.append(Run(*args, **kw))
+        started.append(Run(tmp_path / f"run{len(started) + 1}", *args, **kw))
         return started[-1]
 
     yield start
@@ -189,3 +205,32 @@ def test_an_edit_of_the_pristine_tree_never_reaches_a_kernel_tree(sources, tmp_p
     r = P.scons(proj, "patch", *args)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "unpacking it again" not in r.stderr and "Unpacking" not in r.stderr
+
+
+def test_a_second_run_on_the_build_directory_waits_for_the_first(sources, tmp_path, runs):
+    proj = P.fixture_project(tmp_path / "proj", sources)
+    args = offline(sources, tmp_path)
+    assert P.scons(proj, "fetch", *args).returncode == 0
+    build = proj / "build"
+    marker, release = tmp_path / "copied", tmp_path / "release"
+    first = runs(proj, "patch", *args, bindir=blocking(tmp_path / "bin", "cp", marker, release=release))
+    first.wait_for(marker)          # the first run is in the middle of its minik patch stage
+    second = runs(proj, "patch", *args)
+    waiting = f"mkdump: waiting for another mkdump build in {build} (pid {first.pid}) to finish"
+    second.wait_for(lambda: waiting in second.said())
+    # Looking never waits: -n and -q answer at once, say why the answer is provisional, and change nothing.
+    stamps = sorted(os.listdir(build / "x86_64" / "stamps"))
+    for look, status in (("-n", 0), ("-q", 1)):
+        r = P.scons(proj, look, "patch", *args, timeout=60)
+        assert r.returncode == status, r.stdout + r.stderr
+        assert f"another mkdump build in {build} (pid {first.pid}) is going on" in r.stderr
+    assert sorted(os.listdir(build / "x86_64" / "stamps")) == stamps
+    assert P.scons(proj, "-h", timeout=60).returncode == 0
+    time.sleep(1)
+    assert second.proc.poll() is None and not (build / "x86_64" / "minik").exists()
+    release.touch()
+    assert first.finish() == 0, first.stdout + first.stderr
+    assert second.finish() == 0, second.stdout + second.stderr
+    assert second.stderr.count(waiting) == 1
+    assert "patching" not in second.stderr, "the second run redid what the first had just done"
+    assert (build / "x86_64" / "minik" / "Makefile").is_file()

@@ -9,14 +9,17 @@ import json
 import os
 import shutil
 import sys
+import types
 
 import SCons.Action
 import SCons.CacheDir
+import SCons.dblite
 import SCons.Errors
 import SCons.Node.FS
 from SCons.Script import (ARGLIST, ARGUMENTS, COMMAND_LINE_TARGETS, AddMethod, Alias, AlwaysBuild, Default, Exit,
                           GetLaunchDir, GetOption, Help)
 
+from mkdump import buildlock
 from mkdump import layout as L
 from mkdump import options as O
 from mkdump import pipeline as P
@@ -156,10 +159,12 @@ class Pipeline:
     """Declares the graph for one build; SConstruct calls its methods in pipeline order."""
 
     @_user_errors
-    def __init__(self, env, opts, top):
+    def __init__(self, env, opts, top, read_only=False):
         self.env = env
         self.opts = opts
         self.top = top
+        # -n or -q while another run holds the build directory: look, never touch.
+        self.read_only = read_only
         self.patches_dir = os.path.join(top, "patches")
         self.configs_dir = os.path.join(top, "configs")
         self.sources_toml = os.path.join(self.patches_dir, "sources.toml")
@@ -172,12 +177,15 @@ class Pipeline:
 
     def _stage(self, targets, params, deps=(), requires=(), void=False):
         """One stage: `requires` are paths the stamp vouches for; if one is gone, or `void`, the stamp is void."""
-        if void or any(not os.path.exists(p) for p in requires):
+        stale = void or any(not os.path.exists(p) for p in requires)
+        if stale and not self.read_only:
             for t in targets:
                 if os.path.exists(t):
                     os.remove(t)
         value = self.env.Value(json.dumps(params, sort_keys=True))
         nodes = self.env.Command(_nodes(self.env, targets), [value] + _nodes(self.env, deps), _ACTION)
+        if stale and self.read_only:
+            AlwaysBuild(nodes)
         if self.shared_env:
             # A stamp stands for a whole tree, which no cache can hold: never retrieve one bare.
             self.env.NoCache(nodes)
@@ -568,6 +576,10 @@ Sharing results: with cache_dir=DIR, <build>/<arch>/out/ is retrieved from DIR w
 their pins, patches, configs, options, compiler, as and ld) matches, without running any stage; otherwise the
 stages run in <build>/<arch>/checked/ and the checked artifacts are copied to out/ and DIR. SCons' options apply:
 --cache-readonly (retrieve, never push), --cache-disable (ignore DIR), --cache-debug=- (show each lookup).
+
+One run at a time per build directory: a second scons on the same build= waits for the first, saying so
+("waiting for another mkdump build in DIR (pid N) to finish"). scons -n and scons -q never wait: while another
+run is going on they answer from what it has done so far and change nothing. scons -h takes nothing.
 """
 
 
@@ -585,9 +597,39 @@ def _pipeline(env):
         print(f"scons: *** build={opts.build} cannot be created ({e.strerror}); give a directory you can write.",
               file=sys.stderr)
         Exit(2)
-    env.SConsignFile(_literal(os.path.join(opts.build, ".sconsign")))
+    # One run at a time per build directory, for the whole run. -n and -q only look: they never wait, and while
+    # another run holds the directory they neither take the lock nor change anything (see buildlock).
+    looking = bool(GetOption("no_exec") or GetOption("question"))
+    try:
+        lock = buildlock.acquire(opts.build, wait=not looking, log=_log)
+    except MkdumpError as err:
+        print(f"scons: *** {err}", file=sys.stderr)
+        Exit(2)
+    _HELD.append(lock)
+    _SignatureDatabase.writes = lock is not None
+    env.SConsignFile(_literal(os.path.join(opts.build, ".sconsign")), _SIGNATURE_DB)
     _repro(env)
-    return Pipeline(env, opts, top)
+    return Pipeline(env, opts, top, read_only=lock is None)
+
+
+# The build directory's lock, open until the process ends.
+_HELD = []
+
+
+class _SignatureDatabase(SCons.dblite._Dblite):
+    """SCons' signature database, written only by a run that holds the build directory's lock: a `scons -q` beside
+    a running build would otherwise put back the signatures it read at its start over those of the build."""
+    writes = True
+
+    def sync(self):
+        if not self.writes:
+            self._needs_sync = False
+            return
+        super().sync()
+
+
+_SIGNATURE_DB = types.ModuleType("mkdump_signature_db")
+_SIGNATURE_DB.open = lambda file, flag="r", mode=0o666: _SignatureDatabase(file, flag, mode)
 
 
 def generate(env):
