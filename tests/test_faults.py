@@ -218,6 +218,8 @@ def test_a_second_run_on_the_build_directory_waits_for_the_first(sources, tmp_pa
     second = runs(proj, "patch", *args)
     waiting = f"mkdump: waiting for another mkdump build in {build} (pid {first.pid}) to finish"
     second.wait_for(lambda: waiting in second.said())
+    staging = leftovers(build / "x86_64")
+    assert staging and staging[0].startswith(".minik.tmp-")
     # Looking never waits: -n and -q answer at once, say why the answer is provisional, and change nothing.
     stamps = sorted(os.listdir(build / "x86_64" / "stamps"))
     for look, status in (("-n", 0), ("-q", 1)):
@@ -228,9 +230,29 @@ def test_a_second_run_on_the_build_directory_waits_for_the_first(sources, tmp_pa
     assert P.scons(proj, "-h", timeout=60).returncode == 0
     time.sleep(1)
     assert second.proc.poll() is None and not (build / "x86_64" / "minik").exists()
+    assert leftovers(build / "x86_64") == staging, "the waiting run touched the staging tree of the running one"
     release.touch()
     assert first.finish() == 0, first.stdout + first.stderr
     assert second.finish() == 0, second.stdout + second.stderr
     assert second.stderr.count(waiting) == 1
     assert "patching" not in second.stderr, "the second run redid what the first had just done"
     assert (build / "x86_64" / "minik" / "Makefile").is_file()
+
+
+def test_kill_9_during_unpack_leaves_a_staging_tree_the_next_run_removes(sources, tmp_path, runs):
+    proj = P.fixture_project(tmp_path / "proj", sources)
+    args = offline(sources, tmp_path)
+    assert P.scons(proj, "fetch", *args).returncode == 0
+    marker = tmp_path / "blocked"
+    run = runs(proj, "unpack", *args, bindir=blocking(tmp_path / "bin", "bzip2", marker, " | head -c 100000"))
+    run.wait_for(marker)
+    run.signal(signal.SIGKILL)
+    run.finish()
+    arch = proj / "build" / "x86_64"
+    left = leftovers(arch)
+    assert len(left) == 1 and left[0].startswith("src/.linux-2.6.9.unpack-"), left
+    r = P.scons(proj, "unpack", *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"mkdump: removed what an interrupted run left in {proj / 'build'}: x86_64/{left[0]}" in r.stderr
+    assert leftovers(arch) == []
+    assert (arch / "src" / "linux-2.6.9" / "Makefile").is_file()

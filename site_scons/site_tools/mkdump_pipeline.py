@@ -606,6 +606,10 @@ def _pipeline(env):
         print(f"scons: *** {err}", file=sys.stderr)
         Exit(2)
     _HELD.append(lock)
+    if not looking:
+        # Under the lock no other run can be using them: these are the staging places of a run that was killed.
+        from mkdump.fsutil import remove_stale_staging
+        remove_stale_staging(opts.build, O.ARCHES, _log)
     _SignatureDatabase.writes = lock is not None
     env.SConsignFile(_literal(os.path.join(opts.build, ".sconsign")), _SIGNATURE_DB)
     _repro(env)
