@@ -3,7 +3,10 @@
 The fixture's sources come from a sources= directory, offline: no test here needs the network. A stand-in program
 early on PATH (`stand_in`) does the real work and then blocks, so a test can act while a stage is in a known place.
 """
+import errno
+import importlib.util
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -256,3 +259,98 @@ def test_kill_9_during_unpack_leaves_a_staging_tree_the_next_run_removes(sources
     assert f"mkdump: removed what an interrupted run left in {proj / 'build'}: x86_64/{left[0]}" in r.stderr
     assert leftovers(arch) == []
     assert (arch / "src" / "linux-2.6.9" / "Makefile").is_file()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 16 MB tmpfs, to fill up for real."""
+    if os.geteuid() != 0:
+        pytest.skip("a full disk is simulated with a small tmpfs, which only root can mount")
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "mkdump-test", str(mnt)], capture_output=True,
+                       text=True)
+    if r.returncode:
+        pytest.skip(f"a tmpfs cannot be mounted here ({r.stderr.strip()})")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def fill(path):
+    """Fill the filesystem of `path` with the file `path`, to the last page."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        for size in (1 << 20, 4096):
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("before, target, what", [
+    ("fetch", "unpack", r"unpacking \S+/linux-2\.6\.9\.tar\.bz2 into {build}/x86_64/src/linux-2\.6\.9"),
+    ("unpack", "patch", r"copying the pristine tree {build}/x86_64/src/linux-2\.6\.9 to "
+                        r"{build}/x86_64/\.minik\.tmp-[a-z0-9_]{{8}}"),
+])
+def test_a_full_build_directory_is_one_sentence_and_keeps_the_signature_database(sources, tmp_path, small_disk,
+                                                                                 before, target, what):
+    proj = P.fixture_project(tmp_path / "proj", sources)
+    build = small_disk / "build"
+    args = offline(sources, tmp_path) + [f"build={build}"]
+    r = P.scons(proj, "fetch", before, *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    database = (build / ".sconsign.dblite").read_bytes()
+    fill(small_disk / "filler")
+    r = P.scons(proj, target, *args)
+    assert r.returncode == 2
+    said = [line for line in r.stderr.splitlines() if "mkdump: error" in line or "No space" in line]
+    sentence = (rf"mkdump: error: the build directory {{build}} is full \({what}: No space left on device\); "
+                r"free some space there and run again\.")
+    assert len(said) == 1 and re.fullmatch(sentence.format(build=re.escape(str(build))), said[0]), r.stderr
+    assert "Traceback" not in r.stderr
+    assert (build / ".sconsign.dblite").read_bytes() == database
+    assert not (build / ".sconsign.tmp").exists()
+    assert leftovers(build / "x86_64") == []
+    (small_disk / "filler").unlink()
+    r = P.scons(proj, target, *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def load_tool():
+    path = P.ROOT / "site_scons" / "site_tools" / "mkdump_pipeline.py"
+    spec = importlib.util.spec_from_file_location("mkdump_pipeline_under_test", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_a_full_disk_while_writing_the_signature_database(tmp_path, monkeypatch, capsys):
+    """SCons writes its database last, after the stages: a full disk there was a traceback (the error is injected
+    at the write, as a real disk would fill up between the last stage and this write)."""
+    tool = load_tool()
+    monkeypatch.setattr(tool._SignatureDatabase, "build", str(tmp_path))
+    db = tool._SIGNATURE_DB.open(str(tmp_path / ".sconsign"), "c")
+    db["stage"] = b"done"
+    db.sync()
+    before = (tmp_path / ".sconsign.dblite").read_bytes()
+    db["stage"] = b"done again"
+
+    def full_half_way(data, f, protocol):
+        f.write(b"\x80" * 1000)
+        f.flush()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(db, "_pickle_dump", full_half_way)
+    with pytest.raises(SystemExit) as e:
+        db.sync()
+    assert e.value.code == 2
+    assert capsys.readouterr().err == (
+        f"mkdump: error: the build directory {tmp_path} is full (No space left on device writing SCons' signature "
+        f"database {tmp_path / '.sconsign.tmp'}); free some space there and run again.\n")
+    assert (tmp_path / ".sconsign.dblite").read_bytes() == before
+    assert not (tmp_path / ".sconsign.tmp").exists()
+    db.close()      # as SCons does at exit: no second attempt, no second message
+    assert capsys.readouterr().err == ""

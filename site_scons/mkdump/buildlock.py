@@ -52,8 +52,11 @@ def acquire(build, *, wait, log):
                 return None
             log(f"mkdump: waiting for {_running(build)} to finish")
             fcntl.flock(fd, fcntl.LOCK_EX)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass    # a full disk: the lock holds all the same, only the message of a waiting run lacks the pid
     except BaseException:
         os.close(fd)
         raise

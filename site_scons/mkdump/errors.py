@@ -1,4 +1,6 @@
 """The one exception type for mistakes a user can fix."""
+import errno
+import os
 import signal
 
 
@@ -25,3 +27,18 @@ def signal_name(returncode):
         return signal.Signals(-returncode).name
     except ValueError:
         return f"signal {-returncode}"
+
+
+# A full disk, or a full quota: what the user must free space for.
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+class NoSpace(MkdumpError):
+    """The disk filled up (`reason`, the system's words) while `what` wrote under `path`: the machine is at fault,
+    so no input is judged. The SCons tool names the build directory instead when `path` is inside it."""
+
+    def __init__(self, what, path, reason):
+        super().__init__(f"{what} failed ({reason}); free some space in {os.path.dirname(path)} and run again.")
+        self.what = what
+        self.path = path
+        self.reason = reason

@@ -18,7 +18,7 @@ from . import layout as L
 from .fsutil import replace_dir, staging_dir, write_atomic
 from . import products
 from . import stamp
-from .errors import Interrupted, MkdumpError, signal_name
+from .errors import NO_SPACE, Interrupted, MkdumpError, NoSpace, signal_name
 from .options import ARCHES
 
 
@@ -195,15 +195,20 @@ def series_inputs(series_path, arch, patches_dir):
 
 
 def _copy_tree(src, dest, what):
-    # cp -a is several times faster than shutil.copytree on the 16,448-file tree, and keeps modes and links.
-    r = subprocess.run(["cp", "-a", "--reflink=auto", "--", src + "/.", dest], stderr=subprocess.PIPE, text=True)
+    # cp -a is several times faster than shutil.copytree on the 16,448-file tree, and keeps modes and links. In
+    # the C locale its messages can be told apart.
+    r = subprocess.run(["cp", "-a", "--reflink=auto", "--", src + "/.", dest], stderr=subprocess.PIPE, text=True,
+                       env=dict(os.environ, LC_ALL="C"))
     if r.returncode < 0:
         # Ctrl-C reaches cp as well as scons: a copy cut short is no fault of the disk or the permissions.
         raise Interrupted(f"{what} was interrupted (cp was stopped by {signal_name(r.returncode)}); nothing was "
                           "changed, run again.")
+    for reason in (os.strerror(e) for e in NO_SPACE):
+        if reason in r.stderr:
+            raise NoSpace(f"copying the pristine tree {src} to {dest}", dest, reason)
     if r.returncode:
-        raise MkdumpError(f"Copying the pristine tree {src} to {dest} failed ({r.stderr.strip()}); free some space "
-                          "or fix the permissions and run again.")
+        raise MkdumpError(f"Copying the pristine tree {src} to {dest} failed ({r.stderr.strip()}); fix the "
+                          "permissions and run again.")
 
 
 # In the patch stamp: which copy of the tree the later stages of that tree worked on. Not an input of anything

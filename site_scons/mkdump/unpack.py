@@ -9,7 +9,7 @@ import sys
 import tarfile
 import tempfile
 
-from mkdump.errors import Interrupted, MkdumpError, signal_name
+from mkdump.errors import NO_SPACE, Interrupted, MkdumpError, NoSpace, signal_name
 from mkdump.fsutil import tree_file_mode
 from mkdump.narhash import nar_sha256, normalize_sha256
 
@@ -297,9 +297,11 @@ def unpack(archive, dest, *, expect_tree_sha256=None, log=None):
                     extractor.extract(tar, member)
             extractor.finish()
         except OSError as e:
+            if e.errno in NO_SPACE:
+                raise NoSpace(f"unpacking {archive} into {dest}", dest, e.strerror) from None
             if e.errno is not None:
-                raise MkdumpError(f"cannot unpack {archive} into {dest} ({e}); free some space or fix the "
-                                  "permissions and run again.") from None
+                raise MkdumpError(f"cannot unpack {archive} into {dest} ({e}); fix the permissions and run "
+                                  "again.") from None
             raise ArchiveError(f"{archive} is damaged ({e}); fetch it again.") from None
         except (tarfile.TarError, EOFError) as e:
             raise ArchiveError(f"{archive} is damaged or not a tar archive ({e}); fetch it again.") from None

@@ -24,7 +24,7 @@ from mkdump import layout as L
 from mkdump import options as O
 from mkdump import pipeline as P
 from mkdump import products
-from mkdump.errors import Interrupted, MkdumpError
+from mkdump.errors import NO_SPACE, Interrupted, MkdumpError, NoSpace
 
 
 def _layout(p):
@@ -124,15 +124,46 @@ def _log(msg):
 
 def _run_stage(target, source, env):
     params = json.loads(source[0].read())
+    build = env["MKDUMP_OPTS"].build
     try:
         _STAGES[params["stage"]](params, env["MKDUMP_OPTS"], _log)
     except Interrupted as err:
         print(f"mkdump: {err}", file=sys.stderr, flush=True)
         return 2
+    except NoSpace as err:
+        _no_space(build, err.path, f"{err.what}: {err.reason}", str(err))
+        return 2
     except MkdumpError as err:
         print(f"mkdump: error: {err}", file=sys.stderr, flush=True)
         return 2
+    except OSError as e:
+        if e.errno not in NO_SPACE:
+            raise
+        what = f"{e.strerror} writing {e.filename}" if e.filename else e.strerror
+        _no_space(build, e.filename, what, f"{what}; free some space there and run again.")
+        return 2
     return 0
+
+
+def _inside(path, directory):
+    path, directory = os.path.abspath(path), os.path.abspath(directory)
+    return os.path.commonpath([path, directory]) == directory
+
+
+# Said once per run: after a stage reported the full disk, the signature database fails to be written too.
+_SAID_NO_SPACE = []
+
+
+def _no_space(build, path, detail, elsewhere):
+    """One sentence for a full disk: the build directory's when `path` is in it (`detail` says what failed), else
+    `elsewhere` (a download cache, say)."""
+    if path is not None and _inside(path, build):
+        message = f"the build directory {build} is full ({detail}); free some space there and run again."
+    else:
+        message = elsewhere
+    if not _SAID_NO_SPACE:
+        print(f"mkdump: error: {message}", file=sys.stderr, flush=True)
+    _SAID_NO_SPACE.append(path)
 
 
 def _quiet(target, source, env):
@@ -611,6 +642,7 @@ def _pipeline(env):
         from mkdump.fsutil import remove_stale_staging
         remove_stale_staging(opts.build, O.ARCHES, _log)
     _SignatureDatabase.writes = lock is not None
+    _SignatureDatabase.build = opts.build
     env.SConsignFile(_literal(os.path.join(opts.build, ".sconsign")), _SIGNATURE_DB)
     _repro(env)
     return Pipeline(env, opts, top, read_only=lock is None)
@@ -621,15 +653,29 @@ _HELD = []
 
 
 class _SignatureDatabase(SCons.dblite._Dblite):
-    """SCons' signature database, written only by a run that holds the build directory's lock: a `scons -q` beside
-    a running build would otherwise put back the signatures it read at its start over those of the build."""
+    """SCons' signature database, written only by a run that holds the build directory's lock (a `scons -q` beside
+    a running build would otherwise put back the signatures it read at its start over those of the build), and
+    with a full disk reported in one sentence instead of SCons' traceback."""
     writes = True
+    build = None
 
     def sync(self):
         if not self.writes:
             self._needs_sync = False
             return
-        super().sync()
+        try:
+            super().sync()
+        except OSError as e:
+            if e.errno not in NO_SPACE:
+                raise
+            # SCons writes a temporary file and renames it over the database, so the database is as the last run
+            # left it: the stages this run finished run again next time. Never try again (SCons would at exit).
+            self._needs_sync = False
+            if os.path.exists(self._tmp_name):
+                os.unlink(self._tmp_name)
+            what = f"{e.strerror} writing SCons' signature database {self._tmp_name}"
+            _no_space(self.build, self._tmp_name, what, f"{what}; free some space there and run again.")
+            raise SystemExit(2) from None
 
 
 _SIGNATURE_DB = types.ModuleType("mkdump_signature_db")
