@@ -5,6 +5,7 @@ early on PATH (`stand_in`) does the real work and then blocks, so a test can act
 """
 import errno
 import importlib.util
+import json
 import os
 import re
 import shlex
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 
@@ -354,3 +356,29 @@ def test_a_full_disk_while_writing_the_signature_database(tmp_path, monkeypatch,
     assert not (tmp_path / ".sconsign.tmp").exists()
     db.close()      # as SCons does at exit: no second attempt, no second message
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("stage, error, said", [
+    ("patch", OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+     "the build directory {build} is full (No space left on device writing {build}); free some space there and "
+     "run again."),
+    ("patch", OSError(errno.EDQUOT, os.strerror(errno.EDQUOT), "{build}/x86_64/stamps/.stamp-abcdefgh"),
+     "the build directory {build} is full (Disk quota exceeded writing {build}/x86_64/stamps/.stamp-abcdefgh); "
+     "free some space there and run again."),
+    ("install", OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+     "No space left on device writing {destdir}; free some space there and run again."),
+])
+def test_a_stage_that_fills_the_disk_says_where(tmp_path, capsys, stage, error, said):
+    tool = load_tool()
+    build, destdir = str(tmp_path / "build"), str(tmp_path / "stage")
+    if error.filename:
+        error.filename = error.filename.format(build=build)
+
+    def fills_the_disk(params, opts, log):
+        raise error
+
+    tool._STAGES[stage] = fills_the_disk
+    source = types.SimpleNamespace(read=lambda: json.dumps({"stage": stage}))
+    env = {"MKDUMP_OPTS": types.SimpleNamespace(build=build, destdir=destdir)}
+    assert tool._run_stage([], [source], env) == 2
+    assert capsys.readouterr().err == f"mkdump: error: {said.format(build=build, destdir=destdir)}\n"

@@ -139,8 +139,10 @@ def _run_stage(target, source, env):
     except OSError as e:
         if e.errno not in NO_SPACE:
             raise
-        what = f"{e.strerror} writing {e.filename}" if e.filename else e.strerror
-        _no_space(build, e.filename, what, f"{what}; free some space there and run again.")
+        # A failed write() names no file: the stage was writing where it writes, DESTDIR for install.
+        where = e.filename or (env["MKDUMP_OPTS"].destdir if params["stage"] == "install" else build)
+        what = f"{e.strerror} writing {where}"
+        _no_space(build, where, what, f"{what}; free some space there and run again.")
         return 2
     return 0
 
@@ -157,7 +159,7 @@ _SAID_NO_SPACE = []
 def _no_space(build, path, detail, elsewhere):
     """One sentence for a full disk: the build directory's when `path` is in it (`detail` says what failed), else
     `elsewhere` (a download cache, say)."""
-    if path is not None and _inside(path, build):
+    if _inside(path, build):
         message = f"the build directory {build} is full ({detail}); free some space there and run again."
     else:
         message = elsewhere
