@@ -382,3 +382,31 @@ def test_a_stage_that_fills_the_disk_says_where(tmp_path, capsys, stage, error, 
     env = {"MKDUMP_OPTS": types.SimpleNamespace(build=build, destdir=destdir)}
     assert tool._run_stage([], [source], env) == 2
     assert capsys.readouterr().err == f"mkdump: error: {said.format(build=build, destdir=destdir)}\n"
+
+
+def snapshot(*roots):
+    """Every file, link and directory under `roots`: (kind, size, mtime, inode) for files and links."""
+    seen = {}
+    for root in roots:
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in dirnames:
+                seen[os.path.join(dirpath, name)] = "dir"
+            for name in filenames:
+                st = os.lstat(os.path.join(dirpath, name))
+                seen[os.path.join(dirpath, name)] = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino)
+    return seen
+
+
+def test_a_build_writes_only_in_the_build_and_cache_directories(sources, tmp_path):
+    proj = P.fixture_project(tmp_path / "proj", sources)
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    before = snapshot(tmp_path, sources.dir)
+    r = P.scons(proj, *offline(sources, tmp_path), env={"TMPDIR": str(scratch)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    after = snapshot(tmp_path, sources.dir)
+    changed = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+    allowed = (str(proj / "build"), str(tmp_path / "cache"))
+    # Trust on first use records the two unpinned mkdump files in the checkout: the one write outside (README).
+    assert [p for p in changed if not p.startswith(allowed)] == [str(proj / "patches" / "sources.lock")]
+    assert os.listdir(scratch) == [], "temporary files were left in TMPDIR"

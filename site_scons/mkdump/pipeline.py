@@ -351,9 +351,10 @@ def mkexec(lay, *, launcher=None, verbose=False, log=_log_default):
     from .mkexec import build_module
     release = stamp.read(lay.stamp("build-system"))["release"]
     log(f"mkdump: [{lay.arch}] building mkexec.ko against the system kernel {release}")
-    ko = build_module(pristine_tree(lay, "mkexec", log=log), lay.mkexec_build, arch=lay.arch, kdir=lay.tree("system"), kver=release,
-                      kmoddir=f"/lib/modules/{release}/extra", toolchain=detected_toolchain(lay),
-                      launcher=launcher, log_path=lay.log("mkexec"), verbose=verbose, log=log)
+    ko = build_module(pristine_tree(lay, "mkexec", log=log), lay.mkexec_build, arch=lay.arch,
+                      kdir=lay.tree("system"), kver=release, kmoddir=f"/lib/modules/{release}/extra",
+                      toolchain=detected_toolchain(lay), launcher=launcher, log_path=lay.log("mkexec"),
+                      verbose=verbose, log=log)
     stamp.write(lay.stamp("mkexec"),
                 {"module": os.path.relpath(ko, lay.mkexec_build), "sha256": stamp.sha256_file(ko)})
 
