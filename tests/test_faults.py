@@ -227,11 +227,13 @@ def test_a_second_run_on_the_build_directory_waits_for_the_first(sources, tmp_pa
     assert staging and staging[0].startswith(".minik.tmp-")
     # Looking never waits: -n and -q answer at once, say why the answer is provisional, and change nothing.
     stamps = sorted(os.listdir(build / "x86_64" / "stamps"))
+    database = (build / ".sconsign.dblite").read_bytes()
     for look, status in (("-n", 0), ("-q", 1)):
         r = P.scons(proj, look, "patch", *args, timeout=60)
         assert r.returncode == status, r.stdout + r.stderr
         assert f"another mkdump build in {build} (pid {first.pid}) is going on" in r.stderr
     assert sorted(os.listdir(build / "x86_64" / "stamps")) == stamps
+    assert (build / ".sconsign.dblite").read_bytes() == database
     assert P.scons(proj, "-h", timeout=60).returncode == 0
     time.sleep(1)
     assert second.proc.poll() is None and not (build / "x86_64" / "minik").exists()
