@@ -130,6 +130,25 @@ def test_publish_copies_what_check_and_the_manifest_recorded(tmp_path):
         K.check_retrieved(tmp_path / "out", n, ["/cache/XX/entry", "/cache/YY/manifest"])
 
 
+def test_publish_failing_mid_way_leaves_out_as_it_was(tmp_path, monkeypatch):
+    checked, names = _checked(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "vmlinux.bin").write_bytes(b"last run's image")
+    real_copy = K.shutil.copy2
+
+    def disk_full_at_the_third(src, dst):
+        if len(os.listdir(out)) == 3:
+            raise OSError(28, "No space left on device", dst)
+        return real_copy(src, dst)
+
+    monkeypatch.setattr(K.shutil, "copy2", disk_full_at_the_third)
+    with pytest.raises(OSError):
+        K.publish(checked, out, names, tmp_path / "check.json")
+    assert sorted(os.listdir(out)) == ["vmlinux.bin"]
+    assert (out / "vmlinux.bin").read_bytes() == b"last run's image"
+
+
 def test_publish_refuses_an_artifact_changed_after_check(tmp_path):
     checked, names = _checked(tmp_path)
     (checked / "mkexec.ko").write_bytes(b"tampered")

@@ -564,8 +564,9 @@ def test_disk_full_while_proving_a_tree_is_no_verdict_on_the_archive(tmp_path, s
 
     monkeypatch.setattr(mkdump.unpack._Extractor, "write_file", disk_full)
     for f in (fetcher(tmp_path, offline=True), fetcher(tmp_path / "fresh")):
-        with pytest.raises(MkdumpError, match="No space left on device.*free some space"):
+        with pytest.raises(MkdumpError, match="No space left on device.*free some space") as e:
             f.fetch(src)
+        assert f"in the download cache {f.cache_dir} to check it" in str(e.value)
     assert listing(cache / "files") == ["k-1.0.tar.bz2"]
     assert listing(cache / "rejected") == [] and listing(tmp_path / "fresh" / "cache" / "rejected") == []
     assert listing(cache / "tmp") == []

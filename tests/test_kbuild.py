@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from mkdump import kbuild, toolchain
-from mkdump.errors import MkdumpError
+from mkdump.errors import MkdumpError, NoSpace
 from support.kernel_tree import COMPAT_DIR, MINI_FRAGMENT, apply_compat_patches, compat_patches, configure, unpack
 
 
@@ -196,6 +196,19 @@ def test_failure_names_command_errors_and_log(tmp_path):
     assert err.returncode == 2
     assert err.log_path == tmp_path / "logs" / "build.log"
     assert any("error:" in line for line in err.errors)
+
+
+def test_a_full_disk_is_no_compile_error(tmp_path):
+    tree = tmp_path / "tree"
+    write_makefile(tree, """\
+        all:
+                @echo "init/main.o: fatal error: error writing to /tmp/ccX.s: No space left on device" >&2; exit 1
+        """)
+    with pytest.raises(NoSpace) as e:
+        run(tree, ["all"], tmp_path)
+    assert e.value.path == str(tree) and e.value.reason == "No space left on device"
+    assert str(e.value) == (f"make all in {tree} (log: {tmp_path / 'logs' / 'build.log'}) failed (No space left on "
+                            f"device); free some space in {tmp_path} and run again.")
 
 
 def test_runaway_output_is_stopped(tmp_path, monkeypatch):

@@ -2,11 +2,12 @@
 driving make against a fake kernel tree whose Makefile records what it was given."""
 import dataclasses
 import os
+import signal
 
 import pytest
 
 from mkdump import mkexec, toolchain, unpack
-from mkdump.errors import MkdumpError
+from mkdump.errors import Interrupted, MkdumpError
 from support import standin_mkexec
 
 # What build() hands build_module: a detected toolchain as its stamp records it.
@@ -221,6 +222,19 @@ def test_build_failure_keeps_previous_build_and_reports(src, tmp_path):
     assert "mkexec.c:42: error: frobnicate undeclared" in msg
     assert str(tmp_path / "logs" / "mkexec.log") in msg
     assert "frobnicate" in (tmp_path / "logs" / "mkexec.log").read_text()
+    assert (out / "kernel" / "received.txt").read_text() == before
+    assert os.listdir(tmp_path / "build") == ["mkexec"]
+
+
+def test_build_stopped_by_ctrl_c_says_interrupted_and_keeps_previous_build(src, tmp_path, monkeypatch):
+    """Ctrl-C reaches make (it runs in scons' process group), which then dies by SIGINT."""
+    kdir = fake_kdir(tmp_path / "kdir")
+    build(src, tmp_path, kdir)
+    out = tmp_path / "build" / "mkexec"
+    before = (out / "kernel" / "received.txt").read_text()
+    monkeypatch.setattr(mkexec, "_run_logged", lambda *a, **kw: (-signal.SIGINT, ["make: *** Interrupt\n"]))
+    with pytest.raises(Interrupted, match=r"^building mkexec.ko was interrupted \(make was stopped by SIGINT\)"):
+        build(src, tmp_path, kdir)
     assert (out / "kernel" / "received.txt").read_text() == before
     assert os.listdir(tmp_path / "build") == ["mkexec"]
 

@@ -86,3 +86,19 @@ def test_a_file_edited_after_fetch_voids_its_stamp_even_with_its_old_mtime(tmp_p
     os.utime(f, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert f.stat().st_size == before.st_size and f.stat().st_mtime_ns == before.st_mtime_ns
     assert P.fetch_stamp_stale(root, src, None)
+
+
+def test_tree_state_sees_any_edit_even_with_the_old_mtime(tmp_path):
+    tree = tmp_path / "tree"
+    (tree / "init").mkdir(parents=True)
+    f = tree / "init" / "main.c"
+    f.write_bytes(b"int main;\n")
+    state = P.tree_state(tree)
+    assert P.tree_state(tree) == state
+    before = f.stat()
+    f.write_bytes(b"int mair;\n")
+    os.utime(f, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert P.tree_state(tree) != state
+    state = P.tree_state(tree)
+    (tree / "init" / "new.c").write_bytes(b"")
+    assert P.tree_state(tree) != state

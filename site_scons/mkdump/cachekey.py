@@ -163,8 +163,16 @@ def publish(checked_dir, out_dir, names, check_stamp):
         if recorded != {actual}:
             raise MkdumpError(f"{path} (SHA-256 {actual}) is not what check and the manifest recorded; {redo}")
     os.makedirs(out_dir, exist_ok=True)
-    for name in names:
-        dest = os.path.join(out_dir, name)
-        tmp = dest + ".tmp"
-        shutil.copy2(os.path.join(checked_dir, name), tmp)
-        os.replace(tmp, dest)
+    # All copied before any is renamed into place: a copy that fails (a full disk) leaves no half-published out/.
+    staged = []
+    try:
+        for name in names:
+            dest = os.path.join(out_dir, name)
+            staged.append((dest + ".tmp", dest))
+            shutil.copy2(os.path.join(checked_dir, name), dest + ".tmp")
+        for tmp, dest in staged:
+            os.replace(tmp, dest)
+    finally:
+        for tmp, _ in staged:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)

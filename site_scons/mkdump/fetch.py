@@ -24,7 +24,7 @@ import requests
 import urllib3
 
 from mkdump import stamp
-from mkdump.errors import MkdumpError
+from mkdump.errors import MkdumpError, NoSpace
 from mkdump.sources import check_file_name, glob_candidates, mirror_url
 from mkdump.unidiff import PatchFormatError, parse_patch, strip_name
 from mkdump.unpack import ArchiveError, tree_sha256_of_archive, unpacked
@@ -311,6 +311,8 @@ class Fetcher:
                     missing = missing_parts(tree)
             except ArchiveError as e:
                 raise _Mismatch(f"it cannot be unpacked ({e})", sha) from None
+            except NoSpace as e:
+                raise self._no_space_to_unpack(path, e) from None
             if missing:
                 raise _Mismatch(f"it is not an mkexec archive (it lacks {', '.join(missing)})", sha)
 
@@ -324,6 +326,13 @@ class Fetcher:
             return tree_sha256_of_archive(path, self._dir("tmp"))
         except ArchiveError as e:
             raise _Mismatch(f"it cannot be unpacked ({e})", sha) from None
+        except NoSpace as e:
+            raise self._no_space_to_unpack(path, e) from None
+
+    def _no_space_to_unpack(self, path, e):
+        # The scratch tree is gone by now: name the cache it was in.
+        return MkdumpError(f"cannot unpack {path} in the download cache {self.cache_dir} to check it ({e.reason}); "
+                           "free some space there (or give another cache=) and run again.")
 
     def _trust(self, source, name, sha, where):
         """Trust on first use for a file without a pin: record its hash, loudly."""

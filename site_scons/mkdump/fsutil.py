@@ -1,5 +1,6 @@
 """Putting finished outputs in place: whole or not at all, so an interrupted run never leaves half a result."""
 import os
+import re
 import shutil
 import tempfile
 
@@ -42,3 +43,64 @@ def staging_dir(dest):
     parent = os.path.dirname(dest)
     os.makedirs(parent, exist_ok=True)
     return tempfile.mkdtemp(prefix="." + os.path.basename(dest) + ".tmp-", dir=parent)
+
+
+# What a run killed mid-way (kill -9, a power cut) leaves: the staging places of every stage, by their names.
+# tempfile's random part is 8 characters of [a-z0-9_].
+_RANDOM = r"[a-z0-9_]{8}"
+_STAGING_NAMES = (
+    re.compile(rf"\..+\.(tmp|unpack|old)-{_RANDOM}"),  # staging_dir, replace_dir, unpack, the mkexec build copy
+    re.compile(rf"\.stamp-{_RANDOM}"),                  # stamp.write
+    re.compile(rf"mkdump-boot-{_RANDOM}"),              # boot-test's scratch directory
+)
+# Directories that hold only our own outputs, where any `*.tmp` is one of write_atomic's or a publish's.
+_OWN_DIRS = ("stamps", "reports", "out", "checked")
+
+
+def stale_staging(root, arches):
+    """Staging places under the build directory `root` that no run is using, provided the caller holds its lock.
+
+    Only the directories stages stage in are looked at, never a kernel tree (kbuild makes `.tmp_*` names of its
+    own there), and only names no file of a finished build has.
+    """
+    found = []
+
+    def look(directory, own=False):
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            return
+        for name in names:
+            path = os.path.join(directory, name)
+            if any(p.fullmatch(name) for p in _STAGING_NAMES) or (own and name.endswith(".tmp")
+                                                                  and os.path.isfile(path)):
+                found.append(path)
+
+    for name in (".sconsign.tmp",):     # SCons' own, written before it replaces .sconsign.dblite
+        if os.path.isfile(os.path.join(root, name)):
+            found.append(os.path.join(root, name))
+    look(os.path.join(root, "fetch"))
+    for arch in arches:
+        arch_dir = os.path.join(root, arch)
+        look(arch_dir)
+        look(os.path.join(arch_dir, "src"))
+        for sub in _OWN_DIRS:
+            look(os.path.join(arch_dir, sub), own=True)
+    return sorted(found)
+
+
+def remove_stale_staging(root, arches, log):
+    """Remove what stale_staging finds, saying what went."""
+    stale = stale_staging(root, arches)
+    for path in stale:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass    # in the way of nothing: a stage stages under a new random name
+    if stale:
+        log(f"mkdump: removed what an interrupted run left in {root}: "
+            + ", ".join(os.path.relpath(p, root) for p in stale))
+    return stale

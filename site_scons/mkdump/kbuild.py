@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from mkdump.errors import MkdumpError
+from mkdump.errors import NO_SPACE, MkdumpError, NoSpace
 
 # The mtime of Makefile in linux-2.6.9.tar.bz2 (2004-10-14 23:00 UTC): a fixed, meaningful build date used
 # when the caller's environment has no SOURCE_DATE_EPOCH.
@@ -254,6 +254,10 @@ def run_make(tree, targets, *, toolchain, jobs=None, launcher=None, verbose=Fals
             f"before oldconfig); see {log_path}.",
             command=argv, errors=extract_errors(lines[-50:]), log_path=log_path, returncode=proc.returncode)
     if proc.returncode != 0:
+        # The compiler's words for a full disk (make runs in the C locale): no fault of the sources.
+        for reason in (os.strerror(e) for e in NO_SPACE):
+            if any(reason in line for line in lines[-50:]):
+                raise NoSpace(f"make {' '.join(targets)} in {tree} (log: {log_path})", str(tree), reason)
         target, failing = _failing_command(lines)
         errors = extract_errors(lines)
         parts = [f"make {' '.join(targets)} failed in {tree} (exit {proc.returncode})"

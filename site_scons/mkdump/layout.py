@@ -24,10 +24,6 @@ class Layout:
     def linux_src(self):
         return self._a("src", LINUX_DIR)
 
-    @property
-    def mkexec_src(self):
-        return self._a("src", "mkexec")
-
     def tree(self, kind):
         """The kernel tree of `kind` ("minik" or "system"): patched, configured and built in place."""
         return self._a(kind)

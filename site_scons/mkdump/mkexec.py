@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 
-from .errors import MkdumpError
+from .errors import Interrupted, MkdumpError, signal_name
 from .kbuild import build_env, extract_errors, prefix_maps
 from .options import ARCHES
 from .fsutil import replace_dir
@@ -214,6 +214,10 @@ def build_module(src_dir, build_dir, *, arch, kdir, kver, kmoddir, toolchain, lo
         command = shlex.join(argv)
         log(f"mkexec: {command} (log: {log_path})")
         rc, lines = _run_logged(argv, staging, log_path, verbose, log)
+        if rc < 0:
+            # Ctrl-C reaches make too, which then dies by the signal: not a failure of the module's sources.
+            raise Interrupted(f"building mkexec.ko was interrupted (make was stopped by {signal_name(rc)}); "
+                              f"{build_dir} was not changed, run again.")
         if rc != 0:
             excerpt = extract_errors(lines, limit=8) or [line.rstrip("\n") for line in lines[-8:]]
             raise MkdumpError(f"building mkexec.ko failed: `{command}` exited with {rc}: "

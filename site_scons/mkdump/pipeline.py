@@ -8,15 +8,17 @@ importing requests and pyelftools alone would cost most of a no-op run's budget.
 """
 import hashlib
 import os
+import secrets
 import shutil
 import subprocess
 import sys
+import threading
 
 from . import layout as L
 from .fsutil import replace_dir, staging_dir, write_atomic
 from . import products
 from . import stamp
-from .errors import MkdumpError
+from .errors import NO_SPACE, Interrupted, MkdumpError, NoSpace, signal_name
 from .options import ARCHES
 
 
@@ -106,7 +108,66 @@ def unpack(source, lay, *, log=_log_default):
     if source.name == "mkexec":
         from .mkexec import find_layout
         find_layout(dest)
+    _record_tree_state(lay, source.name)
     stamp.write(lay.stamp("unpack-" + source.name), {"source": source.name, "tree_sha256": tree})
+
+
+def tree_state(root):
+    """A digest of every entry's name, mode, size, inode and times under `root`: any edit, even one that puts the
+    old mtime back, changes it (the ctime moves). Cheap enough before every copy, which the tree hash is not."""
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in [""] + sorted(dirnames + filenames):
+            path = os.path.join(dirpath, name) if name else dirpath
+            st = os.lstat(path)
+            h.update(f"{os.path.relpath(path, root)}\0{st.st_mode} {st.st_size} {st.st_ino} "
+                     f"{st.st_mtime_ns} {st.st_ctime_ns}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+def _state_path(lay, source_name):
+    # Beside the unpack stamp but no part of it: the stages downstream depend on the tree's contents, not on its
+    # inodes, so unpacking the same tree again must not re-patch anything.
+    return lay.stamp(f"unpack-{source_name}.state")
+
+
+def _record_tree_state(lay, source_name):
+    stamp.write(_state_path(lay, source_name), {"state": tree_state(unpacked_dir(lay, source_name))})
+
+
+def pristine_tree(lay, source_name, *, log=_log_default):
+    """The unpacked tree of `source_name`, as unpack verified it, for a stage about to copy or read it.
+
+    A tree changed since (an edit meant for a kernel tree, a deleted file) is unpacked again from the verified
+    archive, so no change made there reaches a kernel tree. A tree whose state differs but whose tree hash is still
+    the verified one (a file touched, a build directory from before the state was recorded) is only recorded anew.
+    """
+    with _PRISTINE:
+        return _pristine_tree(lay, source_name, log)
+
+
+# With scons -j the two patch stages run in threads of one process: one must not unpack the tree again while the
+# other checks it.
+_PRISTINE = threading.Lock()
+
+
+def _pristine_tree(lay, source_name, log):
+    from . import unpack as U
+    from .narhash import nar_sha256
+    dest = unpacked_dir(lay, source_name)
+    try:
+        recorded = stamp.read(_state_path(lay, source_name))["state"]
+    except (OSError, ValueError, KeyError):
+        recorded = None
+    if recorded is not None and os.path.isdir(dest) and tree_state(dest) == recorded:
+        return dest
+    verified = stamp.read(lay.stamp("unpack-" + source_name))["tree_sha256"]
+    if not (os.path.isdir(dest) and nar_sha256(dest) == verified):
+        log(f"mkdump: [{lay.arch}] {dest} changed after it was unpacked and verified; unpacking it again")
+        U.unpack(fetched_path(lay.root, source_name), dest, expect_tree_sha256=verified, log=log)
+    _record_tree_state(lay, source_name)
+    return dest
 
 
 # ---------------------------------------------------------------- patch
@@ -133,12 +194,26 @@ def series_inputs(series_path, arch, patches_dir):
     return files, srcs
 
 
-def _copy_tree(src, dest):
-    # cp -a is several times faster than shutil.copytree on the 16,448-file tree, and keeps modes and links.
-    r = subprocess.run(["cp", "-a", "--reflink=auto", "--", src + "/.", dest], stderr=subprocess.PIPE, text=True)
+def _copy_tree(src, dest, what):
+    # cp -a is several times faster than shutil.copytree on the 16,448-file tree, and keeps modes and links. In
+    # the C locale its messages can be told apart.
+    r = subprocess.run(["cp", "-a", "--reflink=auto", "--", src + "/.", dest], stderr=subprocess.PIPE, text=True,
+                       env=dict(os.environ, LC_ALL="C"))
+    if r.returncode < 0:
+        # Ctrl-C reaches cp as well as scons: a copy cut short is no fault of the disk or the permissions.
+        raise Interrupted(f"{what} was interrupted (cp was stopped by {signal_name(r.returncode)}); nothing was "
+                          "changed, run again.")
+    for reason in (os.strerror(e) for e in NO_SPACE):
+        if reason in r.stderr:
+            raise NoSpace(f"copying the pristine tree {src} to {dest}", dest, reason)
     if r.returncode:
-        raise MkdumpError(f"Copying the pristine tree {src} to {dest} failed ({r.stderr.strip()}); free some space "
-                          "or fix the permissions and run again.")
+        raise MkdumpError(f"Copying the pristine tree {src} to {dest} failed ({r.stderr.strip()}); fix the "
+                          "permissions and run again.")
+
+
+# In the patch stamp: which copy of the tree the later stages of that tree worked on. Not an input of anything
+# the build makes, so the manifest leaves it out.
+TREE_ID = "tree_id"
 
 
 def patch(kind, lay, *, series_path, patches_dir, fuzz=0, log=_log_default):
@@ -147,7 +222,7 @@ def patch(kind, lay, *, series_path, patches_dir, fuzz=0, log=_log_default):
     for e in read_series(series_path, lay.arch):
         if e.kind == "source":
             if e.member:
-                path = os.path.join(unpacked_dir(lay, e.source), e.member)
+                path = os.path.join(pristine_tree(lay, e.source, log=log), e.member)
                 if not os.path.isfile(path):
                     raise MkdumpError(f"{series_path}:{e.lineno}: source {e.source!r} has no member {e.member!r}; "
                                       "check the archive's layout against the series.")
@@ -165,7 +240,7 @@ def patch(kind, lay, *, series_path, patches_dir, fuzz=0, log=_log_default):
     staging = staging_dir(dest)
     try:
         log(f"mkdump: [{lay.arch}] patching the {kind} tree ({len(patches)} patches)")
-        _copy_tree(lay.linux_src, staging)
+        _copy_tree(pristine_tree(lay, "linux", log=log), staging, f"patching the {kind} tree {dest}")
         try:
             report = apply_series(staging, patches, fuzz=fuzz, log=log)
         except PatchRejected as err:
@@ -177,7 +252,10 @@ def patch(kind, lay, *, series_path, patches_dir, fuzz=0, log=_log_default):
         if staging:
             shutil.rmtree(staging, ignore_errors=True)
     write_atomic(report_path, report.text)
-    stamp.write(lay.stamp("patch-" + kind), {"kind": kind, "patches": described, "report": report.to_dict()})
+    # A new tree has no .config and no build: its stamp must differ from the last one even when the patches are
+    # the same (fuzz= changed), so that config and build, which depend on it, run again on the new tree.
+    stamp.write(lay.stamp("patch-" + kind), {"kind": kind, "patches": described, "report": report.to_dict(),
+                                             TREE_ID: secrets.token_hex(16)})
 
 
 # ---------------------------------------------------------------- toolchain
@@ -274,9 +352,10 @@ def mkexec(lay, *, launcher=None, verbose=False, log=_log_default):
     from .mkexec import build_module
     release = stamp.read(lay.stamp("build-system"))["release"]
     log(f"mkdump: [{lay.arch}] building mkexec.ko against the system kernel {release}")
-    ko = build_module(lay.mkexec_src, lay.mkexec_build, arch=lay.arch, kdir=lay.tree("system"), kver=release,
-                      kmoddir=f"/lib/modules/{release}/extra", toolchain=detected_toolchain(lay),
-                      launcher=launcher, log_path=lay.log("mkexec"), verbose=verbose, log=log)
+    ko = build_module(pristine_tree(lay, "mkexec", log=log), lay.mkexec_build, arch=lay.arch,
+                      kdir=lay.tree("system"), kver=release, kmoddir=f"/lib/modules/{release}/extra",
+                      toolchain=detected_toolchain(lay), launcher=launcher, log_path=lay.log("mkexec"),
+                      verbose=verbose, log=log)
     stamp.write(lay.stamp("mkexec"),
                 {"module": os.path.relpath(ko, lay.mkexec_build), "sha256": stamp.sha256_file(ko)})
 
@@ -322,15 +401,23 @@ def check(lay, *, minik_mem, log=_log_default):
     if failed:
         raise MkdumpError(f"{len(failed)} of {len(checks)} artifact checks failed ({', '.join(failed)}); nothing "
                           f"was published to {lay.out}. Details: {lay.report('check.json')}.")
-    os.makedirs(lay.out, exist_ok=True)
-    outputs = {}
-    for name, (product, rel) in products.published(lay.arch).items():
-        src = os.path.join(product_dir(lay, product), rel)
-        dest = os.path.join(lay.out, name)
-        tmp = dest + ".tmp"
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-        outputs[name] = stamp.sha256_file(dest)
+    # Every artifact is copied before any reaches out/, so a failure (a full disk, a missing file) leaves out/ as
+    # the last run published it; the SCons tool keeps SCons from deleting them before this stage runs.
+    staging = staging_dir(lay.out)
+    try:
+        outputs = {}
+        for name, (product, rel) in products.published(lay.arch).items():
+            shutil.copyfile(os.path.join(product_dir(lay, product), rel), os.path.join(staging, name))
+            outputs[name] = stamp.sha256_file(os.path.join(staging, name))
+        os.makedirs(lay.out, exist_ok=True)
+        # A manifest describes the files beside it: the old one must not outlive the artifacts it names.
+        manifest = os.path.join(lay.out, "manifest.json")
+        if os.path.lexists(manifest):
+            os.remove(manifest)
+        for name in outputs:
+            os.replace(os.path.join(staging, name), os.path.join(lay.out, name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     stamp.write(lay.stamp("check"), {"checks": results, "published": outputs})
 
 
@@ -358,7 +445,8 @@ def manifest(lay, *, sources, opts_for_manifest, source_date_epoch, top):
         srcs[name] = {"file": where["file"], "sha256": got["sha256"], "tree_sha256": got["tree_sha256"],
                       "pinned": {"sha256": src.sha256, "tree_sha256": src.tree_sha256},
                       "url": where["url"], "declared_urls": list(src.urls)}
-    patches = {k: stamp.read(lay.stamp("patch-" + k)) for k in ("minik", "system")}
+    patches = {k: {n: v for n, v in stamp.read(lay.stamp("patch-" + k)).items() if n != TREE_ID}
+               for k in ("minik", "system")}
     configs = {k: stamp.read(lay.stamp("config-" + k)) for k in ("minik", "system")}
     tc = stamp.read(lay.stamp("toolchain"))
     checked = stamp.read(lay.stamp("check"))

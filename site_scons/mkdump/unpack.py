@@ -9,7 +9,7 @@ import sys
 import tarfile
 import tempfile
 
-from mkdump.errors import MkdumpError
+from mkdump.errors import NO_SPACE, Interrupted, MkdumpError, NoSpace, signal_name
 from mkdump.fsutil import tree_file_mode
 from mkdump.narhash import nar_sha256, normalize_sha256
 
@@ -19,10 +19,6 @@ _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"
 class ArchiveError(MkdumpError):
     """The archive itself is at fault (not a tar, damaged, unsafe, another tree), as opposed to the machine
     (a full disk, permissions): the fetcher sets aside only what fails for the first reason."""
-
-
-class Interrupted(MkdumpError):
-    """Unpacking was stopped from outside: no verdict on the archive, which must be neither refused nor trusted."""
 
 
 def _stderr_log(msg):
@@ -99,12 +95,8 @@ def _tar_stream(archive, kind):
 
 def _interrupted(archive, tool, rc):
     """For `tool` killed by signal -rc: a damaged archive makes a decompressor exit with a status instead."""
-    try:
-        name = signal.Signals(-rc).name
-    except ValueError:
-        name = f"signal {-rc}"
-    return Interrupted(f"unpacking {archive} was interrupted ({tool} was stopped by {name}), so the archive was "
-                       "not judged; run again.")
+    return Interrupted(f"unpacking {archive} was interrupted ({tool} was stopped by {signal_name(rc)}), so the "
+                       "archive was not judged; run again.")
 
 
 def _inside(path, root):
@@ -305,9 +297,11 @@ def unpack(archive, dest, *, expect_tree_sha256=None, log=None):
                     extractor.extract(tar, member)
             extractor.finish()
         except OSError as e:
+            if e.errno in NO_SPACE:
+                raise NoSpace(f"unpacking {archive} into {dest}", dest, e.strerror) from None
             if e.errno is not None:
-                raise MkdumpError(f"cannot unpack {archive} into {dest} ({e}); free some space or fix the "
-                                  "permissions and run again.") from None
+                raise MkdumpError(f"cannot unpack {archive} into {dest} ({e}); fix the permissions and run "
+                                  "again.") from None
             raise ArchiveError(f"{archive} is damaged ({e}); fetch it again.") from None
         except (tarfile.TarError, EOFError) as e:
             raise ArchiveError(f"{archive} is damaged or not a tar archive ({e}); fetch it again.") from None

@@ -9,19 +9,22 @@ import json
 import os
 import shutil
 import sys
+import types
 
 import SCons.Action
 import SCons.CacheDir
+import SCons.dblite
 import SCons.Errors
 import SCons.Node.FS
 from SCons.Script import (ARGLIST, ARGUMENTS, COMMAND_LINE_TARGETS, AddMethod, Alias, AlwaysBuild, Default, Exit,
                           GetLaunchDir, GetOption, Help)
 
+from mkdump import buildlock
 from mkdump import layout as L
 from mkdump import options as O
 from mkdump import pipeline as P
 from mkdump import products
-from mkdump.errors import MkdumpError
+from mkdump.errors import NO_SPACE, Interrupted, MkdumpError, NoSpace
 
 
 def _layout(p):
@@ -121,12 +124,48 @@ def _log(msg):
 
 def _run_stage(target, source, env):
     params = json.loads(source[0].read())
+    build = env["MKDUMP_OPTS"].build
     try:
         _STAGES[params["stage"]](params, env["MKDUMP_OPTS"], _log)
+    except Interrupted as err:
+        print(f"mkdump: {err}", file=sys.stderr, flush=True)
+        return 2
+    except NoSpace as err:
+        _no_space(build, err.path, f"{err.what}: {err.reason}", str(err))
+        return 2
     except MkdumpError as err:
         print(f"mkdump: error: {err}", file=sys.stderr, flush=True)
         return 2
+    except OSError as e:
+        if e.errno not in NO_SPACE:
+            raise
+        # A failed write() names no file: the stage was writing where it writes, DESTDIR for install.
+        where = e.filename or (env["MKDUMP_OPTS"].destdir if params["stage"] == "install" else build)
+        what = f"{e.strerror} writing {where}"
+        _no_space(build, where, what, f"{what}; free some space there and run again.")
+        return 2
     return 0
+
+
+def _inside(path, directory):
+    path, directory = os.path.abspath(path), os.path.abspath(directory)
+    return os.path.commonpath([path, directory]) == directory
+
+
+# Said once per run: after a stage reported the full disk, the signature database fails to be written too.
+_SAID_NO_SPACE = []
+
+
+def _no_space(build, path, detail, elsewhere):
+    """One sentence for a full disk: the build directory's when `path` is in it (`detail` says what failed), else
+    `elsewhere` (a download cache, say)."""
+    if _inside(path, build):
+        message = f"the build directory {build} is full ({detail}); free some space there and run again."
+    else:
+        message = elsewhere
+    if not _SAID_NO_SPACE:
+        print(f"mkdump: error: {message}", file=sys.stderr, flush=True)
+    _SAID_NO_SPACE.append(path)
 
 
 def _quiet(target, source, env):
@@ -153,10 +192,12 @@ class Pipeline:
     """Declares the graph for one build; SConstruct calls its methods in pipeline order."""
 
     @_user_errors
-    def __init__(self, env, opts, top):
+    def __init__(self, env, opts, top, read_only=False):
         self.env = env
         self.opts = opts
         self.top = top
+        # -n or -q while another run holds the build directory: look, never touch.
+        self.read_only = read_only
         self.patches_dir = os.path.join(top, "patches")
         self.configs_dir = os.path.join(top, "configs")
         self.sources_toml = os.path.join(self.patches_dir, "sources.toml")
@@ -169,12 +210,15 @@ class Pipeline:
 
     def _stage(self, targets, params, deps=(), requires=(), void=False):
         """One stage: `requires` are paths the stamp vouches for; if one is gone, or `void`, the stamp is void."""
-        if void or any(not os.path.exists(p) for p in requires):
+        stale = void or any(not os.path.exists(p) for p in requires)
+        if stale and not self.read_only:
             for t in targets:
                 if os.path.exists(t):
                     os.remove(t)
         value = self.env.Value(json.dumps(params, sort_keys=True))
         nodes = self.env.Command(_nodes(self.env, targets), [value] + _nodes(self.env, deps), _ACTION)
+        if stale and self.read_only:
+            AlwaysBuild(nodes)
         if self.shared_env:
             # A stamp stands for a whole tree, which no cache can hold: never retrieve one bare.
             self.env.NoCache(nodes)
@@ -299,6 +343,8 @@ class ArchPipeline:
         node = self.p._stage([self.lay.stamp("check")] + outs,
                              self._base("check", minik_mem=self.opts.minik_mem, **self.work_out),
                              deps=[self.minik, self.system, self.module])
+        # SCons deletes a target before its action runs: a failing check would leave out/ half emptied.
+        self.env.Precious(outs)
         Alias("check", node)
         self.checked = node
         return node
@@ -327,6 +373,7 @@ class ArchPipeline:
                                             top=self.p.top,
                                             source_date_epoch=o.source_date_epoch, **self.work_out),
                                  deps=stamps + fetched + list(self.checked) + list(script))
+        self.env.Precious(manifest + script)
         self.published = manifest + script
         if self.p.shared_env:
             self.published = self._share(self.published, manifest_opts)
@@ -562,6 +609,10 @@ Sharing results: with cache_dir=DIR, <build>/<arch>/out/ is retrieved from DIR w
 their pins, patches, configs, options, compiler, as and ld) matches, without running any stage; otherwise the
 stages run in <build>/<arch>/checked/ and the checked artifacts are copied to out/ and DIR. SCons' options apply:
 --cache-readonly (retrieve, never push), --cache-disable (ignore DIR), --cache-debug=- (show each lookup).
+
+One run at a time per build directory: a second scons on the same build= waits for the first, saying so
+("waiting for another mkdump build in DIR (pid N) to finish"). scons -n and scons -q never wait: while another
+run is going on they answer from what it has done so far and change nothing. scons -h takes nothing.
 """
 
 
@@ -579,9 +630,58 @@ def _pipeline(env):
         print(f"scons: *** build={opts.build} cannot be created ({e.strerror}); give a directory you can write.",
               file=sys.stderr)
         Exit(2)
-    env.SConsignFile(_literal(os.path.join(opts.build, ".sconsign")))
+    # One run at a time per build directory, for the whole run. -n and -q only look: they never wait, and while
+    # another run holds the directory they neither take the lock nor change anything (see buildlock).
+    looking = bool(GetOption("no_exec") or GetOption("question"))
+    try:
+        lock = buildlock.acquire(opts.build, wait=not looking, log=_log)
+    except MkdumpError as err:
+        print(f"scons: *** {err}", file=sys.stderr)
+        Exit(2)
+    _HELD.append(lock)
+    if not looking:
+        # Under the lock no other run can be using them: these are the staging places of a run that was killed.
+        from mkdump.fsutil import remove_stale_staging
+        remove_stale_staging(opts.build, O.ARCHES, _log)
+    _SignatureDatabase.writes = lock is not None
+    _SignatureDatabase.build = opts.build
+    env.SConsignFile(_literal(os.path.join(opts.build, ".sconsign")), _SIGNATURE_DB)
     _repro(env)
-    return Pipeline(env, opts, top)
+    return Pipeline(env, opts, top, read_only=lock is None)
+
+
+# The build directory's lock, open until the process ends.
+_HELD = []
+
+
+class _SignatureDatabase(SCons.dblite._Dblite):
+    """SCons' signature database, written only by a run that holds the build directory's lock (a `scons -q` beside
+    a running build would otherwise put back the signatures it read at its start over those of the build), and
+    with a full disk reported in one sentence instead of SCons' traceback."""
+    writes = True
+    build = None
+
+    def sync(self):
+        if not self.writes:
+            self._needs_sync = False
+            return
+        try:
+            super().sync()
+        except OSError as e:
+            if e.errno not in NO_SPACE:
+                raise
+            # SCons writes a temporary file and renames it over the database, so the database is as the last run
+            # left it: the stages this run finished run again next time. Never try again (SCons would at exit).
+            self._needs_sync = False
+            if os.path.exists(self._tmp_name):
+                os.unlink(self._tmp_name)
+            what = f"{e.strerror} writing SCons' signature database {self._tmp_name}"
+            _no_space(self.build, self._tmp_name, what, f"{what}; free some space there and run again.")
+            raise SystemExit(2) from None
+
+
+_SIGNATURE_DB = types.ModuleType("mkdump_signature_db")
+_SIGNATURE_DB.open = lambda file, flag="r", mode=0o666: _SignatureDatabase(file, flag, mode)
 
 
 def generate(env):
