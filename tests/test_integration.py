@@ -244,6 +244,20 @@ def test_forbidden_user_fragment_fails_with_the_reason(sources, served, tmp_path
     assert "Traceback" not in r.stderr
 
 
+def test_editing_the_user_fragment_reruns_config(built, tmp_path):
+    proj, args, _, _ = built
+    frag = tmp_path / "mine.config"
+    frag.write_text("CONFIG_BINFMT_ELF=y\n")
+    try:
+        assert P.scons(proj, "config", f"minik_fragment={frag}", *args).returncode == 0
+        assert P.scons(proj, "-q", "config", f"minik_fragment={frag}", *args).returncode == 0
+        frag.write_text("CONFIG_SMP=y\n")
+        r = P.scons(proj, "config", f"minik_fragment={frag}", *args)
+        assert r.returncode != 0 and "mine.config:1" in r.stderr, r.stdout + r.stderr
+    finally:
+        assert P.scons(proj, *args).returncode == 0
+
+
 def _mtimes(arch_dir):
     return {p.name: p.stat().st_mtime_ns for p in (arch_dir / "stamps").iterdir()}
 

@@ -311,8 +311,8 @@ class ArchPipeline:
         frags = P.config_fragments(kind, self.arch, **cfg)
         cfg_deps = [patched[0], self.toolchain_stamp] + [f for f in frags if isinstance(f, str)] + [
             os.path.join(self.p.configs_dir, n) for n in ("rules.toml", "dump-drivers.toml")]
-        if cfg["system_config"] and cfg["system_config"] != "defconfig":
-            cfg_deps.append(cfg["system_config"])
+        # The user's files are parsed into Fragment objects above, so they are named here: an edit re-runs config.
+        cfg_deps += [f for f in (cfg["minik_fragment"], cfg["system_config"]) if f and f != "defconfig"]
         configured = self.p._stage([self.lay.stamp("config-" + kind)],
                                    self._base("config", kind=kind, **cfg),
                                    deps=cfg_deps, requires=[os.path.join(tree, ".config")])
