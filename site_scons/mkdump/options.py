@@ -47,7 +47,7 @@ def specs(dump_drivers, default_driver, environ=os.environ):
         Spec("pae", "i386 only: run the mini kernel in PAE mode (no for CPUs without PAE, e.g. Pentium M)", "yes"),
         Spec("minik_fragment", "your own extra Kconfig fragment for the mini kernel (the rules still apply)", ""),
         Spec("system_config", "your system's own 2.6.9 .config for the system kernel, or defconfig for the arch's own "
-             "arch/<arch>/defconfig (default: the lean configs/system-<arch>.config)", ""),
+             "arch/<arch>/defconfig; none: the lean configs/system-<arch>.config", ""),
         Spec("minik_mem", "memory of the mini kernel in MB, a multiple of 4", "8"),
         Spec("dump_dev", "default dump device for the load script: /dev/sdb2, MAJOR:MINOR or 0xHEX", ""),
         Spec("minik_params", "extra kernel parameters for the mini kernel, written by the load script", ""),
