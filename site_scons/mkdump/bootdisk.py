@@ -75,16 +75,11 @@ def module_paths(tree):
 
 
 def _module_symbols(path):
-    from mkdump.elfcheck import _Elf
-    undefined, exported = set(), set()
+    """(the symbols a module uses, the symbols it exports)."""
+    from mkdump.elfcheck import _Elf, kernel_exports
     with _Elf(path) as f:
-        for sym in f.symbols()[1:]:
-            if sym["st_shndx"] == "SHN_UNDEF" and sym.name:
-                undefined.add(sym.name)
-            elif sym.name.startswith("__ksymtab_") and isinstance(sym["st_shndx"], int) \
-                    and f.sections[sym["st_shndx"]].name in ("__ksymtab", "__ksymtab_gpl"):
-                exported.add(sym.name[len("__ksymtab_"):])
-    return undefined, exported
+        undefined = {sym.name for sym in f.symbols()[1:] if sym["st_shndx"] == "SHN_UNDEF" and sym.name}
+    return undefined, kernel_exports(path)
 
 
 def load_order(wanted, paths, kernel_exports, module_symvers=None):
