@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import sys
+import time
 import types
 
 import SCons.Action
@@ -684,8 +685,23 @@ _SIGNATURE_DB = types.ModuleType("mkdump_signature_db")
 _SIGNATURE_DB.open = lambda file, flag="r", mode=0o666: _SignatureDatabase(file, flag, mode)
 
 
+def _content_unless_old(dependency, target, prev_ni, repo_node=None):
+    """SCons' content-timestamp, except that a file whose whole-second timestamp is the recorded one but which
+    was written within the last few seconds has its content checked: SCons records timestamps in whole seconds, so
+    a stamp or a user's file rewritten within the second of the last run (quick runs one after the other) looked
+    unchanged and its dependents were skipped."""
+    timestamp = dependency.get_timestamp()
+    if timestamp != getattr(prev_ni, "timestamp", None) or time.time() - timestamp < _RECENT_SECONDS:
+        return dependency.changed_content(target, prev_ni, repo_node)
+    return False
+
+
+_RECENT_SECONDS = 3
+
+
 def generate(env):
     AddMethod(env, _pipeline, "MkdumpPipeline")
+    env.Decider(_content_unless_old)
 
 
 def exists(env):
