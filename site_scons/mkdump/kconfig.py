@@ -627,13 +627,14 @@ def _rule_problem(rule, actual, kconf):
             f"\n      defined at {_defined_at(sym)}; " + explain(kconf, sym, rule.value))
 
 
-def _load_base_config(kconf, path, arch, rules_path, log):
+def _load_base_config(kconf, path, arch, rules_path, rules, log):
     """Load the user's own .config into kconf; return what of it this tree does not take, and what changes.
 
-    The file must be a 2.6.9 configuration for `arch` (userconfig.check_header). A distribution's file names
-    symbols vanilla 2.6.9 does not define (RHEL4: DISKDUMP, NETDUMP, TUX, ...) and values a symbol cannot take here:
-    those lines are left out, as oldconfig would drop them, but listed with their line numbers; values Kconfig
-    lowers or raises (dependencies, selects) are listed with the reason.
+    The file must be a 2.6.9 configuration for `arch` (userconfig.check_header) with what the system kernel's
+    `rules` ask (one sentence naming the option otherwise). A distribution's file names symbols vanilla 2.6.9 does
+    not define (RHEL4: DISKDUMP, NETDUMP, TUX, ...) and values a symbol cannot take here: those lines are left out,
+    as oldconfig would drop them, but listed with their line numbers; values Kconfig lowers or raises
+    (dependencies, selects) are listed with the reason.
     """
     header = userconfig.read_header(path, rules_path)
     userconfig.check_header(path, header, arch)
@@ -647,18 +648,31 @@ def _load_base_config(kconf, path, arch, rules_path, log):
         reason = str(e).strip().splitlines()[0]
         raise ConfigError(f"the system_config file {path} is not a .config ({reason}); pass the .config of "
                           "a Linux 2.6.9 kernel") from None
+    line_of, assignments = {}, {}       # symbol -> line number (set or "is not set"); line number -> its text
     with open(path, encoding="latin-1") as f:
-        lines = {m.group(1): (n, line) for n, line in enumerate(f.read().splitlines(), 1)
-                 if (m := _ASSIGN_RE.match(line))}
+        for n, line in enumerate(f.read().splitlines(), 1):
+            m = _ASSIGN_RE.match(line)
+            if m:
+                assignments[n] = line
+            m = m or _UNSET_RE.match(line)
+            if m:
+                line_of.setdefault(m.group(1), n)
     unknown = [name for name, value in kconf.missing_syms if value != "n"]
-    userconfig.check_unknown_share(path, header, len(unknown), len(lines))
-    left_out = [{"line": lines[name][0], "setting": lines[name][1],
+    userconfig.check_unknown_share(path, header, len(unknown), len(assignments))
+    for rule in rules:
+        sym = kconf.syms[rule.symbol]
+        if not _same(sym, rule.value, _val(sym)):
+            line = line_of.get(rule.symbol)
+            raise ConfigError(f"the system_config file {path} has CONFIG_{rule.symbol}={_val(sym)}"
+                              f"{f' (line {line})' if line else ''}, but it must be {rule.value}: {rule.why}; "
+                              f"set CONFIG_{rule.symbol}={rule.value} in it")
+    left_out = [{"line": line_of[name], "setting": assignments[line_of[name]],
                  "why": f"no Kconfig file of Linux 2.6.9 defines it for {arch}"} for name in unknown]
     # Warnings about a line carry "path:line: "; those from set_value (a bad int or hex) carry no place.
     for w in kconf.warnings[first_warning:]:
         m = re.match(re.escape(path) + r":(\d+): (?:warning: )?(.*)$", w, re.S)
         line = int(m.group(1)) if m else None
-        left_out.append({"line": line, "setting": _setting_on_line(lines, line),
+        left_out.append({"line": line, "setting": assignments.get(line, ""),
                          "why": (m.group(2) if m else w.replace("warning: ", "", 1)).strip()})
     left_out.sort(key=lambda e: e["line"] or 0)
     changed = []
@@ -668,7 +682,7 @@ def _load_base_config(kconf, path, arch, rules_path, log):
         wanted = TRISTATE_NAMES[sym.user_value] if sym.orig_type in (kconfiglib.BOOL, kconfiglib.TRISTATE) \
             else sym.user_value
         if not _same(sym, wanted, _val(sym)):
-            changed.append({"symbol": sym.name, "line": lines.get(sym.name, (None,))[0], "from": wanted,
+            changed.append({"symbol": sym.name, "line": line_of.get(sym.name), "from": wanted,
                             "to": _val(sym), "why": explain(kconf, sym, wanted)})
     changed.sort(key=lambda c: c["line"] or 0)
     if left_out:
@@ -679,20 +693,6 @@ def _load_base_config(kconf, path, arch, rules_path, log):
         log(f"config: system {arch}: {len(changed)} value(s) of {path} do not hold in this tree (Kconfig "
             f"dependencies or selects), e.g. {examples}")
     return {"path": path, "release": header.release, "left_out": left_out, "changed": changed}
-
-
-def user_config_line(path, symbol):
-    """The line of a .config that sets CONFIG_<symbol> (or says it is not set), or None."""
-    with open(path, encoding="latin-1") as f:
-        for number, line in enumerate(f, 1):
-            m = _ASSIGN_RE.match(line.rstrip("\n")) or _UNSET_RE.match(line.rstrip("\n"))
-            if m and m.group(1) == symbol:
-                return number
-    return None
-
-
-def _setting_on_line(lines, number):
-    return next((text for n, text in lines.values() if n == number), "") if number is not None else ""
 
 
 def user_config_report(summary):
@@ -777,14 +777,7 @@ def configure(tree, *, arch, kind, fragments, make_args=(), log=None, base_confi
     if base_config is not None:
         log(f"config: {kind} {arch}: starting from {base_config}")
         user_config = _load_base_config(kconf, os.fspath(base_config), arch,
-                                        os.path.join(configs_dir, "rules.toml"), log)
-        for rule in rules:
-            sym = kconf.syms[rule.symbol]
-            if not _same(sym, rule.value, _val(sym)):
-                line = user_config_line(base_config, rule.symbol)
-                raise ConfigError(f"the system_config file {base_config} has CONFIG_{rule.symbol}={_val(sym)}"
-                                  f"{f' (line {line})' if line else ''}, but it must be {rule.value}: {rule.why}; "
-                                  f"set CONFIG_{rule.symbol}={rule.value} in it")
+                                        os.path.join(configs_dir, "rules.toml"), rules, log)
     else:
         log(f"config: {kind} {arch}: make {arch_arg} allnoconfig")
         make(["make", arch_arg, "allnoconfig", *make_args], tree)
