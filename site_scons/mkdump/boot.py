@@ -18,7 +18,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mkdump import initramfs
+from mkdump import bootdisk, initramfs
 from mkdump.kbuild import build_env
 from mkdump.errors import MkdumpError
 
@@ -479,7 +479,6 @@ def expect_cpus(result, cpus):
 def expect_plan(result, plan):
     """Each step of the disk plan succeeded: every module loaded, the disk appeared, ext3 mounted, the file read
     back with the content we wrote."""
-    from mkdump import bootdisk
     lines = result.lines()
     facts = bootdisk.plan_facts(lines)
     passed = []
@@ -610,7 +609,6 @@ def prove_system(arch, bzimage, module_ko, *, toolchain_cc, extra_module=None, t
     token = module_token(module_bytes)
     mkexec_bytes = None if extra_module is None else _read_module(extra_module, "mkexec module")
     with tempfile.TemporaryDirectory(prefix="mkdump-boot-", dir=workdir) as tmp:
-        from mkdump import bootdisk
         init_path = initramfs.build_init(arch, toolchain_cc=toolchain_cc, out_path=Path(tmp) / "init", log=log)
         entries = initramfs.boot_test_entries(init_path.read_bytes(), module_bytes, f"token={token}", mkexec_bytes,
                                               via_kmsg=not serial_console)
