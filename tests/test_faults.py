@@ -331,12 +331,19 @@ def load_tool():
     return tool
 
 
+def load_signatures(monkeypatch):
+    """The signatures module, with its once-per-run memory of a full disk reset, as for a new run."""
+    from mkdump_scons import signatures
+    monkeypatch.setattr(signatures, "_SAID_NO_SPACE", [])
+    return signatures
+
+
 def test_a_full_disk_while_writing_the_signature_database(tmp_path, monkeypatch, capsys):
     """SCons writes its database last, after the stages: a full disk there was a traceback (the error is injected
     at the write, as a real disk would fill up between the last stage and this write)."""
-    tool = load_tool()
-    monkeypatch.setattr(tool._SignatureDatabase, "build", str(tmp_path))
-    db = tool._SIGNATURE_DB.open(str(tmp_path / ".sconsign"), "c")
+    signatures = load_signatures(monkeypatch)
+    monkeypatch.setattr(signatures.SignatureDatabase, "build", str(tmp_path))
+    db = signatures.DATABASE.open(str(tmp_path / ".sconsign"), "c")
     db["stage"] = b"done"
     db.sync()
     before = (tmp_path / ".sconsign.dblite").read_bytes()
@@ -370,17 +377,21 @@ def test_a_full_disk_while_writing_the_signature_database(tmp_path, monkeypatch,
     ("install", OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
      "No space left on device writing {destdir}; free some space there and run again."),
 ])
-def test_a_stage_that_fills_the_disk_says_where(tmp_path, capsys, stage, error, said):
+def test_a_stage_that_fills_the_disk_says_where(tmp_path, capsys, monkeypatch, stage, error, said):
+    from mkdump import pipeline
     tool = load_tool()
+    load_signatures(monkeypatch)
     build, destdir = str(tmp_path / "build"), str(tmp_path / "stage")
     if error.filename:
         error.filename = error.filename.format(build=build)
 
-    def fills_the_disk(params, opts, log):
+    def fills_the_disk(params, ctx):
         raise error
 
-    tool._STAGES[stage] = fills_the_disk
-    source = types.SimpleNamespace(read=lambda: json.dumps({"stage": stage}))
+    monkeypatch.setattr(pipeline, stage, fills_the_disk)
+    params = {"patch": {"kind": "minik", "fuzz": 0}, "install": {}}[stage]
+    where = {"root": build, "arch": "x86_64", "top": str(P.ROOT), "out_name": "out"}
+    source = types.SimpleNamespace(read=lambda: json.dumps({"stage": stage, "where": where, "params": params}))
     env = {"MKDUMP_OPTS": types.SimpleNamespace(build=build, destdir=destdir)}
     assert tool._run_stage([], [source], env) == 2
     assert capsys.readouterr().err == f"mkdump: error: {said.format(build=build, destdir=destdir)}\n"

@@ -299,8 +299,14 @@ def test_changing_a_patch_recreates_the_tree_from_the_pristine_sources(built):
         again = _mtimes(arch)
         for stage in ("unpack-linux.json", "patch-minik.json", "patch-system.json"):
             assert again[stage] == after[stage], stage
-        # the new system tree has no .config yet, so its config and build stamps no longer vouch for anything
-        assert "config-system.json" not in again and "build-system.json" not in again
+        # the new system tree has no .config yet, so its config and build stamps no longer vouch for anything:
+        # they run again (the stamps are not removed while the graph is read; scons -n says what would run)
+        r = P.scons(proj, "-n", *args)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "would run config (x86_64/stamps/config-system.json)" in r.stdout
+        assert "would run build (x86_64/stamps/build-system.json)" in r.stdout
+        assert "would run config (x86_64/stamps/config-minik.json)" not in r.stdout
+        assert _mtimes(arch) == again
     finally:
         series.write_text(original)
         local.unlink()
@@ -391,3 +397,36 @@ def test_kbuild_output_only_with_verbose(sources, served, tmp_path):
     loud = P.scons(proj, *args, "verbose=1")
     assert loud.returncode == 0, loud.stdout + loud.stderr
     assert "Kernel: arch/x86_64/boot/bzImage is ready" in loud.stdout + loud.stderr
+
+
+def _snapshot(root):
+    """Every path under `root` with its size and modification time."""
+    return {str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns) for p in root.rglob("*")}
+
+
+def test_dry_run_writes_nothing_and_says_what_would_run(built, tmp_path):
+    proj, args, _, _ = built
+    build = proj / "build"
+    config = build / "x86_64" / "minik" / ".config"
+    saved = tmp_path / "config"
+    shutil.copy2(config, saved)
+    config.unlink()     # the minik config stamp no longer vouches for anything
+    try:
+        before = _snapshot(build)
+        r = P.scons(proj, "-n", "dump_dev=/dev/sdb2", *args)
+        assert r.returncode == 0, r.stdout + r.stderr
+        would = sorted(l for l in r.stdout.splitlines() if l.startswith("mkdump: would run"))
+        # what SCons knows before running anything: the stages whose own inputs changed (the stamps after them
+        # are rewritten only when run, so their dependents show up once the first has run)
+        assert would == ["mkdump: would run config (x86_64/stamps/config-minik.json)",
+                         "mkdump: would run load_script (x86_64/out/mkdump-load-x86_64)",
+                         "mkdump: would run manifest (x86_64/out/manifest.json)"]
+        assert _snapshot(build) == before
+        # nor on a build directory that does not exist yet
+        r = P.scons(proj, "-n", "build=fresh", *args)
+        assert r.returncode == 0 and "would run fetch" in r.stdout, r.stdout + r.stderr
+        assert not (proj / "fresh").exists()
+    finally:
+        shutil.copy2(saved, config)
+    r = P.scons(proj, *args)
+    assert r.returncode == 0, r.stdout + r.stderr

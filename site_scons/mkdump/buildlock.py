@@ -26,16 +26,17 @@ def _running(build):
     return f"another mkdump build in {build}" + (f" (pid {pid})" if pid else "")
 
 
-def acquire(build, *, wait, log):
+def acquire(build, *, wait, log, record=True):
     """Lock `build` for the rest of this process and return the lock's descriptor (keep it open).
 
     When another run holds the lock: with `wait`, say so once through `log` and wait for it; without, log that the
     other run is going on and return None, taking nothing. A lock file that cannot be made is an error only for a
-    run that would write (`wait`); one that only looks goes on without the lock.
+    run that would write (`wait`); one that only looks goes on without the lock. Without `record` (scons -n, which
+    writes nothing) the lock file is neither made nor given this run's pid.
     """
     path = os.path.join(build, LOCK_NAME)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, os.O_RDWR | (os.O_CREAT if record else 0) | os.O_CLOEXEC, 0o644)
     except OSError as e:
         if not wait:
             return None
@@ -53,8 +54,9 @@ def acquire(build, *, wait, log):
             log(f"mkdump: waiting for {_running(build)} to finish")
             fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            if record:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         except OSError:
             pass    # a full disk: the lock holds all the same, only the message of a waiting run lacks the pid
     except BaseException:

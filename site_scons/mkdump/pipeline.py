@@ -1,7 +1,10 @@
-"""The stages as functions of (inputs, options) -> outputs + stamp. The SCons tool calls these; tests can too.
+"""The stages as functions of (parameters, context) -> outputs + stamp; `mkdump.stages` declares them, the SCons
+tool calls them through that table, and tests can call them too.
 
-Each function reads what earlier stages left (their stamps and trees, through `layout`), does its work in a
-staging place, moves the result into place and writes its own stamp last.
+Each stage function takes its parameters (the frozen dataclass `mkdump.stages` declares for it) and a
+`stages.Context` (layout, project, run-time options, log). It reads what earlier stages left (their stamps and
+trees, through `layout`), does its work in a staging place, moves the result into place and writes its own stamp
+last.
 
 Stage modules are imported inside the functions that use them: every run, a no-op included, reads this file, and
 importing requests and pyelftools alone would cost most of a no-op run's budget.
@@ -14,7 +17,7 @@ import subprocess
 import sys
 import threading
 
-from . import layout as L
+from . import layout
 from .fsutil import replace_dir, staging_dir, write_atomic
 from . import products
 from . import stamp
@@ -51,8 +54,8 @@ def fetch_stamp_stale(root, source, lock_sha256):
     file is gone or was changed since, or `lock_sha256` (the lock file's entry for an unpinned source) is not
     what was verified."""
     try:
-        where = stamp.read(L.fetch_where(root, source.name))
-        verified = stamp.read(L.fetch_stamp(root, source.name))["sha256"]
+        where = stamp.read(layout.fetch_where(root, source.name))
+        verified = stamp.read(layout.fetch_stamp(root, source.name))["sha256"]
         path = where["path"]
     except (OSError, ValueError, KeyError):
         return False    # no stamp to void: SCons runs the stage anyway
@@ -64,16 +67,18 @@ def fetch_stamp_stale(root, source, lock_sha256):
     return not (source.sha256 or source.tree_sha256) and lock_sha256 != verified
 
 
-def fetch(source, *, root, cache, sources_dirs, mirrors, offline, lock_path, log=_log_default):
+def fetch(p, ctx):
     from .fetch import Fetcher
-    from .sources import LockFile
-    fetcher = Fetcher(cache, sources_dirs=sources_dirs, mirrors=mirrors, offline=offline,
-                      lock=LockFile(lock_path), log=log)
+    from .sources import LockFile, load_sources
+    source = load_sources(ctx.project.sources_toml)[p.source]
+    root, run = ctx.lay.root, ctx.run
+    fetcher = Fetcher(run.cache, sources_dirs=run.sources, mirrors=run.mirrors, offline=run.offline,
+                      lock=LockFile(ctx.project.lock_path), log=ctx.log)
     got = fetcher.fetch(source)
     path = os.path.abspath(got.path)
-    stamp.write(L.fetch_where(root, source.name), {"path": path, "url": got.url, "origin": got.origin,
+    stamp.write(layout.fetch_where(root, source.name), {"path": path, "url": got.url, "origin": got.origin,
                                                    "file": got.file, "identity": file_identity(path)})
-    stamp.write(L.fetch_stamp(root, source.name),
+    stamp.write(layout.fetch_stamp(root, source.name),
                 {"name": source.name, "sha256": got.sha256, "tree_sha256": got.tree_sha256})
     return got
 
@@ -81,12 +86,12 @@ def fetch(source, *, root, cache, sources_dirs, mirrors, offline, lock_path, log
 def fetched_path(root, source_name):
     """The verified file of a source, checked again against the fetch stamp: the cache or a sources= directory
     may have changed since fetch verified it, and an unpinned file has no other guard."""
-    where = stamp.read(L.fetch_where(root, source_name))
+    where = stamp.read(layout.fetch_where(root, source_name))
     path = where["path"]
     if not os.path.isfile(path):
         raise MkdumpError(f"The verified copy of source {source_name!r} ({path}) has disappeared; "
                           "run `scons fetch` again.")
-    expected = stamp.read(L.fetch_stamp(root, source_name))["sha256"]
+    expected = stamp.read(layout.fetch_stamp(root, source_name))["sha256"]
     actual = stamp.sha256_file(path)
     if actual != expected:
         raise MkdumpError(f"{path} changed after it was verified (SHA-256 {actual}, verified {expected}); "
@@ -100,16 +105,17 @@ def unpacked_dir(lay, source_name):
     return lay.linux_src if source_name == "linux" else os.path.join(lay.arch_dir, "src", source_name)
 
 
-def unpack(source, lay, *, log=_log_default):
-    from . import unpack as U
-    archive = fetched_path(lay.root, source.name)
-    dest = unpacked_dir(lay, source.name)
-    tree = U.unpack(archive, dest, expect_tree_sha256=source.tree_sha256, log=log)
-    if source.name == "mkexec":
+def unpack(p, ctx):
+    from . import unpack as unpacking
+    lay = ctx.lay
+    archive = fetched_path(lay.root, p.source)
+    dest = unpacked_dir(lay, p.source)
+    tree = unpacking.unpack(archive, dest, expect_tree_sha256=p.tree_sha256, log=ctx.log)
+    if p.source == "mkexec":
         from .mkexec import find_layout
         find_layout(dest)
-    _record_tree_state(lay, source.name)
-    stamp.write(lay.stamp("unpack-" + source.name), {"source": source.name, "tree_sha256": tree})
+    _record_tree_state(lay, p.source)
+    stamp.write(lay.stamp("unpack-" + p.source), {"source": p.source, "tree_sha256": tree})
 
 
 def tree_state(root):
@@ -153,7 +159,7 @@ _PRISTINE = threading.Lock()
 
 
 def _pristine_tree(lay, source_name, log):
-    from . import unpack as U
+    from . import unpack as unpacking
     from .narhash import nar_sha256
     dest = unpacked_dir(lay, source_name)
     try:
@@ -165,7 +171,7 @@ def _pristine_tree(lay, source_name, log):
     verified = stamp.read(lay.stamp("unpack-" + source_name))["tree_sha256"]
     if not (os.path.isdir(dest) and nar_sha256(dest) == verified):
         log(f"mkdump: [{lay.arch}] {dest} changed after it was unpacked and verified; unpacking it again")
-        U.unpack(fetched_path(lay.root, source_name), dest, expect_tree_sha256=verified, log=log)
+        unpacking.unpack(fetched_path(lay.root, source_name), dest, expect_tree_sha256=verified, log=log)
     _record_tree_state(lay, source_name)
     return dest
 
@@ -216,8 +222,10 @@ def _copy_tree(src, dest, what):
 TREE_ID = "tree_id"
 
 
-def patch(kind, lay, *, series_path, patches_dir, fuzz=0, log=_log_default):
+def patch(p, ctx):
     from .patching import PatchRejected, apply_series
+    lay, kind, log = ctx.lay, p.kind, ctx.log
+    series_path, patches_dir = ctx.project.series(lay.arch, kind), ctx.project.patches_dir
     patches, described = [], []
     for e in read_series(series_path, lay.arch):
         if e.kind == "source":
@@ -242,7 +250,7 @@ def patch(kind, lay, *, series_path, patches_dir, fuzz=0, log=_log_default):
         log(f"mkdump: [{lay.arch}] patching the {kind} tree ({len(patches)} patches)")
         _copy_tree(pristine_tree(lay, "linux", log=log), staging, f"patching the {kind} tree {dest}")
         try:
-            report = apply_series(staging, patches, fuzz=fuzz, log=log)
+            report = apply_series(staging, patches, fuzz=p.fuzz, log=log)
         except PatchRejected as err:
             write_atomic(report_path, err.report)
             raise MkdumpError(f"{err} Full report: {report_path}. The {kind} tree was not changed.") from None
@@ -260,12 +268,13 @@ def patch(kind, lay, *, series_path, patches_dir, fuzz=0, log=_log_default):
 
 # ---------------------------------------------------------------- toolchain
 
-def toolchain(lay, *, cc=None, cross_compile=None, log=_log_default):
+def toolchain(p, ctx):
     from .toolchain import detect
-    tc = detect(lay.arch, cc=cc, cross_compile=cross_compile)
+    lay = ctx.lay
+    tc = detect(lay.arch, cc=p.cc, cross_compile=p.cross_compile)
     data = tc.to_dict()
     stamp.write(lay.stamp("toolchain"), data)
-    log(f"mkdump: [{lay.arch}] toolchain: gcc {data.get('gcc_version')}, binutils {data.get('binutils_version')}")
+    ctx.log(f"mkdump: [{lay.arch}] toolchain: gcc {data.get('gcc_version')}, binutils {data.get('binutils_version')}")
 
 
 def detected_toolchain(lay):
@@ -291,11 +300,11 @@ def config_fragments(kind, arch, *, configs_dir, dump_driver, pae, minik_fragmen
                                  user_fragment=minik_fragment)
 
 
-def config(kind, lay, *, configs_dir, dump_driver, pae, minik_fragment=None, system_config=None,
-           log=_log_default):
+def config(p, ctx):
     from . import kconfig
-    frags = config_fragments(kind, lay.arch, configs_dir=configs_dir, dump_driver=dump_driver, pae=pae,
-                             minik_fragment=minik_fragment, system_config=system_config)
+    lay, kind, log, system_config = ctx.lay, p.kind, ctx.log, p.system_config
+    frags = config_fragments(kind, lay.arch, configs_dir=ctx.project.configs_dir, dump_driver=p.dump_driver,
+                             pae=p.pae, minik_fragment=p.minik_fragment, system_config=system_config)
     log(f"mkdump: [{lay.arch}] configuring the {kind} kernel")
     base = None
     if kind == "system" and system_config:
@@ -317,8 +326,9 @@ def config(kind, lay, *, configs_dir, dump_driver, pae, minik_fragment=None, sys
 
 # ---------------------------------------------------------------- build
 
-def build(kind, lay, *, jobs=None, launcher=None, verbose=False, source_date_epoch, log=_log_default):
+def build(p, ctx):
     from . import kbuild
+    lay, kind, run = ctx.lay, p.kind, ctx.run
     product = products.load(lay.arch)[kind]
     tree = lay.tree(kind)
     tc = detected_toolchain(lay)
@@ -329,9 +339,9 @@ def build(kind, lay, *, jobs=None, launcher=None, verbose=False, source_date_epo
         counts = stamp.read(counts_path)
     except (OSError, ValueError):
         counts = {}
-    compiled = kbuild.run_make(tree, list(product.make_targets), toolchain=tc, jobs=jobs, launcher=launcher,
-                               verbose=verbose, log_path=lay.log("build-" + kind),
-                               env_extra={"SOURCE_DATE_EPOCH": str(source_date_epoch)}, log=log,
+    compiled = kbuild.run_make(tree, list(product.make_targets), toolchain=tc, jobs=run.jobs_effective,
+                               launcher=run.cc_launcher, verbose=run.verbose, log_path=lay.log("build-" + kind),
+                               env_extra={"SOURCE_DATE_EPOCH": str(p.source_date_epoch)}, log=ctx.log,
                                expected_objects=counts.get(config_id))
     if compiled and compiled >= counts.get(config_id, 0):
         stamp.write(counts_path, {config_id: compiled})
@@ -348,14 +358,15 @@ def build(kind, lay, *, jobs=None, launcher=None, verbose=False, source_date_epo
 
 # ---------------------------------------------------------------- mkexec
 
-def mkexec(lay, *, launcher=None, verbose=False, log=_log_default):
+def mkexec(p, ctx):
     from .mkexec import build_module
+    lay, log = ctx.lay, ctx.log
     release = stamp.read(lay.stamp("build-system"))["release"]
     log(f"mkdump: [{lay.arch}] building mkexec.ko against the system kernel {release}")
     ko = build_module(pristine_tree(lay, "mkexec", log=log), lay.mkexec_build, arch=lay.arch,
                       kdir=lay.tree("system"), kver=release, kmoddir=f"/lib/modules/{release}/extra",
-                      toolchain=detected_toolchain(lay), launcher=launcher, log_path=lay.log("mkexec"),
-                      verbose=verbose, log=log)
+                      toolchain=detected_toolchain(lay), launcher=ctx.run.cc_launcher, log_path=lay.log("mkexec"),
+                      verbose=ctx.run.verbose, log=log)
     stamp.write(lay.stamp("mkexec"),
                 {"module": os.path.relpath(ko, lay.mkexec_build), "sha256": stamp.sha256_file(ko)})
 
@@ -367,34 +378,35 @@ def product_dir(lay, product):
 
 
 def run_checks(lay, *, minik_mem):
-    from . import elfcheck as E
+    from . import elfcheck
     arch = lay.arch
     minik, system = lay.tree("minik"), lay.tree("system")
     ko = os.path.join(lay.mkexec_build, products.load(arch)["mkexec"].outputs[0])
     sys_vmlinux = os.path.join(system, "vmlinux")
     with open(os.path.join(system, "arch", arch, "kernel", "module.c"), encoding="latin-1") as f:
-        allowed = E.loader_allowed_relocs(f.read(), arch, source=f"{system}/arch/{arch}/kernel/module.c")
-    exports = E.kernel_exports(sys_vmlinux)
-    checks = E.check_module(ko, arch=arch, vermagic=E.vmlinux_vermagic(sys_vmlinux), allowed_relocs=allowed,
-                            exports=exports, gpl_only=exports - E.kernel_exports(sys_vmlinux, include_gpl_only=False))
+        allowed = elfcheck.loader_allowed_relocs(f.read(), arch, source=f"{system}/arch/{arch}/kernel/module.c")
+    exports = elfcheck.kernel_exports(sys_vmlinux)
+    checks = elfcheck.check_module(ko, arch=arch, vermagic=elfcheck.vmlinux_vermagic(sys_vmlinux), allowed_relocs=allowed,
+                            exports=exports, gpl_only=exports - elfcheck.kernel_exports(sys_vmlinux, include_gpl_only=False))
     from .kconfig import read_config_values
     modversions = read_config_values(os.path.join(system, ".config")).get("MODVERSIONS") == "y"
-    checks.append(E.check_versions(ko, crcs=E.kernel_crcs(sys_vmlinux, os.path.join(system, "Module.symvers")),
+    checks.append(elfcheck.check_versions(ko, crcs=elfcheck.kernel_crcs(sys_vmlinux, os.path.join(system, "Module.symvers")),
                                    modversions=modversions))
     vmlinux = os.path.join(minik, "vmlinux")
-    checks.append(E.check_vmlinux_bin(vmlinux, os.path.join(minik, products.published(arch)["vmlinux.bin"][1])))
-    checks.append(E.check_footprint(vmlinux, minik_mem_mb=minik_mem))
+    checks.append(elfcheck.check_vmlinux_bin(vmlinux, os.path.join(minik, products.published(arch)["vmlinux.bin"][1])))
+    checks.append(elfcheck.check_footprint(vmlinux, minik_mem_mb=minik_mem))
     head = os.path.join(minik, "arch", arch, "boot", "compressed", "head.S")
     with open(head, encoding="latin-1") as f:
-        checks.append(E.check_load_address(vmlinux, E.head_s_load_address(f.read(), source=head)))
-    checks.extend(E.check_constraints(vmlinux))
+        checks.append(elfcheck.check_load_address(vmlinux, elfcheck.head_s_load_address(f.read(), source=head)))
+    checks.extend(elfcheck.check_constraints(vmlinux))
     return checks
 
 
-def check(lay, *, minik_mem, log=_log_default):
-    checks = run_checks(lay, minik_mem=minik_mem)
+def check(p, ctx):
+    lay = ctx.lay
+    checks = run_checks(lay, minik_mem=p.minik_mem)
     for c in checks:
-        log(f"mkdump: [{lay.arch}] {c}")
+        ctx.log(f"mkdump: [{lay.arch}] {c}")
     results = [c.to_dict() for c in checks]
     stamp.write(lay.report("check.json"), results)
     failed = [c.name for c in checks if not c.ok]
@@ -423,25 +435,28 @@ def check(lay, *, minik_mem, log=_log_default):
 
 # ---------------------------------------------------------------- load script, manifest, install
 
-def load_script(lay, *, minik_mem, dump_dev, minik_params, prefix, log=_log_default):
+def load_script(p, ctx):
     from .install import target_paths
     from .loadscript import render_load_script, script_name
+    lay = ctx.lay
     release = stamp.read(lay.stamp("build-system"))["release"]
-    paths = target_paths(arch=lay.arch, release=release, prefix=prefix)
-    text = render_load_script(arch=lay.arch, mem_mb=minik_mem, dump_dev=dump_dev or None,
-                              parameters=minik_params, vmlinux_bin_path=paths["vmlinux.bin"],
+    paths = target_paths(arch=lay.arch, release=release, prefix=p.prefix)
+    text = render_load_script(arch=lay.arch, mem_mb=p.minik_mem, dump_dev=p.dump_dev or None,
+                              parameters=p.minik_params, vmlinux_bin_path=paths["vmlinux.bin"],
                               module_path=paths["mkexec.ko"])
     write_atomic(os.path.join(lay.out, script_name(lay.arch)), text, 0o755)
 
 
-def manifest(lay, *, sources, opts_for_manifest, source_date_epoch, top):
-    """Write out/manifest.json from the stamps of every stage. `sources` is {name: Source}."""
-    from . import manifest as M
+def manifest(p, ctx):
+    """Write out/manifest.json from the stamps of every stage."""
+    from . import manifest as manifests
     from .loadscript import script_name
+    from .sources import load_sources
+    lay, sources = ctx.lay, load_sources(ctx.project.sources_toml)
     srcs = {}
     for name, src in sorted(sources.items()):
-        got = stamp.read(L.fetch_stamp(lay.root, name))
-        where = stamp.read(L.fetch_where(lay.root, name))
+        got = stamp.read(layout.fetch_stamp(lay.root, name))
+        where = stamp.read(layout.fetch_where(lay.root, name))
         srcs[name] = {"file": where["file"], "sha256": got["sha256"], "tree_sha256": got["tree_sha256"],
                       "pinned": {"sha256": src.sha256, "tree_sha256": src.tree_sha256},
                       "url": where["url"], "declared_urls": list(src.urls)}
@@ -450,17 +465,18 @@ def manifest(lay, *, sources, opts_for_manifest, source_date_epoch, top):
     configs = {k: stamp.read(lay.stamp("config-" + k)) for k in ("minik", "system")}
     tc = stamp.read(lay.stamp("toolchain"))
     checked = stamp.read(lay.stamp("check"))
-    outputs = [M.file_entry(os.path.join(lay.out, n)) for n in sorted(products.published(lay.arch))]
-    outputs.append(M.file_entry(os.path.join(lay.out, script_name(lay.arch))))
-    text = M.render(arch=lay.arch, source_date_epoch=source_date_epoch, sources=srcs, patches=patches,
-                    configs=configs, toolchain=tc, options=opts_for_manifest, outputs=outputs,
-                    checks=checked["checks"], prefixes=[(top, ""), (lay.root, "$build/")])
+    outputs = [manifests.file_entry(os.path.join(lay.out, n)) for n in sorted(products.published(lay.arch))]
+    outputs.append(manifests.file_entry(os.path.join(lay.out, script_name(lay.arch))))
+    text = manifests.render(arch=lay.arch, source_date_epoch=p.source_date_epoch, sources=srcs, patches=patches,
+                            configs=configs, toolchain=tc, options=p.options, outputs=outputs,
+                            checks=checked["checks"], prefixes=[(ctx.project.top, ""), (lay.root, "$build/")])
     write_atomic(os.path.join(lay.out, "manifest.json"), text)
 
 
-def install(lay, *, destdir, prefix, log=_log_default):
-    from . import install as I
+def install(p, ctx):
+    from . import install as installing
     from .loadscript import script_name
+    lay, destdir = ctx.lay, ctx.run.destdir
     if not destdir:
         raise MkdumpError("install needs DESTDIR: run `scons install DESTDIR=/path/to/stage` "
                           "(DESTDIR=/ installs on this machine).")
@@ -469,11 +485,13 @@ def install(lay, *, destdir, prefix, log=_log_default):
     release = module_release(os.path.join(lay.out, "mkexec.ko"))
     files = {"vmlinux.bin": "vmlinux.bin", "System.map": "minik-System.map", "manifest.json": "manifest.json",
              "load-script": script_name(lay.arch), "mkexec.ko": "mkexec.ko", "kernel-image": "system-bzImage"}
-    I.install(lay.out, destdir=destdir, prefix=prefix, release=release, files=files, arch=lay.arch, log=log)
+    installing.install(lay.out, destdir=destdir, prefix=ctx.run.prefix, release=release, files=files, arch=lay.arch,
+                       log=ctx.log)
 
 
-def boot_test(lay, *, minik_mem, jobs=1, log=_log_default):
+def boot_test(p, ctx):
     from . import boot
+    lay, log, minik_mem, jobs = ctx.lay, ctx.log, ctx.run.minik_mem, ctx.run.jobs_effective
     tc = detected_toolchain(lay)
     minik = boot.prove_minik(lay.arch, os.path.join(lay.out, "minik-bzImage"), mem_mb=minik_mem, log=log,
                              console_log=lay.log("boot-minik"))
@@ -499,6 +517,3 @@ def boot_test(lay, *, minik_mem, jobs=1, log=_log_default):
     stamp.write(lay.report("boot-test.json"), {"minik": minik, "system": system})
     log(f"mkdump: [{lay.arch}] boot test passed (consoles: {lay.log('boot-minik')}, {lay.log('boot-system')})")
 
-
-def optional_sha256(path):
-    return stamp.sha256_file(path) if path else None

@@ -1,4 +1,6 @@
-"""The products of one arch's build (kernel/products.toml): adding an output is editing data, not code."""
+"""The products of one arch's build (kernel/products.toml): what each kernel builds and what out/ publishes.
+
+Publishing another file in out/ is editing that data; install.py decides what of out/ goes where on the target."""
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path

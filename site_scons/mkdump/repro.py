@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from . import layout as L
+from .layout import Layout
 from . import stamp
 from .errors import MkdumpError
 from .kbuild import kill_group
@@ -266,7 +266,7 @@ def compare_trees(a_dir, b_dir, prefix=""):
 def compare_builds(a_root, b_root, arches):
     results = []
     for arch in arches:
-        results += compare_trees(L.Layout(a_root, arch).out, L.Layout(b_root, arch).out, prefix=arch + "/")
+        results += compare_trees(Layout(a_root, arch).out, Layout(b_root, arch).out, prefix=arch + "/")
     return results
 
 
@@ -338,7 +338,7 @@ def diffoscope_reports(results, a_root, b_root, work, *, log=_log_default, which
         tmp = dest + ".tmp"
         log(f"repro: diffoscope {r.name} -> {dest}")
         argv = [exe, "--text", tmp, "--max-text-report-size", str(DIFFOSCOPE_MAX_TEXT),
-                os.path.join(L.Layout(a_root, arch).out, rel), os.path.join(L.Layout(b_root, arch).out, rel)]
+                os.path.join(Layout(a_root, arch).out, rel), os.path.join(Layout(b_root, arch).out, rel)]
         try:
             p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True, timeout=DIFFOSCOPE_TIMEOUT)
@@ -490,7 +490,7 @@ def run(req, *, log=_log_default, python=sys.executable, environ=os.environ):
                               "options succeeds, that log shows which variation broke the build).")
 
     problems = [p for c in (a, b) for arch in req.arches
-                for p in usability_problems(L.Layout(dirs[c.name], arch).out, c.name)]
+                for p in usability_problems(Layout(dirs[c.name], arch).out, c.name)]
     results = compare_builds(dirs["a"], dirs["b"], req.arches)
     lines = [v.line() for v in variations] + [""] + table(results) + mode_notes(results) + problems
     for line in table(results) + mode_notes(results) + problems:
