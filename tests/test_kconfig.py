@@ -721,3 +721,99 @@ def test_values_hash_ignores_comments_but_not_values(env, tmp_path):
     assert kconfig.config_values_sha256(dated) == summary["values_sha256"]
     changed = write(tmp_path / "changed", text.replace("CONFIG_VT=y", "# CONFIG_VT is not set"))
     assert kconfig.config_values_sha256(changed) != summary["values_sha256"]
+
+
+# ------------------------------------------------------------------------------------------------ plan, apply, audit
+
+def test_plan_holds_every_rule_as_symbols_of_the_tree_before_make_runs(env):
+    planned = kconfig.plan(env.tree, arch=ARCH, kind="minik", fragments=env.fragments(), configs_dir=env.configs,
+                           log=env.logs.append)
+    assert not (env.tree / "make-calls").exists()
+    by_symbol = {c.symbol: c for c in planned.checks}
+    assert list(by_symbol) == ["DUMP_MINI_KERNEL", "SMP", "SWAP", "NET", "MODULES", "EXT2_FS", "IDE",
+                               "BLK_DEV_IDEDMA_PCI", "BLK_DEV_PIIX"]
+    rules = env.configs / "rules.toml"
+    smp_line = line_of(rules, 'symbol = "SMP"')
+    assert by_symbol["SMP"].must == ("must be n: README step 2: the mini kernel must not be SMP (it runs on one CPU "
+                                     f"of a crashed machine) (rule at {rules}:{smp_line})")
+    assert by_symbol["BLK_DEV_PIIX"].must.startswith("the dump driver (dump_driver=ide) must be built in (=y)")
+    assert by_symbol["EXT2_FS"].value == "n" and by_symbol["BLK_DEV_PIIX"].value == "y"
+    assert planned.requested["BLK_DEV_PIIX"].value == "y"
+
+
+def test_check_rules_is_one_text_before_and_after_oldconfig(env):
+    planned = kconfig.plan(env.tree, arch=ARCH, kind="minik", fragments=env.fragments(), configs_dir=env.configs,
+                           log=env.logs.append)
+    kconf = planned.kconf
+    before = kconfig.check_rules(planned.checks, kconf, {"EXT2_FS": "m", "PCI": "y"}, {"EXT2_FS": "mine:7"})
+    assert list(before) == ["EXT2_FS"]
+    must = ("but the mini kernel must have no filesystem (README step 2: 'no filesystem need'; pseudo filesystems "
+            "such as PROC_FS, SYSFS, TMPFS, RAMFS are allowed)")
+    where = defined(env, "fs/Kconfig", "EXT2_FS")
+    assert before["EXT2_FS"] == f"  CONFIG_EXT2_FS: requested m at mine:7, {must}\n      {where}"
+    after = kconfig.check_rules(planned.checks, kconf, {c.symbol: c.value for c in planned.checks} | {"EXT2_FS": "y"})
+    assert list(after) == ["EXT2_FS"]
+    assert after["EXT2_FS"].startswith(f"  CONFIG_EXT2_FS: actual y, {must}\n      {where}; ")
+    assert kconfig.check_rules(planned.checks, kconf, {c.symbol: c.value for c in planned.checks}) == {}
+
+
+def test_apply_writes_the_requests_and_runs_oldconfig_then_audit_reads_the_result(env):
+    planned = kconfig.plan(env.tree, arch=ARCH, kind="minik", fragments=env.fragments(), configs_dir=env.configs,
+                           log=env.logs.append)
+    calls = []
+
+    def make(argv, cwd):
+        calls.append(argv)
+        return kconfig.run_make(argv, cwd)
+
+    written, user_config = kconfig.apply(planned, make_args=["CC=x"], make=make, log=env.logs.append)
+    assert calls == [["make", f"ARCH={ARCH}", "allnoconfig", "CC=x"], ["make", f"ARCH={ARCH}", "oldconfig", "CC=x"]]
+    assert user_config is None
+    assert written["BLK_DEV_PIIX"] == "y" and written["SMP"] == "n"
+    final = kconfig.audit(planned)
+    assert final == kconfig.read_config_values(env.tree / ".config")
+    assert kconfig.oldconfig_changes(planned.kconf, written, final) == {}
+
+
+def test_a_filesystem_switched_on_behind_the_audit_is_caught_after_oldconfig(env):
+    msg = env.error(make_args=["FORCE=EXT2_FS=y"])
+    assert msg.startswith("the mini kernel configuration for testarch does not hold after make oldconfig: 1 problem")
+    assert ("  CONFIG_EXT2_FS: actual y, but the mini kernel must have no filesystem (README step 2: 'no filesystem "
+            "need'; pseudo filesystems such as PROC_FS, SYSFS, TMPFS, RAMFS are allowed)") in msg.splitlines()
+    assert (env.tree / ".config.rejected").exists()
+
+
+def test_a_dump_driver_dropped_by_oldconfig_is_one_problem_not_two(env):
+    msg = env.error(make_args=["FORCE=BLK_DEV_PIIX=n"])
+    assert "1 problem," in msg
+    assert "  CONFIG_BLK_DEV_PIIX: requested y at" in msg and "actual n" in msg
+
+
+def test_summary_records_every_rule_and_no_options(env):
+    summary = env.configure()
+    assert "options" not in summary
+    covers = [r for r in summary["rules"] if "covers" in r]
+    assert [(r["covers"], r["value"]) for r in covers] == [("filesystems", "n"), ("dump_driver", "y")]
+    assert {"symbol": "SMP", "value": "n"}.items() <= next(r for r in summary["rules"]
+                                                           if r.get("symbol") == "SMP").items()
+
+
+@pytest.mark.parametrize("rule, words", [
+    ('[[minik.rule]]\ncovers = "sockets"\nvalue = "n"\nmust = "x"\n', "rule 1 of [minik] needs a value and either"),
+    ('[[minik.rule]]\nsymbol = "SMP"\nvalue = "n"\n', "rule 1 of [minik] needs a value and either"),
+    ('[[minik.rule]]\nsymbol = "SMP"\nvalue = "n"\nwhy = "x"\nmust = "y"\n', "rule 1 of [minik] needs"),
+    ('[[minik.rule]]\nsymbol = "SMP"\nvalue = "n"\nwhy = "x"\nreason = "y"\n', "rule 1 of [minik] needs"),
+])
+def test_a_malformed_rule_is_refused_naming_the_file(env, rule, words):
+    (env.configs / "rules.toml").write_text(rule)
+    msg = env.error()
+    assert msg.startswith(f"{env.configs / 'rules.toml'}: {words}")
+    assert not (env.tree / "make-calls").exists()
+
+
+def test_a_rule_on_a_symbol_the_tree_lacks_names_the_rule(env):
+    rules = env.configs / "rules.toml"
+    rules.write_text(rules.read_text().replace('symbol = "NET"', 'symbol = "NETWORK"'))
+    msg = env.error()
+    assert msg == (f"CONFIG_NETWORK, named by the rule at {rules}:{line_of(rules, 'NETWORK')}, is not defined for "
+                   f"arch={ARCH} in {env.tree}; this tree is not the expected Linux 2.6.9")

@@ -1,17 +1,21 @@
 """The configure stage: fragments applied to a kernel tree, `make oldconfig`, then an audit that explains.
 
-A configuration is built in four steps:
+A configuration is built in four steps, by `configure` calling `plan`, `apply` and `audit`:
 
-1. every fragment is parsed and checked against the tree's Kconfig (read with kconfiglib from a normalised shadow
-   copy, see `load_kconfig`): syntax, unknown symbols, values of the wrong type, conflicts between fragments, and
-   requests the rules forbid are all reported together, before make runs;
-2. the start configuration is made (`make allnoconfig`, or the user's own .config for the system kernel), the
-   requests are applied with kconfiglib and the result is written as `.config`;
-3. the kernel's own `make oldconfig` normalises it, with stdin at EOF and a timeout, so it can neither prompt nor
-   hang;
-4. the audit compares every requested value and every rule with the final `.config`; any difference stops the
+1. `plan`: every fragment is parsed and checked against the tree's Kconfig (read with kconfiglib from a normalised
+   shadow copy, see `load_kconfig`): syntax, unknown symbols, values of the wrong type, conflicts between
+   fragments, and requests the rules forbid are all reported together, before make runs;
+2. `apply`: the start configuration is made (`make allnoconfig`, or the user's own .config for the system kernel),
+   the requests are applied with kconfiglib and the result is written as `.config`;
+3. `apply`: the kernel's own `make oldconfig` normalises it, with stdin at EOF and a timeout, so it can neither
+   prompt nor hang;
+4. `audit`: every requested value and every rule is compared with the final `.config`; any difference stops the
    build with the symbol, the requested and actual values, the fragment line, the Kconfig definition and the reason
    (unmet dependencies with their values, the symbols that select it, a hidden prompt).
+
+The rules are configs/rules.toml's: one symbol each, or a set only the tree and the options name (`covers`: the
+mini kernel's filesystems, the dump driver family). `rule_checks` turns them into the symbols of this tree, and
+`check_rules` checks them, on the requests in step 1 and on the final values in step 4.
 
 Fragment conflicts: our own fragments must agree with each other (a difference is an error naming both lines).
 A fragment marked `overrides=True` (the user's `minik_fragment=`) may change a value set by an earlier fragment;
@@ -66,6 +70,7 @@ class Fragment:
     requests: tuple
     path: str = None
     overrides: bool = False
+    covered_by: str = None      # the `covers` of the rules.toml rule that holds all its symbols (the dump driver)
 
     def describe(self):
         d = {"name": self.name, "overrides": self.overrides,
@@ -188,26 +193,41 @@ def _dump_driver_fragment(configs_dir, family):
     for sym in families[family]["symbols"]:
         line = _line_of(path, header, '"' + sym + '"')
         requests.append(Request(sym, "y", f"{path}:{line} ({name})"))
-    return Fragment(name, tuple(requests))
+    return Fragment(name, tuple(requests), covered_by="dump_driver")
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """One rule of configs/rules.toml as written there: a `symbol` with its `why` (and what it means when the tree
+    does not define it), or the set of symbols `covers` names with `must`, the end of a broken rule's sentence."""
+    value: str
+    origin: str                 # rules.toml:line
+    symbol: str = None
+    why: str = None
+    undefined: str = None
+    covers: str = None
+    must: str = None
+
+    def describe(self):
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+# What a `covers` rule can hold: sets only the tree and the options name (see _covered).
+COVERS = ("filesystems", "dump_driver")
 
 
 def _rules(configs_dir, kind):
     path = os.path.join(os.fspath(configs_dir), "rules.toml")
     rules = []
     for i, rule in enumerate(_read_toml(path).get(kind, {}).get("rule", [])):
-        if not {"symbol", "value", "why"} <= set(rule):
-            raise ConfigError(f"{path}: rule {i + 1} of [{kind}] needs symbol, value and why; fix the file")
-        line = _line_of(path, f"[[{kind}.rule]]", f'symbol = "{rule["symbol"]}"')
-        rules.append(Rule(rule["symbol"], rule["value"], rule["why"], f"{path}:{line}"))
+        one = set(rule) - {"undefined"} == {"symbol", "value", "why"}
+        many = set(rule) == {"covers", "value", "must"} and rule["covers"] in COVERS
+        if not (one or many):
+            raise ConfigError(f"{path}: rule {i + 1} of [{kind}] needs a value and either symbol and why (and "
+                              f"optionally undefined) or covers (one of {', '.join(COVERS)}) and must; fix the file")
+        key = f'symbol = "{rule["symbol"]}"' if one else f'covers = "{rule["covers"]}"'
+        rules.append(Rule(origin=f"{path}:{_line_of(path, f'[[{kind}.rule]]', key)}", **rule))
     return rules
-
-
-@dataclasses.dataclass(frozen=True)
-class Rule:
-    symbol: str
-    value: str
-    why: str
-    origin: str
 
 
 def fragments_for(configs_dir, *, arch, kind, dump_driver=None, pae=None, user_fragment=None):
@@ -578,6 +598,84 @@ def run_make(argv, cwd, *, timeout=OLDCONFIG_TIMEOUT, max_output=MAX_MAKE_OUTPUT
     return out
 
 
+# ------------------------------------------------------------------------------------------------ rules
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """A rule of rules.toml applied to one symbol of this tree."""
+    symbol: str
+    rule: Rule
+    option: str = None          # what chose a covers rule's symbols ({option} in its text)
+
+    @property
+    def value(self):
+        return self.rule.value
+
+    @property
+    def reason(self):
+        """Why the symbol must have the value: a symbol rule's why, a covers rule's whole sentence."""
+        return self.rule.why if self.rule.symbol else self.rule.must.replace("{option}", self.option or "")
+
+    @property
+    def must(self):
+        """The end of a broken rule's sentence: '..., but ' + must."""
+        if self.rule.symbol:
+            return f"must be {self.value}: {self.reason} (rule at {self.rule.origin})"
+        return self.reason
+
+
+def _covered(covers, kconf, tree, fragments):
+    """The symbols a covers rule holds in this tree, and the option that chose them (None: no option did)."""
+    if covers == "filesystems":
+        return filesystem_symbols(kconf, tree), None
+    frag = next((f for f in fragments if f.covered_by == covers), None)
+    if frag is None:
+        return [], None
+    # A symbol this tree does not define is reported as an unknown request (_merge), with its fragment line.
+    return [r.symbol for r in frag.requests if r.symbol in kconf.syms and kconf.syms[r.symbol].nodes], frag.name
+
+
+def rule_checks(rules, kconf, tree, arch, fragments):
+    """The rules as the symbols of this tree they hold. A symbol rule whose symbol the tree does not define means
+    the tree is not what the rule is about: ConfigError, with the rule's `undefined` text when it has one."""
+    checks = []
+    for rule in rules:
+        if rule.covers is not None:
+            symbols, option = _covered(rule.covers, kconf, tree, fragments)
+            checks += [Check(name, rule, option) for name in symbols]
+            continue
+        sym = kconf.syms.get(rule.symbol)
+        if sym is None or not sym.nodes:
+            if rule.undefined:
+                raise ConfigError(f"CONFIG_{rule.symbol} is not defined by any Kconfig file of {tree} "
+                                  f"(arch={arch}): {rule.undefined}")
+            raise ConfigError(f"CONFIG_{rule.symbol}, named by the rule at {rule.origin}, is not defined for "
+                              f"arch={arch} in {tree}; this tree is not the expected Linux 2.6.9")
+        checks.append(Check(rule.symbol, rule))
+    return checks
+
+
+def check_rules(checks, kconf, values, origins=None):
+    """{symbol: problem text} for every symbol whose value in `values` breaks a rule (the first rule, in order).
+
+    Before make runs, `values` are the requested ones and `origins` where each was asked for; a symbol nobody asks
+    for is not checked yet. After oldconfig, `values` are the final ones of every checked symbol (no origins), and
+    each problem says why Kconfig gave that value.
+    """
+    problems = {}
+    for check in checks:
+        if check.symbol in problems or check.symbol not in values:
+            continue
+        sym, value = kconf.syms[check.symbol], values[check.symbol]
+        if _same(sym, check.value, value):
+            continue
+        got = f"requested {value} at {origins[check.symbol]}" if origins is not None else f"actual {value}"
+        problems[check.symbol] = (f"  CONFIG_{check.symbol}: {got}, but {check.must}\n      defined at "
+                                  f"{_defined_at(sym)}" + ("" if origins is not None
+                                                           else "; " + explain(kconf, sym, check.value)))
+    return problems
+
+
 # ------------------------------------------------------------------------------------------------ configure
 
 def _kind_label(kind, arch):
@@ -621,19 +719,13 @@ def _merge(fragments, kconf, log):
     return merged, overrides, problems
 
 
-def _rule_problem(rule, actual, kconf):
-    sym = kconf.syms[rule.symbol]
-    return (f"  CONFIG_{rule.symbol}: actual {actual}, but must be {rule.value}: {rule.why} (rule at {rule.origin})"
-            f"\n      defined at {_defined_at(sym)}; " + explain(kconf, sym, rule.value))
-
-
-def _load_base_config(kconf, path, arch, rules_path, rules, log):
+def _load_base_config(kconf, path, arch, rules_path, checks, log):
     """Load the user's own .config into kconf; return what of it this tree does not take, and what changes.
 
     The file must be a 2.6.9 configuration for `arch` (userconfig.check_header) with what the system kernel's
-    `rules` ask (one sentence naming the option otherwise). A distribution's file names symbols vanilla 2.6.9 does
-    not define (RHEL4: DISKDUMP, NETDUMP, TUX, ...) and values a symbol cannot take here: those lines are left out,
-    as oldconfig would drop them, but listed with their line numbers; values Kconfig lowers or raises
+    rules ask (`checks`; one sentence naming the option otherwise). A distribution's file names symbols vanilla
+    2.6.9 does not define (RHEL4: DISKDUMP, NETDUMP, TUX, ...) and values a symbol cannot take here: those lines
+    are left out, as oldconfig would drop them, but listed with their line numbers; values Kconfig lowers or raises
     (dependencies, selects) are listed with the reason.
     """
     header = userconfig.read_header(path, rules_path)
@@ -659,13 +751,13 @@ def _load_base_config(kconf, path, arch, rules_path, rules, log):
                 line_of.setdefault(m.group(1), n)
     unknown = [name for name, value in kconf.missing_syms if value != "n"]
     userconfig.check_unknown_share(path, header, len(unknown), len(assignments))
-    for rule in rules:
-        sym = kconf.syms[rule.symbol]
-        if not _same(sym, rule.value, _val(sym)):
-            line = line_of.get(rule.symbol)
-            raise ConfigError(f"the system_config file {path} has CONFIG_{rule.symbol}={_val(sym)}"
-                              f"{f' (line {line})' if line else ''}, but it must be {rule.value}: {rule.why}; "
-                              f"set CONFIG_{rule.symbol}={rule.value} in it")
+    for check in checks:
+        sym = kconf.syms[check.symbol]
+        if not _same(sym, check.value, _val(sym)):
+            line = line_of.get(check.symbol)
+            raise ConfigError(f"the system_config file {path} has CONFIG_{check.symbol}={_val(sym)}"
+                              f"{f' (line {line})' if line else ''}, but it must be {check.value}: {check.reason}; "
+                              f"set CONFIG_{check.symbol}={check.value} in it")
     left_out = [{"line": line_of[name], "setting": assignments[line_of[name]],
                  "why": f"no Kconfig file of Linux 2.6.9 defines it for {arch}"} for name in unknown]
     # Warnings about a line carry "path:line: "; those from set_value (a bad int or hex) carry no place.
@@ -710,17 +802,37 @@ def user_config_report(summary):
     return "\n".join(out) + "\n"
 
 
-def configure(tree, *, arch, kind, fragments, make_args=(), log=None, base_config=None, options=None,
-              configs_dir=None, make=run_make):
-    """Write tree/.config for `kind` ("minik" or "system") on `arch` and audit it; return a JSON-able summary.
+def _stderr(msg):
+    print(msg, file=sys.stderr)
 
-    fragments: the list from fragments_for (paths or Fragment objects), applied in order. make_args are appended
-    to every make command (toolchain settings such as CC=..., HOSTCC=...). base_config (system kernel only): the
-    user's own .config to start from instead of allnoconfig. options: the user's options, recorded in the summary.
-    configs_dir: where rules.toml is (default: the repository's configs/). make: the runner (argv, cwd) -> output,
-    replaceable in tests. Raises ConfigError with every problem explained.
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What configure decided before make runs: the tree's Kconfig, the merged requests, the rules."""
+    tree: str
+    arch: str
+    kind: str
+    kconf: kconfiglib.Kconfig
+    fragments: list
+    requested: dict             # symbol -> Request, overrides applied
+    overrides: list
+    rules: list                 # as written in rules.toml
+    checks: list                # the rules as this tree's symbols
+    rules_path: str
+    base_config: str = None
+
+    @property
+    def config(self):
+        return os.path.join(self.tree, ".config")
+
+
+def plan(tree, *, arch, kind, fragments, base_config=None, configs_dir=None, log=_stderr):
+    """Read the tree's Kconfig, the fragments and the rules; ConfigError lists every request that cannot be made.
+
+    fragments: the list from fragments_for (paths or Fragment objects), merged in order. base_config (system kernel
+    only): the user's own .config to start from instead of allnoconfig. configs_dir: where rules.toml is (default:
+    the repository's configs/).
     """
-    log = log or (lambda msg: print(msg, file=sys.stderr))
     tree = os.fspath(tree)
     if kind not in KINDS:
         raise ConfigError(f"kernel kind {kind!r} is unknown; use one of {', '.join(KINDS)}")
@@ -728,123 +840,123 @@ def configure(tree, *, arch, kind, fragments, make_args=(), log=None, base_confi
         raise ConfigError("a base .config (system_config=) applies to the system kernel only")
     if configs_dir is None:
         configs_dir = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
-    started = time.monotonic()
     frags = [_as_fragment(f) for f in fragments]
     rules = _rules(configs_dir, kind)
-
     kconf = load_kconfig(tree, arch)
-    for rule in rules:
-        sym = kconf.syms.get(rule.symbol)
-        if sym is None or not sym.nodes:
-            if rule.symbol == "DUMP_MINI_KERNEL":
-                raise ConfigError(f"CONFIG_DUMP_MINI_KERNEL is not defined by any Kconfig file of {tree} "
-                                  f"(arch={arch}): the minik patch did not apply or is not the expected one; "
-                                  "check the patch stage and the minik patch file")
-            raise ConfigError(f"CONFIG_{rule.symbol}, named by the rule at {rule.origin}, is not defined for "
-                              f"arch={arch} in {tree}; this tree is not the expected Linux 2.6.9")
-
-    merged, overrides, problems = _merge(frags, kconf, log)
+    checks = rule_checks(rules, kconf, tree, arch, frags)
+    requested, overrides, problems = _merge(frags, kconf, log)
     # A request the rules forbid fails now, before make runs, with the rule's reason.
-    driver_family = next((f for f in frags if f.name.startswith("dump_driver=")), None)
-    driver_symbols = {r.symbol for r in driver_family.requests} if driver_family else set()
-    for rule in rules:
-        req = merged.get(rule.symbol)
-        if req is not None and not _same(kconf.syms[rule.symbol], rule.value, req.value):
-            problems.append(f"  CONFIG_{rule.symbol}: requested {req.value} at {req.origin}, but must be "
-                            f"{rule.value}: {rule.why} (rule at {rule.origin})"
-                            f"\n      defined at {_defined_at(kconf.syms[rule.symbol])}")
-    fs_symbols = filesystem_symbols(kconf, tree) if kind == "minik" else []
-    for name in fs_symbols:
-        req = merged.get(name)
-        if req is not None and req.value != "n":
-            problems.append(f"  CONFIG_{name}: requested {req.value} at {req.origin}, but the mini kernel must "
-                            "have no filesystem (README step 2: 'no filesystem need'; pseudo filesystems such as "
-                            "PROC_FS, SYSFS, TMPFS, RAMFS are allowed)"
-                            f"\n      defined at {_defined_at(kconf.syms[name])}")
-    for name in sorted(driver_symbols):
-        req = merged.get(name)
-        if req is not None and req.value != "y":
-            problems.append(f"  CONFIG_{name}: requested {req.value} at {req.origin}, but the dump driver "
-                            f"({driver_family.name}) must be built in (=y), never a module or off: the mini "
-                            "kernel has no module loader and must reach the dump disk by itself"
-                            f"\n      defined at {_defined_at(kconf.syms[name])}")
+    problems += check_rules(checks, kconf, {s: r.value for s, r in requested.items()},
+                            {s: r.origin for s, r in requested.items()}).values()
     if problems:
         _fail(kind, arch, problems, "cannot be made as asked")
+    return Plan(tree, arch, kind, kconf, frags, requested, overrides, rules, checks,
+                os.path.join(configs_dir, "rules.toml"), os.fspath(base_config) if base_config is not None else None)
 
-    config = os.path.join(tree, ".config")
-    arch_arg = f"ARCH={arch}"
+
+def apply(plan, *, make_args=(), make=run_make, log=_stderr):
+    """Write the planned .config and let the kernel's `make oldconfig` normalise it.
+
+    The start is `make allnoconfig`, or the user's .config (then returned: what of it was left out or changed).
+    make_args are appended to every make command (CC=..., HOSTCC=...); make: the runner (argv, cwd) -> output.
+    Returns (the values written before oldconfig, the user's .config report or None).
+    """
+    arch_arg = f"ARCH={plan.arch}"
     user_config = None
-    if base_config is not None:
-        log(f"config: {kind} {arch}: starting from {base_config}")
-        user_config = _load_base_config(kconf, os.fspath(base_config), arch,
-                                        os.path.join(configs_dir, "rules.toml"), rules, log)
+    if plan.base_config is not None:
+        log(f"config: {plan.kind} {plan.arch}: starting from {plan.base_config}")
+        user_config = _load_base_config(plan.kconf, plan.base_config, plan.arch, plan.rules_path, plan.checks, log)
     else:
-        log(f"config: {kind} {arch}: make {arch_arg} allnoconfig")
-        make(["make", arch_arg, "allnoconfig", *make_args], tree)
-        kconf.load_config(config)
-    for req in merged.values():
-        kconf.syms[req.symbol].set_value(req.value)
-    written = config + ".mkdump-tmp"
-    kconf.write_config(written, save_old=False)
-    os.replace(written, config)
-    before = read_config_values(config)
+        log(f"config: {plan.kind} {plan.arch}: make {arch_arg} allnoconfig")
+        make(["make", arch_arg, "allnoconfig", *make_args], plan.tree)
+        plan.kconf.load_config(plan.config)
+    for req in plan.requested.values():
+        plan.kconf.syms[req.symbol].set_value(req.value)
+    written = plan.config + ".mkdump-tmp"
+    plan.kconf.write_config(written, save_old=False)
+    os.replace(written, plan.config)
+    before = read_config_values(plan.config)
+    log(f"config: {plan.kind} {plan.arch}: make {arch_arg} oldconfig")
+    make(["make", arch_arg, "oldconfig", *make_args], plan.tree)
+    return before, user_config
 
-    log(f"config: {kind} {arch}: make {arch_arg} oldconfig")
-    make(["make", arch_arg, "oldconfig", *make_args], tree)
-    after = read_config_values(config)
-    kconf.load_config(config)
 
+def audit(plan):
+    """Compare the final .config with every request and every rule; return its values.
+
+    Any difference is a ConfigError naming the symbol, both values, the fragment line or rule, the Kconfig
+    definition and Kconfig's reason; the .config is then renamed .config.rejected, so no later make builds it.
+    """
+    final = read_config_values(plan.config)
+    kconf = plan.kconf
+    kconf.load_config(plan.config)      # explain() tells why from the final values
     problems = {}
-    for req in merged.values():
+    for req in plan.requested.values():
         sym = kconf.syms[req.symbol]
-        actual = _final_value(after, sym)
+        actual = _final_value(final, sym)
         if not _same(sym, req.value, actual):
             problems[req.symbol] = (f"  CONFIG_{req.symbol}: requested {req.value} at {req.origin}, actual "
                                     f"{actual if actual is not None else '(unset)'}\n      defined at "
                                     f"{_defined_at(sym)}; " + explain(kconf, sym, req.value))
-    for rule in rules:
-        sym = kconf.syms[rule.symbol]
-        actual = _final_value(after, sym)
-        if not _same(sym, rule.value, actual) and rule.symbol not in problems:
-            problems[rule.symbol] = _rule_problem(rule, actual, kconf)
-    for name in fs_symbols:
-        sym = kconf.syms[name]
-        actual = _final_value(after, sym)
-        if actual != "n" and name not in problems:
-            problems[name] = (f"  CONFIG_{name}: actual {actual}, but the mini kernel must have no filesystem "
-                              f"(README step 2)\n      defined at {_defined_at(sym)}; " + explain(kconf, sym, "n"))
+    actual = {c.symbol: _final_value(final, kconf.syms[c.symbol]) for c in plan.checks}
+    for symbol, text in check_rules(plan.checks, kconf, actual).items():
+        problems.setdefault(symbol, text)
     if problems:
-        # An unaudited .config must not be built by a later `make` in this tree; keep it for inspection.
-        os.replace(config, config + ".rejected")
-        _fail(kind, arch, list(problems.values()), "does not hold after make oldconfig",
-              note=f"  (the rejected configuration is kept as {config}.rejected)")
+        os.replace(plan.config, plan.config + ".rejected")
+        _fail(plan.kind, plan.arch, list(problems.values()), "does not hold after make oldconfig",
+              note=f"  (the rejected configuration is kept as {plan.config}.rejected)")
+    return final
 
-    audited = sorted(set(merged) | {r.symbol for r in rules} | set(fs_symbols))
-    # conf writes "is not set" lines for invisible symbols that kconfiglib leaves out: both mean n.
+
+def oldconfig_changes(kconf, before, after):
+    """{symbol: {"written", "final"}} for each value oldconfig changed."""
     changed = {}
     for name in sorted(set(before) | set(after)):
         sym = kconf.syms.get(name)
+        # conf writes "is not set" lines for invisible symbols that kconfiglib leaves out: both mean n.
         old, new = (before.get(name), after.get(name)) if sym is None else \
             (_final_value(before, sym), _final_value(after, sym))
         if old != new:
             changed[name] = {"written": old, "final": new}
-    if changed:
-        log(f"config: make oldconfig changed {len(changed)} value(s): {', '.join(changed)}")
-    seconds = round(time.monotonic() - started, 2)
-    log(f"config: {kind} {arch}: audited {len(audited)} symbols, all as requested ({seconds} s)")
+    return changed
+
+
+def summary(plan, *, final, changed, user_config):
+    """The JSON-able record of an audited configuration (the config stamp, and the manifest's configs)."""
+    audited = sorted(set(plan.requested) | {c.symbol for c in plan.checks})
     return {
-        "kind": kind,
-        "arch": arch,
-        "options": dict(options or {}),
-        "base_config": os.fspath(base_config) if base_config is not None else None,
+        "kind": plan.kind,
+        "arch": plan.arch,
+        "base_config": plan.base_config,
         "user_config": user_config,
-        "fragments": [f.describe() for f in frags],
-        "requested": {k: {"value": r.value, "origin": r.origin} for k, r in sorted(merged.items())},
-        "overrides": overrides,
-        "rules": [dataclasses.asdict(r) for r in rules],
-        "filesystem_symbols": fs_symbols,
-        "audited": {k: _final_value(after, kconf.syms[k]) for k in audited},
+        "fragments": [f.describe() for f in plan.fragments],
+        "requested": {k: {"value": r.value, "origin": r.origin} for k, r in sorted(plan.requested.items())},
+        "overrides": plan.overrides,
+        "rules": [r.describe() for r in plan.rules],
+        "filesystem_symbols": [c.symbol for c in plan.checks if c.rule.covers == "filesystems"],
+        "audited": {k: _final_value(final, plan.kconf.syms[k]) for k in audited},
         "oldconfig_changed": changed,
         # Not the file's own hash: 2.6.9's conf dates the header, and stamps and the manifest must be reproducible.
-        "values_sha256": config_values_sha256(config),
+        "values_sha256": config_values_sha256(plan.config),
     }
+
+
+def configure(tree, *, arch, kind, fragments, make_args=(), log=None, base_config=None, configs_dir=None,
+              make=run_make):
+    """Write tree/.config for `kind` ("minik" or "system") on `arch` and audit it; return the summary.
+
+    plan, then apply, then audit (see each for its arguments). Raises ConfigError with every problem explained.
+    """
+    log = log or _stderr
+    started = time.monotonic()
+    planned = plan(tree, arch=arch, kind=kind, fragments=fragments, base_config=base_config,
+                   configs_dir=configs_dir, log=log)
+    written, user_config = apply(planned, make_args=make_args, make=make, log=log)
+    final = audit(planned)
+    changed = oldconfig_changes(planned.kconf, written, final)
+    if changed:
+        log(f"config: make oldconfig changed {len(changed)} value(s): {', '.join(changed)}")
+    result = summary(planned, final=final, changed=changed, user_config=user_config)
+    log(f"config: {kind} {arch}: audited {len(result['audited'])} symbols, all as requested "
+        f"({round(time.monotonic() - started, 2)} s)")
+    return result
