@@ -131,3 +131,9 @@ def test_hacking_draws_the_table():
     rows = stages.picture().splitlines()[1:]
     assert [r.split()[0] for r in rows] == [s.name for s in stages.STAGES]
     assert re.match(r"mkexec +each arch +unpack:mkexec, build:system, toolchain +build$", rows[6])
+
+
+def test_readme_lists_the_targets_of_the_table():
+    usage = (TOP / "README.md").read_text().split("## Usage", 1)[1]
+    table = usage[usage.index("| target | what |"):].split("\n\n", 1)[0]
+    assert re.findall(r"^\| `([a-z-]+)` \|", table, flags=re.M) == list(stages.targets()) + ["repro"]
