@@ -367,6 +367,7 @@ def product_dir(lay, product):
 
 
 def run_checks(lay, *, minik_mem):
+    from . import arch as arches
     from . import elfcheck as E
     arch = lay.arch
     minik, system = lay.tree("minik"), lay.tree("system")
@@ -386,7 +387,8 @@ def run_checks(lay, *, minik_mem):
     checks.append(E.check_footprint(vmlinux, minik_mem_mb=minik_mem))
     head = os.path.join(minik, "arch", arch, "boot", "compressed", "head.S")
     with open(head, encoding="latin-1") as f:
-        checks.append(E.check_load_address(vmlinux, E.head_s_load_address(f.read(), source=head)))
+        checks.append(E.check_load_address(vmlinux, E.head_s_load_address(f.read(), source=head),
+                                           entry_symbol=arches.load(arch).elf.entry_symbol))
     checks.extend(E.check_constraints(vmlinux))
     return checks
 

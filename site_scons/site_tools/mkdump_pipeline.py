@@ -277,10 +277,11 @@ class ArchPipeline:
         # ld, host compiler: the programs cache_dir='s key holds) change; an upgraded gcc changes the flags that
         # work and the vermagic. The builds re-run when what it detects (versions, flags) differs.
         from mkdump.cachekey import compiler_tools
-        from mkdump.toolchain import DATA_FILE, load_arch_data
+        from mkdump.arch import load as load_arch
+        from mkdump.toolchain import load_arch_data
         tools = compiler_tools(load_arch_data(self.arch), cc=self.opts.cc, cross_compile=self.opts.cross_compile)
         found = [shutil.which(t) for t in tools]
-        deps = [str(DATA_FILE)] + sorted({os.path.realpath(f) for f in found if f})
+        deps = [load_arch(self.arch).path] + sorted({os.path.realpath(f) for f in found if f})
         node = self.p._stage([self.lay.stamp("toolchain")],
                              self._base("toolchain", cc=self.opts.cc, cross_compile=self.opts.cross_compile),
                              deps=deps)
