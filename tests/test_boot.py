@@ -5,6 +5,7 @@ import hashlib
 
 import pytest
 
+from mkdump import arch as arches
 from mkdump import boot, initramfs
 from mkdump.errors import MkdumpError
 from support import boot_consoles as consoles
@@ -17,7 +18,7 @@ def result(text, reason="exited", stderr=""):
                            qemu_stderr=stderr)
 
 
-# --- kernel/qemu.toml ---------------------------------------------------------------------------------------
+# --- the arch files' [qemu] ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("arch,binary", [("x86_64", "qemu-system-x86_64"), ("i386", "qemu-system-i386")])
 def test_project_qemu_toml_has_both_arches_and_kinds(arch, binary):
@@ -33,23 +34,25 @@ def test_project_qemu_toml_has_both_arches_and_kinds(arch, binary):
 
 def test_kind_table_overrides_arch_table(tmp_path):
     toml, _ = fakeqemu.make(tmp_path, [])
-    assert boot.load_qemu_config("x86_64", path=toml)["memory_mb"] == 64
-    assert boot.load_qemu_config("x86_64", "minik", path=toml)["memory_mb"] == 8
-    assert boot.load_qemu_config("i386", "minik", path=toml)["memory_mb"] == 64
+    assert boot.load_qemu_config("x86_64", arch_dir=toml)["memory_mb"] == 64
+    assert boot.load_qemu_config("x86_64", "minik", arch_dir=toml)["memory_mb"] == 8
+    assert boot.load_qemu_config("i386", "minik", arch_dir=toml)["memory_mb"] == 64
 
 
 def test_qemu_toml_errors_name_the_file(tmp_path):
-    bad = tmp_path / "q.toml"
+    bad = tmp_path / "x86_64.toml"
     bad.write_text("[x86_64\n")
     with pytest.raises(MkdumpError, match="not valid TOML"):
-        boot.load_qemu_config("x86_64", path=bad)
-    bad.write_text('[x86_64]\nbinary = "q"\n')
+        boot.load_qemu_config("x86_64", arch_dir=tmp_path)
+    real = (arches.ARCH_DIR / "x86_64.toml").read_text()
+    bad.write_text(real[:real.index("\n[qemu]\n") + 1] + '[qemu]\nbinary = "q"\n')
     with pytest.raises(MkdumpError, match="lacks machine, accel"):
-        boot.load_qemu_config("x86_64", path=bad)
-    with pytest.raises(MkdumpError, match=r"no \[arm\] table"):
-        boot.load_qemu_config("arm", path=bad)
+        boot.load_qemu_config("x86_64", arch_dir=tmp_path)
+    # The QEMU settings are an arch file's tables now: an arch without a file has none.
+    with pytest.raises(MkdumpError, match=r"no arm\.toml"):
+        boot.load_qemu_config("arm", arch_dir=tmp_path)
     with pytest.raises(MkdumpError, match="cannot read"):
-        boot.load_qemu_config("x86_64", path=tmp_path / "absent.toml")
+        boot.load_qemu_config("x86_64", arch_dir=tmp_path / "absent")
 
 
 def test_qemu_command_is_an_argument_list_from_the_settings():
@@ -305,7 +308,7 @@ def test_boot_reads_console_until_qemu_exits(tmp_path, kernel_image):
     text = consoles.minik()
     toml, argv_file = fakeqemu.make(tmp_path, [(0, text[:50]), (0.2, text[50:])])
     log = []
-    res = boot.boot("x86_64", kernel_image, append="panic=1", kind="minik", qemu_toml=toml, log=log.append,
+    res = boot.boot("x86_64", kernel_image, append="panic=1", kind="minik", arch_dir=toml, log=log.append,
                     console_log=tmp_path / "console.log")
     assert res.exit_reason == "exited" and res.returncode == 0
     assert res.console == boot.normalise_console(text)
@@ -319,7 +322,7 @@ def test_boot_reads_console_until_qemu_exits(tmp_path, kernel_image):
 
 def test_boot_stops_a_hung_qemu_at_the_timeout(tmp_path, kernel_image):
     toml, _ = fakeqemu.make(tmp_path, [(0, "Linux version 2.6.9 (x)\r\nCPU: half a li")], hang=True)
-    res = boot.boot("x86_64", kernel_image, append="", timeout=1.5, qemu_toml=toml, log=lambda m: None)
+    res = boot.boot("x86_64", kernel_image, append="", timeout=1.5, arch_dir=toml, log=lambda m: None)
     assert res.exit_reason == "timeout"
     assert 1.5 <= res.seconds < 10
     assert res.returncode is not None
@@ -328,7 +331,7 @@ def test_boot_stops_a_hung_qemu_at_the_timeout(tmp_path, kernel_image):
 
 def test_boot_stops_qemu_soon_after_the_final_words(tmp_path, kernel_image):
     toml, _ = fakeqemu.make(tmp_path, [(0, consoles.minik())], hang=True)
-    res = boot.boot("x86_64", kernel_image, append="", timeout=15, qemu_toml=toml, log=lambda m: None)
+    res = boot.boot("x86_64", kernel_image, append="", timeout=15, arch_dir=toml, log=lambda m: None)
     assert res.exit_reason == "stopped"
     assert res.seconds < 8
     boot.expect_boot(res, kind="minik")
@@ -339,7 +342,7 @@ def test_final_words_split_across_console_chunks_still_stop_qemu(tmp_path, kerne
     text = "Linux version 2.6.9 (x)\r\nSome line\r\nPower down.\r\n" if "Power" in split else consoles.minik()
     cut = text.index(split) + len(split)
     toml, _ = fakeqemu.make(tmp_path, [(0, text[:cut]), (0.3, text[cut:])], hang=True)
-    res = boot.boot("x86_64", kernel_image, append="", timeout=15, qemu_toml=toml, log=lambda m: None)
+    res = boot.boot("x86_64", kernel_image, append="", timeout=15, arch_dir=toml, log=lambda m: None)
     assert res.exit_reason == "stopped"
     assert res.console == boot.normalise_console(text)
 
@@ -347,7 +350,7 @@ def test_final_words_split_across_console_chunks_still_stop_qemu(tmp_path, kerne
 def test_boot_uses_fallback_machine_on_an_older_qemu(tmp_path, kernel_image):
     boot._machine_cache.clear()
     toml, argv_file = fakeqemu.make(tmp_path, [(0, "x")], machines=("pc", "pc-i440fx-2.0"))
-    boot.boot("i386", kernel_image, append="", qemu_toml=toml, log=lambda m: None)
+    boot.boot("i386", kernel_image, append="", arch_dir=toml, log=lambda m: None)
     argv = fakeqemu.argv(argv_file)
     assert argv[argv.index("-machine") + 1] == "pc,accel=tcg"
 
@@ -355,17 +358,18 @@ def test_boot_uses_fallback_machine_on_an_older_qemu(tmp_path, kernel_image):
 def test_boot_missing_inputs(tmp_path, kernel_image):
     toml, _ = fakeqemu.make(tmp_path, [])
     with pytest.raises(MkdumpError, match="does not exist: build the kernel first"):
-        boot.boot("x86_64", tmp_path / "nope", append="", qemu_toml=toml)
+        boot.boot("x86_64", tmp_path / "nope", append="", arch_dir=toml)
     with pytest.raises(MkdumpError, match="initrd .* does not exist"):
-        boot.boot("x86_64", kernel_image, append="", initrd=tmp_path / "nope", qemu_toml=toml)
-    toml.write_text(toml.read_text().replace(str(tmp_path / "fake-qemu"), str(tmp_path / "no-qemu"), 1))
+        boot.boot("x86_64", kernel_image, append="", initrd=tmp_path / "nope", arch_dir=toml)
+    arch_file = toml / "x86_64.toml"
+    arch_file.write_text(arch_file.read_text().replace(str(tmp_path / "fake-qemu"), str(tmp_path / "no-qemu"), 1))
     with pytest.raises(MkdumpError, match="no-qemu .* was not found: install"):
-        boot.boot("x86_64", kernel_image, append="", qemu_toml=toml)
+        boot.boot("x86_64", kernel_image, append="", arch_dir=toml)
 
 
 def test_prove_minik_on_a_fake_console(tmp_path, kernel_image):
     toml, argv_file = fakeqemu.make(tmp_path, [(0, consoles.minik(total_kb=8064))])
-    report = boot.prove_minik("x86_64", kernel_image, qemu_toml=toml, log=lambda m: None)
+    report = boot.prove_minik("x86_64", kernel_image, arch_dir=toml, log=lambda m: None)
     argv = fakeqemu.argv(argv_file)
     assert argv[argv.index("-m") + 1] == "8"
     assert "mem=7M dump_dev=0x300000" in argv[argv.index("-append") + 1]
@@ -376,7 +380,7 @@ def test_prove_minik_on_a_fake_console(tmp_path, kernel_image):
 def test_prove_minik_fails_when_memory_exceeds_mem(tmp_path, kernel_image):
     toml, _ = fakeqemu.make(tmp_path, [(0, consoles.minik(total_kb=65408))])
     with pytest.raises(boot.BootError, match="reports 65408k"):
-        boot.prove_minik("x86_64", kernel_image, qemu_toml=toml, log=lambda m: None)
+        boot.prove_minik("x86_64", kernel_image, arch_dir=toml, log=lambda m: None)
 
 
 def test_silent_boot_is_rerun_with_earlyprintk(tmp_path, kernel_image):
@@ -384,7 +388,7 @@ def test_silent_boot_is_rerun_with_earlyprintk(tmp_path, kernel_image):
              "Kernel panic - not syncing: Cannot find space for the kernel page tables\r\n")
     toml, argv_file = fakeqemu.make(tmp_path, [(0, consoles.FIRMWARE.format(append="x"))], early_chunks=[(0, early)])
     with pytest.raises(boot.BootError, match="Booted again with earlyprintk") as e:
-        boot.prove_minik("x86_64", kernel_image, qemu_toml=toml, log=lambda m: None)
+        boot.prove_minik("x86_64", kernel_image, arch_dir=toml, log=lambda m: None)
     assert "Cannot find space for the kernel page tables" in e.value.tail
     assert "earlyprintk=serial,ttyS0,115200" in e.value.result.append
 
@@ -392,7 +396,7 @@ def test_silent_boot_is_rerun_with_earlyprintk(tmp_path, kernel_image):
 def test_silent_boot_stays_silent_with_earlyprintk(tmp_path, kernel_image):
     toml, _ = fakeqemu.make(tmp_path, [], early_chunks=[])
     with pytest.raises(boot.BootError, match="printed nothing") as e:
-        boot.prove_minik("x86_64", kernel_image, qemu_toml=toml, log=lambda m: None)
+        boot.prove_minik("x86_64", kernel_image, arch_dir=toml, log=lambda m: None)
     assert "earlyprintk" not in e.value.result.append
 
 
@@ -401,7 +405,7 @@ def test_prove_system_on_a_fake_console(tmp_path, kernel_image):
     module.write_bytes(b"module bytes")
     token = boot.module_token(module.read_bytes())
     toml, argv_file = fakeqemu.make(tmp_path, [(0, consoles.system(token=token))])
-    report = boot.prove_system("i386", kernel_image, module, toolchain_cc=["gcc"], qemu_toml=toml,
+    report = boot.prove_system("i386", kernel_image, module, toolchain_cc=["gcc"], arch_dir=toml,
                                log=lambda m: None)
     argv = fakeqemu.argv(argv_file)
     assert argv[argv.index("-initrd") + 1].endswith("initramfs.cpio.gz")
@@ -422,7 +426,7 @@ def test_prove_system_with_mkexec_on_a_fake_console(tmp_path, kernel_image):
         toml, _ = fakeqemu.make(tmp_path / run, [(0, consoles.system(token=token, mkexec=consoles.mkexec_lines()))],
                                 keep_initrd=kept[-1])
         report = boot.prove_system("x86_64", kernel_image, module, toolchain_cc=["gcc"], extra_module=mkexec_ko,
-                                   qemu_toml=toml, log=lambda m: None)
+                                   arch_dir=toml, log=lambda m: None)
     assert kept[0].read_bytes() == kept[1].read_bytes()
     members = {m["name"]: m["data"] for m in parse_newc(gzip.decompress(kept[0].read_bytes()))}
     assert members["mkexec.ko"] == b"mkexec module bytes" and members["module.ko"] == b"module bytes"
@@ -440,10 +444,10 @@ def test_prove_system_fails_when_mkexec_entries_are_missing(tmp_path, kernel_ima
         missing=("mem",))))])
     with pytest.raises(boot.BootError, match="/proc/mkexec/mem .* did not appear"):
         boot.prove_system("x86_64", kernel_image, module, toolchain_cc=["gcc"], extra_module=module,
-                          qemu_toml=toml, log=lambda m: None)
+                          arch_dir=toml, log=lambda m: None)
     with pytest.raises(MkdumpError, match="cannot read the mkexec module .*absent.ko"):
         boot.prove_system("x86_64", kernel_image, module, toolchain_cc=["gcc"], extra_module=tmp_path / "absent.ko",
-                          qemu_toml=toml, log=lambda m: None)
+                          arch_dir=toml, log=lambda m: None)
 
 
 def test_prove_system_without_mkexec_has_no_mkexec_member(tmp_path, kernel_image):
@@ -451,7 +455,7 @@ def test_prove_system_without_mkexec_has_no_mkexec_member(tmp_path, kernel_image
     module.write_bytes(b"module bytes")
     token = boot.module_token(module.read_bytes())
     toml, _ = fakeqemu.make(tmp_path, [(0, consoles.system(token=token))], keep_initrd=tmp_path / "initrd.gz")
-    report = boot.prove_system("x86_64", kernel_image, module, toolchain_cc=["gcc"], qemu_toml=toml,
+    report = boot.prove_system("x86_64", kernel_image, module, toolchain_cc=["gcc"], arch_dir=toml,
                                log=lambda m: None)
     assert "mkexec" not in report
     names = {m["name"] for m in parse_newc(gzip.decompress((tmp_path / "initrd.gz").read_bytes()))}
@@ -460,7 +464,7 @@ def test_prove_system_without_mkexec_has_no_mkexec_member(tmp_path, kernel_image
 
 def test_boot_keeps_qemus_own_exit_status(tmp_path, kernel_image):
     toml, _ = fakeqemu.make(tmp_path, [(0, "qemu: bad option\n")], exit_code=1, stderr="qemu: no such machine\n")
-    res = boot.boot("x86_64", kernel_image, append="", qemu_toml=toml, log=lambda m: None)
+    res = boot.boot("x86_64", kernel_image, append="", arch_dir=toml, log=lambda m: None)
     assert (res.exit_reason, res.returncode) == ("exited", 1)
     assert res.qemu_stderr == "qemu: no such machine\n"
 
@@ -469,7 +473,7 @@ def test_prove_minik_checks_reported_memory_against_mem_not_the_machine(tmp_path
     # A 64 MiB machine whose kernel ignored mem=8M reports about 64 MiB: that must fail.
     toml, argv_file = fakeqemu.make(tmp_path, [(0, consoles.minik(total_kb=65408))])
     with pytest.raises(boot.BootError, match="reports 65408k of memory, but it was given 8192k"):
-        boot.prove_minik("i386", kernel_image, memory_mb=64, qemu_toml=toml, log=lambda m: None)
+        boot.prove_minik("i386", kernel_image, memory_mb=64, arch_dir=toml, log=lambda m: None)
     argv = fakeqemu.argv(argv_file)
     assert argv[argv.index("-m") + 1] == "64"
     assert "mem=8M" in argv[argv.index("-append") + 1]

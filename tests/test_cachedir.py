@@ -144,6 +144,17 @@ def test_another_compiler_misses(team, sources, tmp_path):
     assert "offline" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_a_changed_arch_file_misses(team, sources, tmp_path):
+    """kernel/arch/<arch>.toml is in the key: the toolchain stage depends on it, so it is a leaf of the graph."""
+    b = teammate(tmp_path, sources, team)
+    assert P.scons(b, *offline(tmp_path, team, "build=same")).returncode == 0
+    arch_file = b / "kernel" / "arch" / "x86_64.toml"
+    arch_file.write_text(arch_file.read_text().replace("grace_seconds = 3", "grace_seconds = 4", 1))
+    r = P.scons(b, *offline(tmp_path, team, "build=edited"))
+    assert r.returncode != 0 and "Retrieved" not in r.stdout
+    assert "offline" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_a_damaged_entry_is_refused_and_leaves_no_output(team, sources, tmp_path):
     damaged = tmp_path / "damaged-cache"
     shutil.copytree(team.cache, damaged)

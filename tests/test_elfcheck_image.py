@@ -10,6 +10,8 @@ from support import elf_fixtures
 from test_elfcheck_text import STOCK_I386_HEAD, STOCK_X86_64_HEAD
 
 ARCHES = ["x86_64", "i386"]
+# What arch/<arch>/kernel/head.S starts with on both arches (the arch files' [elf] entry_symbol).
+ENTRY = "startup_32"
 HEADS = {"x86_64": STOCK_X86_64_HEAD, "i386": STOCK_I386_HEAD}
 # with AT(): kernel at 0xffffffff80100000 (0xc0100000) loaded at 0x100000; without: as 2.6.9's vmlinux.lds.S
 LAYOUTS = [pytest.param(arch, with_at, id=f"{arch}-{'AT' if with_at else 'noAT'}")
@@ -129,7 +131,7 @@ def test_footprint_rejects_bad_minik_mem(tmp_path, bad):
 @pytest.mark.parametrize("arch, with_at", LAYOUTS)
 def test_load_address_matches_stock_head_s(tmp_path, arch, with_at):
     vmlinux = image(tmp_path, arch, with_at=with_at)
-    check = elfcheck.check_load_address(vmlinux, elfcheck.head_s_load_address(HEADS[arch]))
+    check = elfcheck.check_load_address(vmlinux, elfcheck.head_s_load_address(HEADS[arch]), entry_symbol=ENTRY)
     assert check.ok, str(check)
     assert check.figure == "image at 0x100000, startup_32 at 0x100000, head.S jumps to 0x100000"
 
@@ -138,14 +140,14 @@ def test_load_address_matches_stock_head_s(tmp_path, arch, with_at):
 def test_load_address_differs_from_patched_head_s(tmp_path, arch):
     vmlinux = image(tmp_path, arch)
     head = "#define MINIK_LOAD 0x1000000\n" + HEADS[arch].replace("$0x100000", "$MINIK_LOAD")
-    check = elfcheck.check_load_address(vmlinux, elfcheck.head_s_load_address(head))
+    check = elfcheck.check_load_address(vmlinux, elfcheck.head_s_load_address(head), entry_symbol=ENTRY)
     assert not check.ok
     assert check.figure == "image at 0x100000, startup_32 at 0x100000, head.S jumps to 0x1000000"
 
 
 def test_image_linked_for_the_patched_address_passes(tmp_path):
     vmlinux = image(tmp_path, "x86_64", load_base=0x1000000)
-    assert elfcheck.check_load_address(vmlinux, 0x1000000).ok
+    assert elfcheck.check_load_address(vmlinux, 0x1000000, entry_symbol=ENTRY).ok
 
 
 def test_startup_code_away_from_image_start_fails(tmp_path):
@@ -206,7 +208,7 @@ def test_kernel_map_base_override(tmp_path):
     # a kernel linked without AT() at 0xffffffff80100000 whose boot page tables map base + x to x
     vmlinux = image(tmp_path, "x86_64", with_at=False)
     base = 0xffffffff80100000 - 0x200000
-    assert elfcheck.check_load_address(vmlinux, 0x200000, kernel_map_base=base).ok
+    assert elfcheck.check_load_address(vmlinux, 0x200000, entry_symbol=ENTRY, kernel_map_base=base).ok
     assert "image 0x200000-" in elfcheck.check_footprint(vmlinux, minik_mem_mb=8, kernel_map_base=base).detail
 
 

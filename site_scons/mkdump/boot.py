@@ -1,7 +1,8 @@
 """Boot proofs: run a built 2.6.9 kernel under QEMU (software emulation) and read its serial console.
 
-Every QEMU option comes from kernel/qemu.toml. A boot is bounded in time: QEMU is stopped at the timeout, or a few
-seconds after the console shows the kernel's last words (panic, power down) if it does not exit by itself.
+Every QEMU option comes from the [qemu] tables of kernel/arch/<arch>.toml. A boot is bounded in time: QEMU is
+stopped at the timeout, or a few seconds after the console shows the kernel's last words (panic, power down) if it
+does not exit by itself.
 """
 import errno
 import hashlib
@@ -14,16 +15,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mkdump import arch as arches
 from mkdump import bootdisk, initramfs
 from mkdump.kbuild import build_env
 from mkdump.errors import MkdumpError
 
 ROOT = Path(__file__).resolve().parents[2]
-QEMU_TOML = ROOT / "kernel" / "qemu.toml"
 MODULE_SOURCE = ROOT / "kernel" / "boot-test" / "module"
 MODULE_NAME = "mkdump_boot_test"
 
@@ -110,31 +110,9 @@ def console_tail(text, lines=TAIL_LINES):
     return "\n".join(kept[-lines:])
 
 
-def load_qemu_config(arch, kind=None, *, path=QEMU_TOML):
-    """The QEMU settings for arch (and kernel kind): the arch table overlaid with its [arch.kind] table."""
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as e:
-        raise MkdumpError(f"cannot read the QEMU settings {path}: {e.strerror}; restore kernel/qemu.toml.") from None
-    except tomllib.TOMLDecodeError as e:
-        raise MkdumpError(f"the QEMU settings {path} are not valid TOML ({e}): fix the file.") from None
-    if arch not in data:
-        raise MkdumpError(f"{path} has no [{arch}] table: boot proofs exist for "
-                          f"{', '.join(sorted(data))}; add a table for {arch}.")
-    table = dict(data[arch])
-    if kind is not None:
-        if kind not in KINDS:
-            raise ValueError(f"unknown kernel kind {kind!r}")
-        table.update(table.get(kind, {}))
-    for k in KINDS:
-        table.pop(k, None)
-    missing = [k for k in ("binary", "machine", "accel", "memory_mb", "console", "baud", "earlyprintk",
-                           "timeout_seconds", "grace_seconds", "args") if k not in table]
-    if missing:
-        raise MkdumpError(f"{path} [{arch}] lacks {', '.join(missing)}: add them (see the keys listed at the top "
-                          "of the file).")
-    return table
+def load_qemu_config(arch, kind=None, *, arch_dir=arches.ARCH_DIR):
+    """The QEMU settings for arch (and kernel kind): its arch file's [qemu] overlaid with [qemu.<kind>]."""
+    return arches.load(arch, arch_dir).qemu_settings(kind)
 
 
 _machine_cache = {}
@@ -202,23 +180,23 @@ def _stop(proc):
 
 
 def boot(arch, kernel_image, *, append, memory_mb=None, initrd=None, timeout=None, log=None, kind=None,
-         earlyprintk=False, console_log=None, qemu_toml=QEMU_TOML, smp=1, extra=()):
+         earlyprintk=False, console_log=None, arch_dir=arches.ARCH_DIR, smp=1, extra=()):
     """Boot kernel_image under QEMU and return what its console said.
 
-    memory_mb and timeout default to kernel/qemu.toml ([arch] or [arch.kind]). console_log, if given, receives
+    memory_mb and timeout default to the arch file's [qemu] (or [qemu.<kind>]). console_log, if given, receives
     the raw console as it arrives (useful when a boot hangs). Raises MkdumpError if QEMU is missing or the image
     does not exist; a kernel that misbehaves is not an error here (see expect_boot).
     """
     log = log or _default_log
-    config = load_qemu_config(arch, kind, path=qemu_toml)
+    config = load_qemu_config(arch, kind, arch_dir=arch_dir)
     kernel_image = Path(kernel_image)
     if not kernel_image.is_file():
         raise MkdumpError(f"the kernel image {kernel_image} does not exist: build the kernel first.")
     if initrd is not None and not Path(initrd).is_file():
         raise MkdumpError(f"the initrd {initrd} does not exist: build it first.")
     if shutil.which(config["binary"]) is None:
-        raise MkdumpError(f"{config['binary']} (named in {qemu_toml}) was not found: install Debian's "
-                          "qemu-system-x86 package.")
+        raise MkdumpError(f"{config['binary']} (named in {arches.load(arch, arch_dir).path}) was not found: "
+                          f"install Debian's {config['package']} package.")
     timeout = config["timeout_seconds"] if timeout is None else timeout
     full_append = kernel_append(config, append, earlyprintk=earlyprintk)
     machine = choose_machine(config, machines_known(config["binary"]))
@@ -442,8 +420,9 @@ def expect_boot(result, *, kind, expect_memory_kb=None, memory_slack_kb=1024, ex
         ret = int(m.group(1))
         if ret != 0:
             name = errno.errorcode.get(-ret, "")
-            hint = (" (on x86_64 an 'Unknown rela relocation' line means the PLT32 compat patch is missing)"
-                    if ret == -8 else "")
+            # The console does not say the arch: every arch file's hint for a refused module, named by arch.
+            hints = [f"on {a.name} {a.module_refused_hint}" for a in arches.load_all() if a.module_refused_hint]
+            hint = f" ({'; '.join(hints)})" if ret == -8 and hints else ""
             raise BootError(f"init_module returned {ret} {name}: the system kernel refused the test module{hint}.",
                             result)
         passed.append("init_module returned 0")
@@ -534,10 +513,10 @@ def _report(arch, kind, result, checks, extra):
     return report
 
 
-def minik_append(arch, mem_mb, dump_dev):
-    """The README's step-4 command line. On x86_64, 2.6.9 adds the first megabyte to mem= (end_user_pfn is
-    mem= plus HIGH_MEMORY), which is why the README asks for "the real value minus 1" there."""
-    mem_arg = mem_mb - 1 if arch == "x86_64" else mem_mb
+def minik_append(arch, mem_mb, dump_dev, *, arch_dir=arches.ARCH_DIR):
+    """The README's step-4 command line: mem= less the arch file's [minik] mem_minus_mb (where 2.6.9 adds the
+    first megabyte to mem=, the README asks for "the real value minus 1")."""
+    mem_arg = mem_mb - arches.load(arch, arch_dir).mem_minus_mb
     return f"mem={mem_arg}M dump_dev={dump_dev} panic=1"
 
 
@@ -562,17 +541,17 @@ def _boot_steadily(run, log):
 
 
 def prove_minik(arch, bzimage, *, mem_mb=8, dump_dev="0x300000", memory_mb=None, timeout=None, log=None,
-                console_log=None, qemu_toml=QEMU_TOML):
+                console_log=None, arch_dir=arches.ARCH_DIR):
     """Boot the mini kernel stand-alone as README step 4 does (mem=, dump_dev=) in a machine of memory_mb
-    (default: [arch.minik] in qemu.toml, the 8 MiB the mini kernel really gets) and check the banner, that the
+    (default: the arch file's [qemu.minik], the 8 MiB the mini kernel really gets) and check the banner, that the
     memory it reports is at most mem_mb (and not much less), and the root-mount panic. Returns a JSON-able
     report; raises BootError (or MkdumpError for a missing QEMU or image)."""
-    memory_mb = memory_mb or load_qemu_config(arch, "minik", path=qemu_toml)["memory_mb"]
+    memory_mb = memory_mb or load_qemu_config(arch, "minik", arch_dir=arch_dir)["memory_mb"]
 
     def run(earlyprintk=False):
-        return boot(arch, bzimage, append=minik_append(arch, mem_mb, dump_dev), memory_mb=memory_mb,
-                    timeout=timeout, log=log, kind="minik", console_log=console_log, qemu_toml=qemu_toml,
-                    earlyprintk=earlyprintk)
+        return boot(arch, bzimage, append=minik_append(arch, mem_mb, dump_dev, arch_dir=arch_dir),
+                    memory_mb=memory_mb, timeout=timeout, log=log, kind="minik", console_log=console_log,
+                    arch_dir=arch_dir, earlyprintk=earlyprintk)
 
     result, retried = _boot_steadily(run, log)
     checks = _expect_or_diagnose(result, run, kind="minik", expect_memory_kb=mem_mb * 1024)
@@ -593,8 +572,8 @@ def _read_module(path, what):
 
 
 def prove_system(arch, bzimage, module_ko, *, toolchain_cc, extra_module=None, timeout=None, log=None,
-                 console_log=None, workdir=None, qemu_toml=QEMU_TOML, smp=1, disk_tree=None, config_values=None,
-                 serial_console=True):
+                 console_log=None, workdir=None, arch_dir=arches.ARCH_DIR, smp=1, disk_tree=None,
+                 config_values=None, serial_console=True):
     """Boot the system kernel with an initramfs holding our /init and module_ko; pass only if init_module
     returned 0 and the module's init printed its marker with our token. With extra_module (a built mkexec.ko),
     /init then loads it with no parameters, as the README's insmod does; the boot passes only if its init_module
@@ -602,8 +581,8 @@ def prove_system(arch, bzimage, module_ko, *, toolchain_cc, extra_module=None, t
     smp > 1: QEMU gets that many CPUs and the kernel must bring them all up. disk_tree (the built system tree)
     with its config_values: an ext3 disk on a controller the configuration drives is attached, and /init loads the
     disk's and ext3's modules from the tree in dependency order, mounts it and reads a file back (bootdisk).
-    serial_console=False (a configuration without SERIAL_8250_CONSOLE, such as i386's defconfig): the kernel keeps
-    its early serial console for the whole boot and /init writes through the kernel log.
+    serial_console=False (a configuration without SERIAL_8250_CONSOLE, such as some arch's defconfig): the kernel
+    keeps its early serial console for the whole boot and /init writes through the kernel log.
     Returns a JSON-able report; raises BootError, or MkdumpError for a missing input."""
     module_bytes = _read_module(module_ko, "boot-test module")
     token = module_token(module_bytes)
@@ -613,7 +592,7 @@ def prove_system(arch, bzimage, module_ko, *, toolchain_cc, extra_module=None, t
         entries = initramfs.boot_test_entries(init_path.read_bytes(), module_bytes, f"token={token}", mkexec_bytes,
                                               via_kmsg=not serial_console)
         content = f"mkdump boot proof {token}"
-        config = load_qemu_config(arch, "system", path=qemu_toml)
+        config = load_qemu_config(arch, "system", arch_dir=arch_dir)
         append = "panic=1" if serial_console else f"{config['earlyprintk']},keep panic=1"
         plan = initrd = None
         image = b""
@@ -631,7 +610,7 @@ def prove_system(arch, bzimage, module_ko, *, toolchain_cc, extra_module=None, t
 
         def run(earlyprintk=False):
             return boot(arch, bzimage, append=append, initrd=initrd, timeout=timeout, log=log, kind="system",
-                        console_log=console_log, qemu_toml=qemu_toml, earlyprintk=earlyprintk, smp=smp,
+                        console_log=console_log, arch_dir=arch_dir, earlyprintk=earlyprintk, smp=smp,
                         extra=plan.qemu_args() if plan is not None else ())
 
         result, retried = _boot_steadily(run, log)

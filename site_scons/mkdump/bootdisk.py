@@ -238,8 +238,8 @@ class Plan:
 
 
 def needs_root_disk(config_values):
-    """A kernel without initrd support (2.6.9's i386 defconfig) cannot take our initramfs: its /init must come
-    from a root filesystem it mounts by itself."""
+    """A kernel without initrd support (some arch's 2.6.9 defconfig has none) cannot take our initramfs: its /init
+    must come from a root filesystem it mounts by itself."""
     return config_values.get("BLK_DEV_INITRD") != "y"
 
 

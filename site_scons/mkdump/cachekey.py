@@ -27,8 +27,8 @@ CODE = ("SConstruct", "site_scons")
 
 def compiler_tools(arch_data, *, cc=None, cross_compile=None):
     """The commands whose programs decide the kernels' code: for each compiler the toolchain stage may pick (the
-    one named by CC=/CROSS_COMPILE=, else every candidate of kernel/toolchain.toml), its driver, as and ld; then
-    the host compiler. A launcher inside CC= ("ccache gcc") is not the compiler."""
+    one named by CC=/CROSS_COMPILE=, else every candidate of the arch file's [toolchain]), its driver, as and ld;
+    then the host compiler. A launcher inside CC= ("ccache gcc") is not the compiler."""
     if cc:
         words = shlex.split(cc)
         while len(words) > 1 and os.path.basename(words[0]) in LAUNCHERS:

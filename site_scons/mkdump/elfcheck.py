@@ -13,10 +13,12 @@ from dataclasses import dataclass
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
-from elftools.elf.enums import ENUM_RELOC_TYPE_i386, ENUM_RELOC_TYPE_x64
+from elftools.elf import enums as elf_enums
+from elftools.elf.enums import ENUM_E_MACHINE
 from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import SymbolTableSection
 
+from mkdump import arch as arches
 from mkdump.errors import MkdumpError
 
 
@@ -35,46 +37,34 @@ class Check:
         return dataclasses.asdict(self)
 
 
-def _reloc_names(enum, extra):
-    # pyelftools 0.33 lacks a few numbers that gcc 12 / binutils 2.40 emit (R_X86_64_GOTPCRELX = 41 among them).
-    table = {name: number for name, number in enum.items() if isinstance(number, int)}
-    table.update(extra)
-    return table
-
-
 @dataclass(frozen=True)
-class Arch:
+class _Loader:
+    """What the checks need of an arch's [elf] facts (mkdump.arch), with pyelftools' names filled in."""
+    name: str
     elfclass: int
-    machine: str
+    machine: str             # pyelftools' name of the e_machine number
     # 2.6.9's loader calls apply_relocate() for SHT_REL and apply_relocate_add() for SHT_RELA sections; on each
     # arch only one of the two does anything, the other refuses every relocation.
     reloc_section: str
     loader_function: str
     reloc_prefix: str
     reloc_numbers: dict
-    # vmlinux is linked at kernel virtual addresses (2.6.9's vmlinux.lds.S has no AT()); the boot page tables map
-    # base + x to physical x: __START_KERNEL_map on x86_64, __PAGE_OFFSET on i386.
-    kernel_map_base: int
 
 
-ARCHES = {
-    "x86_64": Arch(64, "EM_X86_64", "SHT_RELA", "apply_relocate_add", "R_X86_64_",
-                   _reloc_names(ENUM_RELOC_TYPE_x64, {"R_X86_64_SIZE32": 32, "R_X86_64_SIZE64": 33,
-                                                      "R_X86_64_RELATIVE64": 38, "R_X86_64_GOTPCRELX": 41,
-                                                      "R_X86_64_REX_GOTPCRELX": 42}),
-                   0xffffffff80000000),
-    "i386": Arch(32, "EM_386", "SHT_REL", "apply_relocate", "R_386_",
-                 _reloc_names(ENUM_RELOC_TYPE_i386, {"R_386_SIZE32": 38, "R_386_GOT32X": 43}),
-                 0xC0000000),
-}
-_MACHINES = {a.machine: a for a in ARCHES.values()}
+_MACHINE_NAMES = {number: name for name, number in ENUM_E_MACHINE.items() if isinstance(number, int)}
 
 
-def _arch(arch):
-    try:
-        return ARCHES[arch]
-    except KeyError:
-        raise MkdumpError(f"Unknown arch {arch!r}: use one of {', '.join(sorted(ARCHES))}.") from None
+def _arch(name):
+    facts = arches.load(name)
+    elf = facts.elf
+    table = getattr(elf_enums, elf.relocation_table, None)
+    if not isinstance(table, dict):
+        raise MkdumpError(f"{facts.path}: relocation_table = {elf.relocation_table!r} is not a table of "
+                          f"elftools.elf.enums; name one such as the ENUM_RELOC_TYPE_* of this arch.")
+    numbers = {n: number for n, number in table.items() if isinstance(number, int)}
+    numbers.update(elf.relocations_missing)
+    return _Loader(name, elf.elfclass, _MACHINE_NAMES.get(elf.machine, str(elf.machine)), elf.relocation_section,
+                   elf.loader_function, elf.relocation_prefix, numbers)
 
 
 # --- C and assembler text -----------------------------------------------------------------------------------
@@ -129,8 +119,8 @@ def _function_body(text, name):
 def loader_allowed_relocs(module_c_text, arch, *, source="module.c"):
     """{type number: name} of the relocations the arch's 2.6.9 module loader applies.
 
-    Read from the `case R_...:` labels of the switch in the loader function (apply_relocate_add on x86_64,
-    apply_relocate on i386) of our patched arch/<arch>/kernel/module.c; fall-through labels count too.
+    Read from the `case R_...:` labels of the switch in the loader function (the arch file's [elf]
+    loader_function) of our patched arch/<arch>/kernel/module.c; fall-through labels count too.
     """
     info = _arch(arch)
     body = _function_body(_strip_c(module_c_text), info.loader_function)
@@ -251,7 +241,8 @@ class _Elf:
 
     @property
     def arch(self):
-        return _MACHINES.get(self.elf["e_machine"])
+        machine = self.elf["e_machine"]
+        return arches.for_elf_machine(ENUM_E_MACHINE.get(machine, machine) if isinstance(machine, str) else machine)
 
     def symbols(self):
         tables = [s for s in self.sections if isinstance(s, SymbolTableSection) and s["sh_type"] == "SHT_SYMTAB"]
@@ -279,15 +270,17 @@ class _Elf:
                 if s["sh_flags"] & 0x2 and s["sh_size"] and (with_nobits or s["sh_type"] != "SHT_NOBITS")]
 
     def physical(self, lma, kernel_map_base):
-        base = kernel_map_base if kernel_map_base is not None else (self.arch.kernel_map_base if self.arch else 0)
-        return lma - base if base and lma >= base else lma
+        if kernel_map_base is None:
+            arch = self.arch
+            kernel_map_base = arch.elf.kernel_map_base if arch else 0
+        return lma - kernel_map_base if kernel_map_base and lma >= kernel_map_base else lma
 
 
 # --- mkexec.ko ----------------------------------------------------------------------------------------------
 
 def kernel_vermagic(*, release, smp, preempt, gcc_version, arch_tokens=()):
     """2.6.9's VERMAGIC_STRING (include/linux/vermagic.h): release, "SMP ", "preempt ", the arch's
-    MODULE_ARCH_VERMAGIC tokens (i386: processor family, "REGPARM", "4KSTACKS"), then gcc-MAJOR.MINOR."""
+    MODULE_ARCH_VERMAGIC tokens (such as a processor family, "REGPARM", "4KSTACKS"), then gcc-MAJOR.MINOR."""
     major_minor = ".".join(str(gcc_version).split(".")[:2])
     words = [release] + (["SMP"] if smp else []) + (["preempt"] if preempt else []) + list(arch_tokens)
     return " ".join(words) + f" gcc-{major_minor}"
@@ -458,7 +451,7 @@ def module_versions(ko_path):
     """{symbol: crc} of a module's __versions section, which modpost writes when the kernel has MODVERSIONS.
 
     2.6.9's struct modversion_info is { unsigned long crc; char name[64 - sizeof(unsigned long)]; }: 64 bytes
-    per entry on both arches. None when the module has no such section (built without symbol versions).
+    per entry on every arch. None when the module has no such section (built without symbol versions).
     """
     with _Elf(ko_path) as f:
         section = f.elf.get_section_by_name("__versions")
@@ -626,12 +619,11 @@ def check_footprint(vmlinux_path, *, minik_mem_mb, reserve_kib=RUNTIME_RESERVE_K
     return Check(label, need_kib <= have_kib, figure, detail)
 
 
-def check_load_address(vmlinux_path, expected, *, entry_symbol="startup_32", kernel_map_base=None):
+def check_load_address(vmlinux_path, expected, *, entry_symbol, kernel_map_base=None):
     """vmlinux's image starts at the physical address head.S jumps to, and the startup code is its first byte.
 
-    The ELF entry point is no guide: 2.6.9's x86_64 vmlinux.lds.S names ENTRY(_start), which nothing defines,
-    so ld falls back to another address (stext, seen on a real build); the decompressor jumps to the image start,
-    where arch/<arch>/kernel/head.S puts startup_32 on both arches.
+    The ELF entry point is no guide (see entry_symbol in the arch files); the decompressor jumps to the image
+    start, where arch/<arch>/kernel/head.S puts the entry symbol.
     """
     with _Elf(vmlinux_path) as f:
         loaded = f.allocated(with_nobits=False)

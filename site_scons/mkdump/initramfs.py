@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from mkdump import arch as arches
 from mkdump.errors import MkdumpError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,12 +21,11 @@ INIT_SOURCE = ROOT / "kernel" / "boot-test" / "init.c"
 NEWC_MAGIC = b"070701"
 TRAILER = "TRAILER!!!"
 
-# Both arches need a freestanding static executable: no libc (today's glibc refuses kernels older than 3.2), no
+# Every arch needs a freestanding static executable: no libc (today's glibc refuses kernels older than 3.2), no
 # dynamic loader (the initramfs has none), no PIE (a static PIE is relocated by libc's start code, which
-# -nostdlib leaves out).
+# -nostdlib leaves out). The arch file adds its arch_cflags and the system-call numbers (-DNR_<name>=<number>).
 INIT_CFLAGS = ["-static", "-nostdlib", "-ffreestanding", "-fno-pie", "-no-pie", "-O2",
                "-fno-stack-protector", "-fno-asynchronous-unwind-tables", "-Wall", "-Werror"]
-ARCH_CFLAGS = {"x86_64": ["-m64"], "i386": ["-m32"]}
 
 
 @dataclass(frozen=True)
@@ -172,24 +172,30 @@ def plan_entries(plan):
 
 def build_init(arch, *, toolchain_cc, out_path, source=INIT_SOURCE, log=None):
     """Compile our static /init for arch with toolchain_cc (an argument list such as ["gcc"]) into out_path."""
-    if arch not in ARCH_CFLAGS:
-        raise MkdumpError(f"arch={arch!r} has no boot-test init: use one of {', '.join(sorted(ARCH_CFLAGS))}.")
+    if arch not in arches.names():
+        raise MkdumpError(f"arch={arch!r} has no boot-test init: use one of {', '.join(sorted(arches.names()))}.")
+    facts = arches.load(arch)
+    # The first compiler the arch file tries is the host's own, with what it needs for this arch.
+    package = facts.toolchain["compilers"][0]["package"]
+    syscalls = [f"-DNR_{name}={number}" for name, number in sorted(facts.syscalls.items())]
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".init-", dir=out_path.parent)
     os.close(fd)
-    cmd = list(toolchain_cc) + ARCH_CFLAGS[arch] + INIT_CFLAGS + ["-o", tmp, os.fspath(source)]
+    cmd = (list(toolchain_cc) + list(facts.toolchain["arch_cflags"]) + INIT_CFLAGS + syscalls
+           + ["-o", tmp, os.fspath(source)])
     if log:
         log(f"boot-test: compiling /init for {arch}")
     try:
         try:
             proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         except FileNotFoundError:
-            raise MkdumpError(f"the compiler {toolchain_cc[0]!r} was not found: install gcc (and gcc-multilib "
-                              "for i386) or name another compiler.") from None
+            raise MkdumpError(f"the compiler {toolchain_cc[0]!r} was not found: install the Debian package "
+                              f"{package} or name another compiler.") from None
         if proc.returncode != 0:
             raise MkdumpError(f"compiling the boot-test init {source} for {arch} failed with `{' '.join(cmd)}`; "
-                              f"for i386 install gcc-multilib. Compiler said:\n{proc.stdout.strip()}")
+                              f"if the compiler lacks this arch, install the Debian package {package}. Compiler "
+                              f"said:\n{proc.stdout.strip()}")
         os.replace(tmp, out_path)
     finally:
         if os.path.exists(tmp):

@@ -1,6 +1,6 @@
 """`scons install DESTDIR=... PREFIX=/usr`: lay the finished artifacts out for the target machine.
 
-Installed layout (every path below is under DESTDIR; <arch> is i386 or x86_64, <release> the system kernel's
+Installed layout (every path below is under DESTDIR; <arch> is one of kernel/arch/, <release> the system kernel's
 release, e.g. 2.6.9):
 
     <PREFIX>/share/mkdump/<arch>/vmlinux.bin      the mini kernel image the load script hands to mkexec   0644

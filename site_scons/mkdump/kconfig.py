@@ -36,6 +36,7 @@ import tomllib
 
 import kconfiglib
 
+from mkdump import arch as arches
 from mkdump import kbuild, userconfig
 from mkdump.errors import ConfigError, MkdumpError
 
@@ -234,7 +235,7 @@ def fragments_for(configs_dir, *, arch, kind, dump_driver=None, pae=None, user_f
     """The ordered fragment list for one kernel: our files under configs/, generated ones, then the user's.
 
     minik: minik-common.config, minik-<arch>.config, the dump driver family (default family when None), the PAE
-    choice (i386 only: pae True/False, None means True, the minik patch's default), then user_fragment
+    choice (arches whose file has [config.pae]: pae True/False, None means its default), then user_fragment
     (overrides=True).
     system: system-<arch>.config, then user_fragment. Paths are returned for files, Fragment objects for the rest.
     """
@@ -246,15 +247,17 @@ def fragments_for(configs_dir, *, arch, kind, dump_driver=None, pae=None, user_f
         if dump_driver is None:
             dump_driver = next(iter(dump_driver_families(configs_dir)))
         out.append(_dump_driver_fragment(configs_dir, dump_driver))
-        if pae is not None and arch != "i386":
-            raise ConfigError(f"pae= applies to i386 only (the README's Pentium M note), not to arch={arch}; "
+        choice = arches.load(arch).pae if arch in arches.names() else None
+        if pae is not None and choice is None:
+            with_pae = ", ".join(a.name for a in arches.load_all() if a.pae)
+            raise ConfigError(f"pae= applies to {with_pae} only (the README's Pentium M note), not to arch={arch}; "
                               "drop the pae option")
-        if arch == "i386":
-            # The minik patch's default is PAE on; asking for it explicitly makes it part of the audit.
-            pae = True if pae is None else pae
+        if choice is not None:
+            # Asking for the default explicitly makes it part of the audit.
+            pae = choice.default if pae is None else pae
             value = "y" if pae else "n"
             name = f"pae={'yes' if pae else 'no'}"
-            out.append(Fragment(name, (Request("X86_PAE", value, f"option {name}"),)))
+            out.append(Fragment(name, (Request(choice.symbol, value, f"option {name}"),)))
     else:
         if dump_driver is not None or pae is not None:
             raise ConfigError("dump_driver= and pae= apply to the mini kernel only; drop them for the system kernel")

@@ -1,7 +1,8 @@
 """The load script: README.mkdump's "Run Mini Kernel Dump" steps 1-2 as a POSIX sh script for the target machine.
 
 The README's steps are `insmod mkexec.ko` and five `echo ... > /proc/mkexec/<entry>` lines with caveats that are easy
-to get wrong by hand: the memory size must be a multiple of 4 MB and is written minus 1 on x86_64; the dump device
+to get wrong by hand: the memory size must be a multiple of 4 MB and is written minus 1 on some arches (the arch
+file's [minik] mem_minus_mb); the dump device
 is a number with the major in the high 12 bits and the minor in the low 20. Here the values are validated at build
 time and baked into the script as defaults; the script validates the same way any override given on its own
 command line, so nothing unchecked reaches /proc/mkexec.
@@ -17,16 +18,13 @@ sda..sdiv. The script on the target reads a /dev node's numbers with stat instea
 import re
 import string
 
+from . import arch as arches
 from .errors import MkdumpError
 
-# README: "for x86_64, specify the real value minus 1".
-MEM_BIAS = {"i386": 0, "x86_64": 1}
 MAJOR_BITS = 12
 MINOR_BITS = 20
 # Beyond this no mini kernel makes sense (the README suggests 4 or 8), and the script's shell arithmetic stays small.
 MAX_MEM_MB = 1 << 20
-# 2.6.9's COMMAND_LINE_SIZE on i386 and x86_64 is 256 bytes including the terminating NUL.
-MAX_PARAMETER_BYTES = 255
 
 # devices.txt: IDE interfaces 0..9, two disks each (minor 0 and 64), 63 partitions per disk.
 IDE_MAJORS = (3, 22, 33, 34, 56, 57, 88, 89, 90, 91)
@@ -45,8 +43,10 @@ def script_name(arch):
 
 
 def _check_arch(arch):
-    if arch not in MEM_BIAS:
-        raise MkdumpError(f"arch {arch!r} has no mkexec load procedure; use one of {', '.join(MEM_BIAS)}")
+    """The arch's facts (mkdump.arch); every arch mkdump builds has a load procedure."""
+    if arch not in arches.names():
+        raise MkdumpError(f"arch {arch!r} has no mkexec load procedure; use one of {', '.join(arches.names())}")
+    return arches.load(arch)
 
 
 def _sd_index(letters):
@@ -125,9 +125,9 @@ def format_dump_dev(number):
 
 
 def mem_value(arch, mem_mb):
-    """What goes into /proc/mkexec/mem for a mini kernel of `mem_mb` MB: a multiple of 4, at least 4; x86_64 takes
-    the real value minus 1."""
-    _check_arch(arch)
+    """What goes into /proc/mkexec/mem for a mini kernel of `mem_mb` MB: a multiple of 4, at least 4, less the
+    arch file's [minik] mem_minus_mb (the README's "real value minus 1")."""
+    facts = _check_arch(arch)
     if isinstance(mem_mb, bool) or not isinstance(mem_mb, int):
         raise MkdumpError(f"minik_mem {mem_mb!r} must be a whole number of MB (a multiple of 4, e.g. 8)")
     if mem_mb < 4 or mem_mb % 4:
@@ -136,10 +136,10 @@ def mem_value(arch, mem_mb):
     if mem_mb >= MAX_MEM_MB:
         raise MkdumpError(f"minik_mem {mem_mb} MB is more than 1 TiB, which no mini kernel needs; "
                           "README.mkdump says 4 or 8 is enough")
-    return mem_mb - MEM_BIAS[arch]
+    return mem_mb - facts.mem_minus_mb
 
 
-def _check_parameters(parameters):
+def _check_parameters(parameters, limit):
     if parameters is None:
         return ""
     if not isinstance(parameters, str):
@@ -148,9 +148,9 @@ def _check_parameters(parameters):
         parameters = " ".join(parameters)
     if "\n" in parameters or "\0" in parameters:
         raise MkdumpError(f"mini kernel parameters {parameters!r} hold a newline or NUL; give one line")
-    if len(parameters.encode()) > MAX_PARAMETER_BYTES:
+    if len(parameters.encode()) > limit:
         raise MkdumpError(f"mini kernel parameters are {len(parameters.encode())} bytes; 2.6.9's command line holds "
-                          f"at most {MAX_PARAMETER_BYTES}, so shorten them")
+                          f"at most {limit}, so shorten them")
     return parameters
 
 
@@ -343,17 +343,20 @@ def render_load_script(*, arch, mem_mb, dump_dev, parameters, vmlinux_bin_path, 
     of at most 255 bytes; both paths absolute).
     """
     mem_value(arch, mem_mb)
+    facts = _check_arch(arch)
+    # COMMAND_LINE_SIZE counts the terminating NUL.
+    max_param = facts.command_line_size - 1
     dump_dev_text = "" if dump_dev is None else format_dump_dev(encode_dump_dev(dump_dev))
-    parameters = _check_parameters(parameters)
+    parameters = _check_parameters(parameters, max_param)
     return _TEMPLATE.substitute(
         name=script_name(arch),
-        bias=MEM_BIAS[arch],
+        bias=facts.mem_minus_mb,
         mem=mem_mb,
         dump_dev=_sh_quote(dump_dev_text),
         param=_sh_quote(parameters),
         image=_sh_quote(_check_path("vmlinux.bin path", vmlinux_bin_path)),
         module=_sh_quote(_check_path("mkexec.ko path", module_path)),
-        mem_note="; written minus 1 on x86_64" if MEM_BIAS[arch] else "",
+        mem_note=f"; written minus {facts.mem_minus_mb} on {arch}" if facts.mem_minus_mb else "",
         max_mem=MAX_MEM_MB,
-        max_param=MAX_PARAMETER_BYTES,
+        max_param=max_param,
     )

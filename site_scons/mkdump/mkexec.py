@@ -31,8 +31,8 @@ TOP_MAKEFILE = "Makefile"
 MODULE = "kernel/mkexec.ko"
 
 README_LAYOUT = ("README.mkdump (\"Make mkexec\") expects a top Makefile, PATCH/mkexec-v1.patch, "
-                 "kernel/Makefile.base (KVER, KDIR, KMODDIR), kernel/Makefile and include/asm-i386, "
-                 "include/asm-x86_64")
+                 "kernel/Makefile.base (KVER, KDIR, KMODDIR), kernel/Makefile and "
+                 + ", ".join(f"include/asm-{a}" for a in sorted(ARCHES)))
 
 _PROBE_TAG = "mkdump-probe:"
 _PROBE_MAKEFILE = "".join(f"$(info {_PROBE_TAG}{v}=$({v}))\n" for v in SETTINGS) + \

@@ -7,11 +7,13 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Optional
 
+from . import arch as arches
 from .errors import MkdumpError
 from .loadscript import encode_dump_dev
 from .sources import mirror_url
 
-ARCHES = ("x86_64", "i386")
+# The files of kernel/arch/, the default arch first (arch=all builds them in this order).
+ARCHES = arches.names()
 # 2.6.9's release day; the default timestamp for reproducible builds when SOURCE_DATE_EPOCH is not set.
 DEFAULT_EPOCH = 1097794800
 # cc_launcher= names that need no path; anything else must be the path of an executable.
@@ -32,8 +34,9 @@ class Spec:
 
 def specs(dump_drivers, default_driver, environ=os.environ):
     """The option table, in the order `scons -h` shows it."""
+    with_pae = ", ".join(a.name for a in arches.load_all() if a.pae)
     return [
-        Spec("arch", "target architecture: x86_64, i386 or all", "x86_64"),
+        Spec("arch", f"target architecture: {', '.join(ARCHES)} or all", ARCHES[0]),
         Spec("build", "output root; per arch: <build>/<arch>/{minik,system,out}", "build"),
         Spec("cache", "download cache (shared by builds; safe to share concurrently)", default_cache(environ)),
         Spec("sources", "read-only directory of pre-downloaded source files, looked in first", ""),
@@ -44,7 +47,8 @@ def specs(dump_drivers, default_driver, environ=os.environ):
         Spec("verbose", "1: show kbuild's full output instead of one progress line per stage", "0"),
         Spec("fuzz", "patch context fuzz allowed (0 = exact, like Buildroot); fuzzed hunks are reported", "0"),
         Spec("dump_driver", "mini kernel dump block driver family: " + ", ".join(dump_drivers), default_driver),
-        Spec("pae", "i386 only: run the mini kernel in PAE mode (no for CPUs without PAE, e.g. Pentium M)", "yes"),
+        Spec("pae", f"{with_pae} only: run the mini kernel in PAE mode (no for CPUs without PAE, e.g. Pentium M)",
+             "yes"),
         Spec("minik_fragment", "your own extra Kconfig fragment for the mini kernel (the rules still apply)", ""),
         Spec("system_config", "your system's own 2.6.9 .config for the system kernel, or defconfig for the arch's own "
              "arch/<arch>/defconfig; none: the lean configs/system-<arch>.config", ""),
@@ -53,7 +57,7 @@ def specs(dump_drivers, default_driver, environ=os.environ):
         Spec("minik_params", "extra kernel parameters for the mini kernel, written by the load script", ""),
         Spec("CC", "C compiler command for the kernels (default: $CC, else detected per arch)",
              environ.get("CC", "")),
-        Spec("CROSS_COMPILE", "cross toolchain prefix, e.g. i686-linux-gnu- (default: $CROSS_COMPILE)",
+        Spec("CROSS_COMPILE", "cross toolchain prefix, the target triplet and a dash (default: $CROSS_COMPILE)",
              environ.get("CROSS_COMPILE", "")),
         Spec("cc_launcher", "compiler launcher prefixed to the kernels' CC: " + "|".join(LAUNCHERS)
              + " or a path (outputs are the same with or without it)", ""),
@@ -184,7 +188,7 @@ def parse(raw, *, dump_drivers, base_dir=".", environ=os.environ):
     elif arch in ARCHES:
         arches = (arch,)
     else:
-        raise MkdumpError(f"Invalid value for arch: {raw['arch']!r}; valid values are x86_64, i386 and all.")
+        raise MkdumpError(f"Invalid value for arch: {raw['arch']!r}; valid values are {', '.join(ARCHES)} and all.")
 
     sources = ()
     if raw["sources"]:
@@ -258,7 +262,7 @@ def parse(raw, *, dump_drivers, base_dir=".", environ=os.environ):
 
 
 def unknown_message(names):
-    """The one-sentence error for misspelt variables, e.g. `arhc=x86_64`."""
+    """The one-sentence error for misspelt variables, e.g. `arhc=...`."""
     names = sorted(names)
     listed = ", ".join(names)
     return (f"Unknown variable{'s' if len(names) > 1 else ''} {listed} on the command line; "

@@ -378,7 +378,9 @@ def product_dir(lay, product):
 
 
 def run_checks(lay, *, minik_mem):
+    from . import arch as arches
     from . import elfcheck
+    from .kconfig import read_config_values
     arch = lay.arch
     minik, system = lay.tree("minik"), lay.tree("system")
     ko = os.path.join(lay.mkexec_build, products.load(arch)["mkexec"].outputs[0])
@@ -386,18 +388,20 @@ def run_checks(lay, *, minik_mem):
     with open(os.path.join(system, "arch", arch, "kernel", "module.c"), encoding="latin-1") as f:
         allowed = elfcheck.loader_allowed_relocs(f.read(), arch, source=f"{system}/arch/{arch}/kernel/module.c")
     exports = elfcheck.kernel_exports(sys_vmlinux)
-    checks = elfcheck.check_module(ko, arch=arch, vermagic=elfcheck.vmlinux_vermagic(sys_vmlinux), allowed_relocs=allowed,
-                            exports=exports, gpl_only=exports - elfcheck.kernel_exports(sys_vmlinux, include_gpl_only=False))
-    from .kconfig import read_config_values
+    checks = elfcheck.check_module(
+        ko, arch=arch, vermagic=elfcheck.vmlinux_vermagic(sys_vmlinux), allowed_relocs=allowed, exports=exports,
+        gpl_only=exports - elfcheck.kernel_exports(sys_vmlinux, include_gpl_only=False))
     modversions = read_config_values(os.path.join(system, ".config")).get("MODVERSIONS") == "y"
-    checks.append(elfcheck.check_versions(ko, crcs=elfcheck.kernel_crcs(sys_vmlinux, os.path.join(system, "Module.symvers")),
-                                   modversions=modversions))
+    crcs = elfcheck.kernel_crcs(sys_vmlinux, os.path.join(system, "Module.symvers"))
+    checks.append(elfcheck.check_versions(ko, crcs=crcs, modversions=modversions))
     vmlinux = os.path.join(minik, "vmlinux")
-    checks.append(elfcheck.check_vmlinux_bin(vmlinux, os.path.join(minik, products.published(arch)["vmlinux.bin"][1])))
+    checks.append(elfcheck.check_vmlinux_bin(vmlinux,
+                                             os.path.join(minik, products.published(arch)["vmlinux.bin"][1])))
     checks.append(elfcheck.check_footprint(vmlinux, minik_mem_mb=minik_mem))
     head = os.path.join(minik, "arch", arch, "boot", "compressed", "head.S")
     with open(head, encoding="latin-1") as f:
-        checks.append(elfcheck.check_load_address(vmlinux, elfcheck.head_s_load_address(f.read(), source=head)))
+        checks.append(elfcheck.check_load_address(vmlinux, elfcheck.head_s_load_address(f.read(), source=head),
+                                                  entry_symbol=arches.load(arch).elf.entry_symbol))
     checks.extend(elfcheck.check_constraints(vmlinux))
     return checks
 

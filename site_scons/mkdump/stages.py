@@ -125,7 +125,8 @@ class ManifestParams:
 
 
 def _pae(opts, arch):
-    return opts.pae if arch == "i386" else None
+    from .arch import load
+    return opts.pae if load(arch).pae else None
 
 
 def manifest_options(opts, arch):
@@ -155,6 +156,9 @@ def _config_inputs(p, arch, project):
                              minik_fragment=p.minik_fragment, system_config=p.system_config)
     files = [f for f in frags if isinstance(f, str)]
     files += [os.path.join(project.configs_dir, n) for n in ("rules.toml", "dump-drivers.toml")]
+    # The PAE symbol and how a user's .config says its arch come from the arch's file.
+    from .arch import load
+    files.append(load(arch).path)
     # The user's files are parsed into fragments above, so they are named here: an edit re-runs config.
     files += [f for f in (p.minik_fragment, p.system_config) if f and f != "defconfig"]
     return files, []
@@ -165,10 +169,11 @@ def _toolchain_inputs(p, arch, project):
     programs cache_dir='s key holds): an upgraded gcc changes the flags that work and the vermagic."""
     import shutil
     from .cachekey import compiler_tools
-    from .toolchain import DATA_FILE, load_arch_data
+    from .arch import load
+    from .toolchain import load_arch_data
     tools = compiler_tools(load_arch_data(arch), cc=p.cc, cross_compile=p.cross_compile)
     found = [shutil.which(t) for t in tools]
-    return [str(DATA_FILE)] + sorted({os.path.realpath(f) for f in found if f}), []
+    return [load(arch).path] + sorted({os.path.realpath(f) for f in found if f}), []
 
 
 def _manifest_inputs(p, arch, project, root):

@@ -1,9 +1,9 @@
 """Find a compiler that builds Linux 2.6.9 for an arch, and the flags today's gcc needs for it.
 
-The per-arch knowledge (compiler candidates, flags and why) lives in kernel/toolchain.toml; this module only
-runs the compiler to learn what it is and what it accepts. Each candidate flag is probed the way kbuild's
-cc-option does (compile an empty file with it), so an old gcc given with cc= or cross_compile= is not handed a
-flag it does not know.
+The per-arch knowledge (compiler candidates, flags and why) lives in the [toolchain] table of
+kernel/arch/<arch>.toml; this module only runs the compiler to learn what it is and what it accepts. Each candidate
+flag is probed the way kbuild's cc-option does (compile an empty file with it), so an old gcc given with cc= or
+cross_compile= is not handed a flag it does not know.
 """
 import dataclasses
 import os
@@ -12,12 +12,9 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-import tomllib
-from pathlib import Path
 
+from mkdump import arch as arches
 from mkdump.errors import MkdumpError
-
-DATA_FILE = Path(__file__).resolve().parents[2] / "kernel" / "toolchain.toml"
 
 # A freestanding translation unit: it compiles without any libc headers, as kernel code does.
 _PROBE_SOURCE = "int mkdump_probe(int x) { return x + 1; }\n"
@@ -36,12 +33,12 @@ class Toolchain:
     gcc_version: str     # "12.2": what 2.6.9 puts into vermagic as gcc-X.Y
     gcc_version_line: str
     binutils_version: str
-    target: str          # e.g. "i386-linux-gnu"
-    flags: tuple         # accepted compatibility flags, in toolchain.toml order
+    target: str          # the compiler's -print-multiarch (or -dumpmachine) triplet
+    flags: tuple         # accepted compatibility flags, in the arch file's order
     rejected_flags: tuple
     hostcc: str
-    makevars: tuple      # ((name, value), ...) from toolchain.toml
-    prefix_map: tuple    # the prefix-map options this compiler accepts (toolchain.toml's first working choice)
+    makevars: tuple      # ((name, value), ...): ARCH= and the arch file's makevars
+    prefix_map: tuple    # the prefix-map options this compiler accepts (the arch file's first working choice)
 
     def cc_command(self):
         return list(self.cc) + list(self.flags)
@@ -94,13 +91,9 @@ class Toolchain:
                    prefix_map=tuple(data["prefix_map"]))
 
 
-def load_arch_data(arch, data_file=DATA_FILE):
-    with open(data_file, "rb") as f:
-        data = tomllib.load(f)
-    if arch not in data:
-        raise ToolchainError(f"arch {arch!r} is not described in {data_file}; choose one of: "
-                             f"{', '.join(sorted(data))}.")
-    return data[arch]
+def load_arch_data(arch):
+    """The [toolchain] table of kernel/arch/<arch>.toml."""
+    return arches.load(arch).toolchain
 
 
 def parse_version(text):
@@ -173,38 +166,39 @@ def _candidates(data, cc, cross_compile):
     return out
 
 
-def _try_compiler(prober, words, data, env):
-    """The working command for this compiler (adding the arch's -m32/-m64 if needed), or a reason."""
+def _try_compiler(prober, words, data, elf_machine, env):
+    """The working command for this compiler (adding the arch's arch_cflags if needed), or a reason."""
     if _which(words[0], env) is None:
         return None, f"{words[0]} is not on PATH"
     proc, machine = prober.compile(words)
-    if machine == data["elf_machine"]:
+    if machine == elf_machine:
         return words, None
     if proc.returncode == 0:
-        # A native compiler given for the other x86 arch: the arch switch may fix it.
+        # A native compiler whose default is another word size of the same family: the switch may fix it.
         with_arch = words + [f for f in data.get("arch_cflags", []) if f not in words]
         proc, machine = prober.compile(with_arch)
-        if machine == data["elf_machine"]:
+        if machine == elf_machine:
             return with_arch, None
     err = (proc.stderr or proc.stdout).strip().splitlines()
     detail = err[-1] if err else f"it produced objects for ELF machine {machine}"
     return None, f"{shlex.join(words)} cannot build objects for this arch ({detail})"
 
 
-def detect(arch, *, cc=None, cross_compile=None, env=None, data_file=DATA_FILE):
-    """Find and describe the toolchain for `arch` ("x86_64" or "i386").
+def detect(arch, *, cc=None, cross_compile=None, env=None):
+    """Find and describe the toolchain for `arch` (a name of mkdump.arch).
 
-    cc: a compiler command (string or list), e.g. "gcc-4.9"; cross_compile: a CROSS_COMPILE prefix such as
-    "i686-linux-gnu-". Without either, the compilers listed in toolchain.toml are tried in order.
+    cc: a compiler command (string or list), e.g. "gcc-4.9"; cross_compile: a CROSS_COMPILE prefix (the triplet
+    and a `-`). Without either, the compilers listed in the arch file are tried in order.
     Raises ToolchainError (a MkdumpError) naming the Debian package to install when nothing works.
     """
     env = dict(os.environ if env is None else env)
-    data = load_arch_data(arch, data_file)
+    facts = arches.load(arch)
+    data = facts.toolchain
     with tempfile.TemporaryDirectory(prefix="mkdump-cc-") as tmp:
         prober = _Prober(env, tmp)
         reasons, packages = [], []
         for words, prefix, package in _candidates(data, cc, cross_compile):
-            command, reason = _try_compiler(prober, words, data, env)
+            command, reason = _try_compiler(prober, words, data, facts.elf.machine, env)
             if command is not None:
                 break
             reasons.append(reason)
@@ -249,5 +243,5 @@ def detect(arch, *, cc=None, cross_compile=None, env=None, data_file=DATA_FILE):
         arch=arch, cc=tuple(command), cross_compile=prefix, gcc_version=gcc_version,
         gcc_version_line=gcc_version_line, binutils_version=binutils_version, target=target,
         flags=tuple(flags), rejected_flags=tuple(rejected), hostcc=hostcc,
-        makevars=tuple(sorted(data.get("makevars", {}).items())), prefix_map=prefix_map,
+        makevars=tuple(sorted({"ARCH": arch, **data.get("makevars", {})}.items())), prefix_map=prefix_map,
     )

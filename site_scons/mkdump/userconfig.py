@@ -9,9 +9,10 @@ import re
 import tomllib
 from dataclasses import dataclass
 
+from mkdump import arch as arches
 from mkdump.errors import ConfigError
 
-# 2.6's conf writes "# Linux kernel version: 2.6.9-34.ELsmp"; from 2.6.2x on it writes "# Linux/x86_64 3.10.0
+# 2.6's conf writes "# Linux kernel version: 2.6.9-34.ELsmp"; from 2.6.2x on it writes "# Linux/<arch> 3.10.0
 # Kernel Configuration". 2.4's "make config" wrote neither.
 _VERSION_RE = re.compile(r"^# Linux kernel version: (\S+)\s*$")
 _NEWER_RE = re.compile(r"^# Linux/(\S+) (\S+) Kernel Configuration\s*$")
@@ -26,13 +27,18 @@ MAX_UNKNOWN_SHARE = 0.25
 @dataclass(frozen=True)
 class Header:
     release: str | None     # the kernel release the file says it was made for
-    arch: str | None        # the arch its settings say, by the first marker symbol set to y
+    arch: str | None        # the arch its settings say: an arch file's [config] says, else a marker of rules.toml
 
 
-def _arch_markers(rules_path):
+def _arch_of(values, rules_path):
+    """The arch mkdump builds whose file's [config] says matches, else the first other arch whose marker symbol
+    (rules.toml [[config_arch]]) is set to y."""
+    ours = next((a.name for a in arches.load_all() if a.says_config(values)), None)
+    if ours is not None:
+        return ours
     with open(rules_path, "rb") as f:
         markers = tomllib.load(f).get("config_arch", [])
-    return [(m["symbol"], m["arch"]) for m in markers]
+    return next((m["arch"] for m in markers if values.get(m["symbol"]) == "y"), None)
 
 
 def read_header(path, rules_path):
@@ -54,8 +60,7 @@ def read_header(path, rules_path):
         m = _NEWER_RE.match(line)
         if m:
             release = m.group(2)
-    arch = next((a for sym, a in _arch_markers(rules_path) if values.get(sym) == "y"), None)
-    return Header(release, arch)
+    return Header(release, _arch_of(values, rules_path))
 
 
 def check_header(path, header, arch):

@@ -68,9 +68,9 @@ def _declare(env, opts, top):
     project = stages.Project(top)
     sources = load_sources(project.sources_toml)
     if len(opts.arches) > 1 and "install" in COMMAND_LINE_TARGETS:
-        raise MkdumpError("Install one arch at a time (arch=x86_64 or arch=i386): each installs "
-                          "/lib/modules/<release>/extra/mkexec.ko and /boot/vmlinuz-<release>, so one DESTDIR "
-                          "holds one arch's system kernel.")
+        one_of = " or ".join(f"arch={a}" for a in ARCHES)
+        raise MkdumpError(f"Install one arch at a time ({one_of}): each installs /lib/modules/<release>/extra/"
+                          "mkexec.ko and /boot/vmlinuz-<release>, so one DESTDIR holds one arch's system kernel.")
     shared = None
     if opts.cache_dir:
         from mkdump_scons import cachedir

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from mkdump import arch as arches
+
 SCRIPT = r'''#!{python}
 import json, shutil, sys, time
 spec = json.load(open({spec!r}))
@@ -34,7 +36,8 @@ sys.exit(spec["exit"])
 
 def make(tmp_path, chunks, *, hang=False, exit_code=0, stderr="", machines=("pc", "pc-i440fx-7.0"),
          early_chunks=None, keep_initrd=None):
-    """Write the fake QEMU and a qemu.toml pointing at it; return (qemu_toml_path, argv_file).
+    """Write the fake QEMU and a directory of arch files whose [qemu] tables point at it; return (that directory,
+    argv_file). The arch files are the project's with their [qemu] tables (the last in each file) replaced.
 
     chunks: a list of (delay_seconds, text) printed in order; early_chunks, if given, replace them when the
     kernel command line holds earlyprintk= (as a kernel that dies early only speaks with earlyprintk).
@@ -51,9 +54,11 @@ def make(tmp_path, chunks, *, hang=False, exit_code=0, stderr="", machines=("pc"
     script = tmp_path / "fake-qemu"
     script.write_text(SCRIPT.format(python=sys.executable, spec=str(spec)))
     os.chmod(script, 0o755)
-    toml = tmp_path / "qemu.toml"
+    arch_dir = tmp_path / "arch"
+    arch_dir.mkdir()
     table = f'''
 binary = "{script}"
+package = "qemu-system-x86"
 machine = "pc-i440fx-7.0"
 machine_fallback = "pc"
 accel = "tcg"
@@ -66,8 +71,11 @@ timeout_seconds = 20
 grace_seconds = 1
 args = ["-nographic", "-nodefaults", "-serial", "stdio", "-no-reboot"]
 '''
-    toml.write_text(f"[x86_64]{table}\n[x86_64.minik]\nmemory_mb = 8\n\n[i386]{table}")
-    return toml, argv_file
+    qemu = {"x86_64": f"[qemu]{table}\n[qemu.minik]\nmemory_mb = 8\n", "i386": f"[qemu]{table}"}
+    for name, tables in qemu.items():
+        real = (arches.ARCH_DIR / f"{name}.toml").read_text()
+        (arch_dir / f"{name}.toml").write_text(real[:real.index("\n[qemu]\n") + 1] + tables)
+    return arch_dir, argv_file
 
 
 def argv(argv_file):
