@@ -45,6 +45,12 @@ def test_build_check_and_boot(arch, real_sources, tmp_path):
     minik = boot["minik"]["checks"]
     assert any(c.startswith("memory: ") for c in minik)
     assert any(c.startswith("late point: ") and "Unable to mount root fs" in c for c in minik)
+    # the default dump driver (IDE PIIX) finds a partitioned disk on the board's IDE controller, in the mini
+    # kernel's own memory, and dump_dev names one of its partitions
+    [disk] = boot["minik"]["dump_disks"]
+    assert disk["disk"] == "ide-piix" and disk["partitions"] == ["hda1", "hda2"]
+    assert disk["dump_dev"] == {"name": "hda2", "value": "0x300002"} and 0 < disk["memory_kb"] <= 8192
+    assert (arch_dir / "reports" / "boot-minik-disk-ide-piix.log").is_file()
     assert any("init_module returned 0" in c for c in boot["system"]["checks"])
     assert boot["system"]["mkexec"]["init_module_returned"] == 0, "the system kernel loaded our mkexec.ko"
     assert len(boot["system"]["mkexec"]["proc_mkexec_present"]) == 5, "mem, dumpdev, parameter, path, stats"

@@ -16,7 +16,8 @@ Keys (all required unless marked optional):
     [config]                 says (symbol -> value: how a user's .config shows it is for this arch), optional
                              [config.pae] (symbol, default) when the arch has the pae= choice
     [boot_test]              syscalls (name -> number, for /init), optional module_refused_hint
-    [qemu]                   the QEMU settings of the boot proofs, [qemu.minik] and [qemu.system] per kind
+    [qemu]                   the QEMU settings of the boot proofs, [qemu.minik] and [qemu.system] per kind;
+                             optional disk_append, parameters the dump disk proof adds (see dumpdisk.py)
 """
 import tomllib
 from dataclasses import dataclass

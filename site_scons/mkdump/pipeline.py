@@ -493,12 +493,32 @@ def install(p, ctx):
                        log=ctx.log)
 
 
+def _prove_dump_disks(lay, minik_mem, log):
+    """The mini kernel stand-alone with each emulated disk its built-in drivers drive (mkdump.dumpdisk); consoles
+    and a report in reports/."""
+    from . import dumpdisk
+    from .kconfig import read_config_values
+    values = read_config_values(os.path.join(lay.tree("minik"), ".config"))
+    reports = dumpdisk.prove(lay.arch, os.path.join(lay.out, "minik-bzImage"), values, mem_mb=minik_mem,
+                             workdir=lay.arch_dir, console_dir=os.path.dirname(lay.report("x")), log=log)
+    for r in reports:
+        log(f"mkdump: [{lay.arch}] boot test: the mini kernel found its dump disk on {r['disk']} "
+            f"({r['device']}: {' '.join(r['partitions'])}; dump_dev={r['dump_dev']['name']} "
+            f"{r['dump_dev']['value']}) with {r['memory_kb']}k of {r['mem_mb']} MB")
+    if not reports:
+        log(f"mkdump: [{lay.arch}] boot test: QEMU emulates no disk controller the mini kernel's dump driver "
+            "drives (kernel/boot-disks.toml): its driver is proved by the build only")
+    stamp.write(lay.report("boot-minik-disks.json"), reports)
+    return reports
+
+
 def boot_test(p, ctx):
     from . import boot
     lay, log, minik_mem, jobs = ctx.lay, ctx.log, ctx.run.minik_mem, ctx.run.jobs_effective
     tc = detected_toolchain(lay)
     minik = boot.prove_minik(lay.arch, os.path.join(lay.out, "minik-bzImage"), mem_mb=minik_mem, log=log,
                              console_log=lay.log("boot-minik"))
+    minik["dump_disks"] = _prove_dump_disks(lay, minik_mem, log)
     ko = boot.build_test_module(lay.tree("system"), os.path.join(lay.arch_dir, "boot-test-module"),
                                 make_args=toolchain_make_args(lay), jobs=jobs, log=log)
     from .kconfig import read_config_values
