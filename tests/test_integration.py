@@ -1,7 +1,10 @@
 """The real scons, end to end, against the fixture kernel served over loopback."""
 import json
 import os
+import shlex
 import shutil
+import subprocess
+import sys
 import time
 
 import pytest
@@ -430,3 +433,51 @@ def test_dry_run_writes_nothing_and_says_what_would_run(built, tmp_path):
         shutil.copy2(saved, config)
     r = P.scons(proj, *args)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _tmux(*args):
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
+
+
+def _wait_for(predicate, what, seconds=60, shown=lambda: ""):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}; the terminal shows:\n{shown()}")
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (packages.debian has it)")
+@pytest.mark.parametrize("choice, broken", [("PREEMPT", False), ("SMP", True)])
+def test_menuconfig_in_a_terminal_saves_a_fragment_and_audits_it(built, tmp_path, choice, broken):
+    """scons menuconfig through a real terminal: search an option, switch it on, quit saving."""
+    proj, args, _, _ = built
+    save, err, status = tmp_path / "mine.config", tmp_path / "stderr", tmp_path / "status"
+    config = proj / "build" / "x86_64" / "minik" / ".config"
+    before = config.read_bytes()
+    command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "SCons", "menuconfig", "kernel=minik",
+                                                 f"save={save}", *args])
+    session = f"mkdump-menuconfig-{os.getpid()}-{choice}"
+    _tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "48", "-c", str(proj),
+          f"env -u SOURCE_DATE_EPOCH TERM=xterm {command} 2>{shlex.quote(str(err))}; echo $? >{shlex.quote(str(status))}")
+    try:
+        pane = lambda: _tmux("capture-pane", "-p", "-t", session)  # noqa: E731
+        _wait_for(lambda: "(Top)" in pane(), "the menu", shown=pane)
+        # show-name mode (C), so that entries show their symbol; jump to the symbol (/)
+        for keys in (["C"], ["/"], [choice], ["Enter"]):
+            _tmux("send-keys", "-t", session, *keys)
+            time.sleep(0.5)
+        _wait_for(lambda: f"<{choice}>" in pane(), f"the {choice} entry", shown=pane)
+        for keys in (["y"], ["Q"], ["y"]):
+            _tmux("send-keys", "-t", session, *keys)
+            time.sleep(0.5)
+        _wait_for(status.exists, "scons to end", 120, shown=pane)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    said = err.read_text()
+    assert status.read_text().strip() == "0", said
+    assert [l for l in save.read_text().splitlines() if not l.startswith("#")] == [f"CONFIG_{choice}=y"]
+    assert f"saved 1 changed option(s) as a fragment to {save}; build with minik_fragment={save}" in said
+    assert ("CONFIG_SMP: actual y, but" in said) == broken
+    assert config.read_bytes() == before, "the tree's own .config is left as the build made it"

@@ -29,7 +29,7 @@ def test_every_stage_instance_once_in_pipeline_order(tmp_path):
     assert ids == ["fetch:linux", "fetch:minik", "fetch:mkexec",
                    "unpack:x86_64:linux", "unpack:x86_64:mkexec", "toolchain:x86_64",
                    "patch:x86_64:minik", "patch:x86_64:system", "config:x86_64:minik", "config:x86_64:system",
-                   "build:x86_64:minik", "build:x86_64:system", "mkexec:x86_64", "check:x86_64",
+                   "menuconfig:x86_64", "build:x86_64:minik", "build:x86_64:system", "mkexec:x86_64", "check:x86_64",
                    "load_script:x86_64", "manifest:x86_64", "install:x86_64", "boot_test:x86_64"]
     assert len([n for n in plan(tmp_path, arch="all") if n.stage.name == "manifest"]) == 2
 
@@ -73,7 +73,7 @@ def test_a_user_file_is_read_by_the_config_it_belongs_to(tmp_path):
     assert str(frag) not in nodes["config:x86_64:system"].files
 
 
-RERUN_MINIK = {"config:x86_64:minik", "build:x86_64:minik", "check:x86_64", "manifest:x86_64",
+RERUN_MINIK = {"config:x86_64:minik", "menuconfig:x86_64", "build:x86_64:minik", "check:x86_64", "manifest:x86_64",
                "install:x86_64", "boot_test:x86_64"}
 AFTER_SYSTEM = {"mkexec:x86_64", "check:x86_64", "load_script:x86_64", "manifest:x86_64", "install:x86_64",
                 "boot_test:x86_64"}
@@ -84,9 +84,12 @@ AFTER_SYSTEM = {"mkexec:x86_64", "check:x86_64", "load_script:x86_64", "manifest
     ("dump_dev", "/dev/sdb2", {"load_script:x86_64", "manifest:x86_64", "install:x86_64"}),
     ("minik_mem", "12", {"check:x86_64", "load_script:x86_64", "manifest:x86_64", "install:x86_64",
                          "boot_test:x86_64"}),
-    ("system_config", "defconfig", {"config:x86_64:system", "build:x86_64:system"} | AFTER_SYSTEM),
+    ("system_config", "defconfig", {"config:x86_64:system", "menuconfig:x86_64", "build:x86_64:system"}
+     | AFTER_SYSTEM),
     ("fuzz", "2", {"patch:x86_64:minik", "patch:x86_64:system", "config:x86_64:minik", "config:x86_64:system",
-                   "build:x86_64:minik", "build:x86_64:system"} | AFTER_SYSTEM),
+                   "menuconfig:x86_64", "build:x86_64:minik", "build:x86_64:system"} | AFTER_SYSTEM),
+    # what the menu opens and where it saves: nothing else
+    ("kernel", "system", {"menuconfig:x86_64"}), ("save", "/tmp/mine.config", {"menuconfig:x86_64"}),
     ("SOURCE_DATE_EPOCH", "1100000000", {"build:x86_64:minik", "build:x86_64:system"} | AFTER_SYSTEM),
     # the mini kernel's PAE choice exists on i386 only; x86_64 nodes do not even see it
     ("pae", "no", set()),
@@ -121,8 +124,8 @@ def test_a_stage_runs_the_pipeline_function_of_its_name():
 
 
 def test_help_lists_the_targets_in_pipeline_order():
-    assert list(stages.targets()) == ["fetch", "unpack", "patch", "config", "build", "check", "install",
-                                      "boot-test"]
+    assert list(stages.targets()) == ["fetch", "unpack", "patch", "config", "menuconfig", "build", "check",
+                                      "install", "boot-test"]
 
 
 def test_hacking_draws_the_table():
@@ -130,7 +133,7 @@ def test_hacking_draws_the_table():
     assert stages.picture() in text
     rows = stages.picture().splitlines()[1:]
     assert [r.split()[0] for r in rows] == [s.name for s in stages.STAGES]
-    assert re.match(r"mkexec +each arch +unpack:mkexec, build:system, toolchain +build$", rows[6])
+    assert re.match(r"mkexec +each arch +unpack:mkexec, build:system, toolchain +build$", rows[7])
 
 
 def test_readme_lists_the_targets_of_the_table():

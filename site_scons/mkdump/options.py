@@ -63,6 +63,9 @@ def specs(dump_drivers, default_driver, environ=os.environ):
              + " or a path (outputs are the same with or without it)", ""),
         Spec("cache_dir", "SCons CacheDir shared by a team: finished artifacts are retrieved from it when "
              "every input matches", ""),
+        Spec("kernel", "menuconfig: the kernel whose configuration the menu opens, minik or system", "minik"),
+        Spec("save", "menuconfig: where to save (a fragment for minik, a .config for system; default "
+             "mkdump-<kernel>-<arch>.config here)", ""),
         Spec("keep", "repro: 1 keeps both builds (<build>/repro/a and b) even when they are identical", "0"),
         Spec("DESTDIR", "install: staging root (scons install DESTDIR=...; default: $DESTDIR)",
              environ.get("DESTDIR", "")),
@@ -99,7 +102,14 @@ class Options:
     prefix: str
     source_date_epoch: int
     keep: bool = False
+    kernel: str = "minik"
+    save: Optional[str] = None
+    launch_dir: str = "."
     raw: dict = field(default_factory=dict, compare=False)
+
+    def menuconfig_save(self, arch):
+        """Where scons menuconfig saves for `arch`: save=, or a file named after the kernel and arch here."""
+        return self.save or os.path.join(self.launch_dir, f"mkdump-{self.kernel}-{arch}.config")
 
 
 _TRUE = {"1", "yes", "true", "on", "y"}
@@ -257,8 +267,18 @@ def parse(raw, *, dump_drivers, base_dir=".", environ=os.environ):
         prefix=prefix.rstrip("/") or "/",
         source_date_epoch=epoch,
         keep=_bool("keep", raw["keep"]),
+        kernel=_kernel(raw["kernel"]),
+        save=os.path.abspath(os.path.join(base_dir, os.path.expanduser(raw["save"]))) if raw["save"] else None,
+        launch_dir=os.path.abspath(base_dir),
         raw=dict(raw),
     )
+
+
+def _kernel(value):
+    kernel = value.strip()
+    if kernel not in ("minik", "system"):
+        raise MkdumpError(f"Invalid value for kernel: {value!r}; use minik (the mini kernel) or system.")
+    return kernel
 
 
 def unknown_message(names):

@@ -493,6 +493,18 @@ def install(p, ctx):
                        log=ctx.log)
 
 
+def menuconfig(p, ctx):
+    """The configuration menu on the configured tree of kernel p.kind; the tree is not changed."""
+    from . import menuconfig as menu
+    from .stages import config_params
+    lay, c = ctx.lay, config_params(ctx.run, ctx.lay.arch, p.kind)
+    frags = config_fragments(p.kind, lay.arch, configs_dir=ctx.project.configs_dir, dump_driver=c.dump_driver,
+                             pae=c.pae, minik_fragment=c.minik_fragment, system_config=c.system_config)
+    menu.menuconfig(lay.tree(p.kind), arch=lay.arch, kind=p.kind, save=p.save, fragments=frags,
+                    configs_dir=ctx.project.configs_dir, log=ctx.log)
+    stamp.write(lay.stamp("menuconfig"), {"kind": p.kind, "save": p.save})
+
+
 def _prove_dump_disks(lay, minik_mem, log):
     """The mini kernel stand-alone with each emulated disk its built-in drivers drive (mkdump.dumpdisk); consoles
     and a report in reports/."""

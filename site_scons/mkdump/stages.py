@@ -124,9 +124,24 @@ class ManifestParams:
     source_date_epoch: int
 
 
+@dataclass(frozen=True)
+class MenuconfigParams:
+    kind: str               # the kernel whose configuration the menu opens
+    save: str               # where what the user saves goes
+
+
 def _pae(opts, arch):
     from .arch import load
     return opts.pae if load(arch).pae else None
+
+
+def config_params(opts, arch, kind):
+    """What configures kernel `kind`: each option applies to the one kernel it is for."""
+    minik = kind == "minik"
+    return ConfigParams(kind, dump_driver=opts.dump_driver if minik else None,
+                        pae=_pae(opts, arch) if minik else None,
+                        minik_fragment=opts.minik_fragment if minik else None,
+                        system_config=None if minik else opts.system_config)
 
 
 def manifest_options(opts, arch):
@@ -245,16 +260,18 @@ STAGES = (
           target="patch", help="patch the mini kernel tree <build>/<arch>/minik/ and the system kernel tree "
                                "<build>/<arch>/system/"),
     Stage("config", "kernel", ConfigParams,
-          make_params=lambda o, arch, kind, sources: ConfigParams(
-              kind, dump_driver=o.dump_driver if kind == "minik" else None,
-              pae=_pae(o, arch) if kind == "minik" else None,
-              minik_fragment=o.minik_fragment if kind == "minik" else None,
-              system_config=o.system_config if kind == "system" else None),
+          make_params=lambda o, arch, kind, sources: config_params(o, arch, kind),
           produces=lambda lay, kind: [lay.stamp("config-" + kind)],
           needs=("patch", "toolchain"),
           vouches=lambda lay, kind: [os.path.join(lay.tree(kind), ".config")],
           inputs=_config_inputs,
           target="config", help="configure both kernels and audit the mini kernel's rules"),
+    Stage("menuconfig", "arch", MenuconfigParams,
+          make_params=lambda o, arch, each, sources: MenuconfigParams(o.kernel, o.menuconfig_save(arch)),
+          produces=lambda lay, each: [lay.stamp("menuconfig")],
+          needs=("config",), always=True, default=False,
+          target="menuconfig", help="open the configuration menu (README step 2) on one configured kernel and save "
+                                    "the result: scons menuconfig kernel=minik|system save=FILE"),
     Stage("build", "kernel", BuildParams,
           make_params=lambda o, arch, kind, sources: BuildParams(kind, o.source_date_epoch),
           produces=lambda lay, kind: [lay.stamp("build-" + kind)],

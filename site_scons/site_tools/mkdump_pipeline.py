@@ -71,6 +71,8 @@ def _declare(env, opts, top):
         one_of = " or ".join(f"arch={a}" for a in ARCHES)
         raise MkdumpError(f"Install one arch at a time ({one_of}): each installs /lib/modules/<release>/extra/"
                           "mkexec.ko and /boot/vmlinuz-<release>, so one DESTDIR holds one arch's system kernel.")
+    if len(opts.arches) > 1 and "menuconfig" in COMMAND_LINE_TARGETS:
+        raise MkdumpError(f"menuconfig opens one arch's kernel: give {' or '.join(f'arch={a}' for a in ARCHES)}.")
     shared = None
     if opts.cache_dir:
         from mkdump_scons import cachedir
