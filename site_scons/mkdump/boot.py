@@ -11,16 +11,15 @@ import selectors
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mkdump import bootdisk, initramfs
+from mkdump import bootdisk, initramfs, tomlfile
 from mkdump.kbuild import build_env
 from mkdump.errors import MkdumpError
+from mkdump.logs import log_default
 
 ROOT = Path(__file__).resolve().parents[2]
 QEMU_TOML = ROOT / "kernel" / "qemu.toml"
@@ -112,13 +111,7 @@ def console_tail(text, lines=TAIL_LINES):
 
 def load_qemu_config(arch, kind=None, *, path=QEMU_TOML):
     """The QEMU settings for arch (and kernel kind): the arch table overlaid with its [arch.kind] table."""
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as e:
-        raise MkdumpError(f"cannot read the QEMU settings {path}: {e.strerror}; restore kernel/qemu.toml.") from None
-    except tomllib.TOMLDecodeError as e:
-        raise MkdumpError(f"the QEMU settings {path} are not valid TOML ({e}): fix the file.") from None
+    data = tomlfile.load(path, "the QEMU settings", fix="restore kernel/qemu.toml")
     if arch not in data:
         raise MkdumpError(f"{path} has no [{arch}] table: boot proofs exist for "
                           f"{', '.join(sorted(data))}; add a table for {arch}.")
@@ -186,10 +179,6 @@ def qemu_command(config, kernel_image, *, append, memory_mb=None, initrd=None, m
     return cmd
 
 
-def _default_log(message):
-    print(message, file=sys.stderr)
-
-
 def _stop(proc):
     """End QEMU: SIGTERM lets it close its files, SIGKILL if it does not go."""
     if proc.poll() is None:
@@ -209,7 +198,7 @@ def boot(arch, kernel_image, *, append, memory_mb=None, initrd=None, timeout=Non
     the raw console as it arrives (useful when a boot hangs). Raises MkdumpError if QEMU is missing or the image
     does not exist; a kernel that misbehaves is not an error here (see expect_boot).
     """
-    log = log or _default_log
+    log = log or log_default
     config = load_qemu_config(arch, kind, path=qemu_toml)
     kernel_image = Path(kernel_image)
     if not kernel_image.is_file():
@@ -551,7 +540,7 @@ BOOT_ATTEMPTS = 3
 def _boot_steadily(run, log):
     """run() until its console is not a timer check that emulation timing defeated, at most BOOT_ATTEMPTS times;
     returns the result and how many boots were retried for that reason."""
-    log = log or _default_log
+    log = log or log_default
     for attempt in range(BOOT_ATTEMPTS):
         result = run()
         if not EMULATION_TIMING.search(result.console) or attempt == BOOT_ATTEMPTS - 1:
@@ -662,7 +651,7 @@ def prove_system(arch, bzimage, module_ko, *, toolchain_cc, extra_module=None, t
 def build_test_module(tree, out_dir, *, make_args, jobs=1, log=None):
     """Build the boot-test module against a configured, built kernel tree, 2.6.9 external-module style
     (make -C tree <make_args> SUBDIRS=<dir> modules). make_args carries ARCH= and CC=. Returns the .ko path."""
-    log = log or _default_log
+    log = log or log_default
     out_dir = Path(out_dir).resolve()
     if out_dir.exists():
         shutil.rmtree(out_dir)

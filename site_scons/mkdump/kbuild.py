@@ -14,9 +14,11 @@ import time
 from pathlib import Path
 
 from mkdump.errors import NO_SPACE, MkdumpError, NoSpace
+from mkdump.logs import log_default
 
-# The mtime of Makefile in linux-2.6.9.tar.bz2 (2004-10-14 23:00 UTC): a fixed, meaningful build date used
-# when the caller's environment has no SOURCE_DATE_EPOCH.
+# 2.6.9's release: the mtime of Makefile in linux-2.6.9.tar.bz2 (2004-10-14 23:00 UTC), a fixed and meaningful
+# build date for every timestamp the build records when neither scons' command line nor the environment sets
+# SOURCE_DATE_EPOCH.
 DEFAULT_SOURCE_DATE_EPOCH = 1097794800
 BUILD_USER = "mkdump"
 BUILD_HOST = "mkdump"
@@ -200,9 +202,7 @@ def run_make(tree, targets, *, toolchain, jobs=None, launcher=None, verbose=Fals
     output line instead. Returns the number of objects compiled. Raises KbuildError (a MkdumpError) when make
     fails, naming the failing command, the last errors and the log.
     """
-    if log is None:
-        def log(msg):
-            print(msg, file=sys.stderr, flush=True)
+    log = log or log_default
     tree = Path(tree)
     log_path = Path(log_path)
     if not (tree / "Makefile").is_file():

@@ -25,15 +25,14 @@ import re
 import selectors
 import signal
 import subprocess
-import sys
 import tempfile
 import time
-import tomllib
 
 import kconfiglib
 
-from mkdump import kbuild, userconfig
+from mkdump import kbuild, tomlfile, userconfig
 from mkdump.errors import ConfigError, MkdumpError
+from mkdump.logs import log_default
 
 KINDS = ("minik", "system")
 OLDCONFIG_TIMEOUT = 600
@@ -131,13 +130,8 @@ def _as_fragment(item):
 # ---------------------------------------------------------------------------------------- configs/ data files
 
 def _read_toml(path):
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}; the configs/ directory is incomplete") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path} is not valid TOML ({e}); fix the file") from None
+    return tomlfile.load(path, "the configuration data", error=ConfigError,
+                         fix="restore it from the repository's configs/ directory")
 
 
 def _line_of(path, section_header, needle):
@@ -720,7 +714,7 @@ def configure(tree, *, arch, kind, fragments, make_args=(), log=None, base_confi
     configs_dir: where rules.toml is (default: the repository's configs/). make: the runner (argv, cwd) -> output,
     replaceable in tests. Raises ConfigError with every problem explained.
     """
-    log = log or (lambda msg: print(msg, file=sys.stderr))
+    log = log or log_default
     tree = os.fspath(tree)
     if kind not in KINDS:
         raise ConfigError(f"kernel kind {kind!r} is unknown; use one of {', '.join(KINDS)}")

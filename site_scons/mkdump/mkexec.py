@@ -14,11 +14,11 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 
 from .errors import Interrupted, MkdumpError, signal_name
 from .kbuild import build_env, extract_errors, prefix_maps
+from .logs import log_default
 from .options import ARCHES
 from .fsutil import replace_dir
 
@@ -39,10 +39,6 @@ _PROBE_MAKEFILE = "".join(f"$(info {_PROBE_TAG}{v}=$({v}))\n" for v in SETTINGS)
     ".PHONY: mkdump-probe\nmkdump-probe: ;\n"
 
 _MODPOST_UNDEFINED = re.compile(r'\*\*\* Warning: "([^"]+)" \[[^]]*mkexec\.ko\] undefined!')
-
-
-def _stderr(msg):
-    print(msg, file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -170,7 +166,7 @@ def build_module(src_dir, build_dir, *, arch, kdir, kver, kmoddir, toolchain, lo
     command, the last error lines and the log path when make fails, and when modpost reports symbols the system
     kernel does not export (PATCH/mkexec-v1.patch missing).
     """
-    log = log or _stderr
+    log = log or log_default
     layout = find_layout(src_dir, arch=arch)
     kdir = os.path.abspath(kdir)
     settings = {"KVER": kver, "KDIR": kdir, "KMODDIR": kmoddir}

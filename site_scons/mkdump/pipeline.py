@@ -11,19 +11,15 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 import threading
 
 from . import layout as L
 from .fsutil import replace_dir, staging_dir, write_atomic
+from .logs import log_default as _log_default
 from . import products
 from . import stamp
 from .errors import NO_SPACE, Interrupted, MkdumpError, NoSpace, signal_name
 from .options import ARCHES
-
-
-def _log_default(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------- fetch

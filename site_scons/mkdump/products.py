@@ -1,8 +1,8 @@
 """The products of one arch's build (kernel/products.toml): adding an output is editing data, not code."""
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import tomlfile
 from .errors import MkdumpError
 
 PRODUCTS_TOML = Path(__file__).resolve().parents[2] / "kernel" / "products.toml"
@@ -20,11 +20,7 @@ class Product:
 
 
 def load(arch, path=PRODUCTS_TOML):
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise MkdumpError(f"{path} cannot be read ({e}); restore it from the repository.") from None
+    data = tomlfile.load(path, "the product table")
     products = {}
     for name in KERNELS + ("mkexec",):
         if name not in data:

@@ -26,6 +26,7 @@ from . import layout as L
 from . import stamp
 from .errors import MkdumpError
 from .kbuild import kill_group
+from .logs import log_default as _log_default
 
 REPRO_DIR = "repro"
 OTHER_USER = "nobody"
@@ -62,10 +63,6 @@ DIFFOSCOPE_MAX_TEXT = 20 * 1024 * 1024
 OUTER_ONLY = ("build", "jobs", "keep", "cache", "cache_dir", "DESTDIR")
 # What scons reads of the project; the other user must be able to read all of it.
 PROJECT_PATHS = ("SConstruct", "site_scons", "patches", "configs", "kernel")
-
-
-def _log_default(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------- the two sets of conditions

@@ -12,9 +12,9 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-import tomllib
 from pathlib import Path
 
+from mkdump import tomlfile
 from mkdump.errors import MkdumpError
 
 DATA_FILE = Path(__file__).resolve().parents[2] / "kernel" / "toolchain.toml"
@@ -95,8 +95,7 @@ class Toolchain:
 
 
 def load_arch_data(arch, data_file=DATA_FILE):
-    with open(data_file, "rb") as f:
-        data = tomllib.load(f)
+    data = tomlfile.load(data_file, "the toolchain data", error=ToolchainError, fix="restore kernel/toolchain.toml")
     if arch not in data:
         raise ToolchainError(f"arch {arch!r} is not described in {data_file}; choose one of: "
                              f"{', '.join(sorted(data))}.")

@@ -6,9 +6,9 @@ is taken; one from another kernel series or another arch would configure somethi
 is refused with one sentence that says what it is.
 """
 import re
-import tomllib
 from dataclasses import dataclass
 
+from mkdump import tomlfile
 from mkdump.errors import ConfigError
 
 # 2.6's conf writes "# Linux kernel version: 2.6.9-34.ELsmp"; from 2.6.2x on it writes "# Linux/x86_64 3.10.0
@@ -30,8 +30,8 @@ class Header:
 
 
 def _arch_markers(rules_path):
-    with open(rules_path, "rb") as f:
-        markers = tomllib.load(f).get("config_arch", [])
+    markers = tomlfile.load(rules_path, "the configuration rules", error=ConfigError,
+                            fix="restore it from the repository's configs/ directory").get("config_arch", [])
     return [(m["symbol"], m["arch"]) for m in markers]
 
 
