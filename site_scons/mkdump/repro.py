@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from . import layout as L
 from . import stamp
 from .errors import MkdumpError
-from .kbuild import kill_group
 from .logs import log_default as _log_default
+from .runner import kill_group
 
 REPRO_DIR = "repro"
 OTHER_USER = "nobody"
