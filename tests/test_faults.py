@@ -18,6 +18,7 @@ import types
 
 import pytest
 
+from support import procgroup
 from support import project as P
 
 
@@ -144,6 +145,51 @@ def test_ctrl_c_says_interrupted_and_leaves_nothing_half_done(sources, tmp_path,
     r = P.scons(proj, target, *args)
     assert r.returncode == 0, r.stdout + r.stderr
     assert all((arch / tree).is_dir() for tree in made)
+
+
+def long_make(bindir, marker, when):
+    """A `make` that, when its arguments match the shell pattern `when`, writes its process group to `marker` and
+    stands for a long make: a job (sleep) started in the background and waited for. Every other make is the real
+    one."""
+    return stand_in(bindir, "make", f'case " $* " in\n  {when})\n'
+                                    f'    sleep 600 &\n    ps -o pgid= $$ > {shlex.quote(str(marker))}.tmp\n'
+                                    f'    mv {shlex.quote(str(marker))}.tmp {shlex.quote(str(marker))}\n'
+                                    f'    wait; exit 1;;\nesac\nexec "$REAL" "$@"\n')
+
+
+@pytest.mark.parametrize("target, when, sig, to_group, stamp, jobs", [
+    # Ctrl-C in a terminal: SIGINT to scons' process group, which make's own session is not part of.
+    ("config", "*allnoconfig*", signal.SIGINT, True, "config-minik", None),
+    ("build", "*V=1*", signal.SIGINT, True, "build-minik", None),
+    # `kill <scons>`: SIGTERM to scons alone.
+    ("build", "*KVER=*", signal.SIGTERM, False, "mkexec", None),
+    # scons -j2: the stages run in worker threads, which no signal reaches
+    ("config", "*allnoconfig*", signal.SIGINT, True, "config-minik", "-j2"),
+])
+def test_ctrl_c_stops_a_running_make_at_once(sources, tmp_path, runs, target, when, sig, to_group, stamp, jobs):
+    proj = P.fixture_project(tmp_path / "proj", sources)
+    args = offline(sources, tmp_path)
+    assert P.scons(proj, "fetch", *args).returncode == 0
+    marker = tmp_path / "make-group"
+    run = runs(proj, target, *args, *([jobs] if jobs else []), bindir=long_make(tmp_path / "bin", marker, when))
+    run.wait_for(marker)
+    make_group = int(marker.read_text())
+    assert make_group != run.pid and procgroup.members(make_group)
+    sent = time.monotonic()
+    if to_group:
+        run.signal(sig)
+    else:
+        os.kill(run.pid, sig)
+    assert procgroup.gone_within(make_group, 5), \
+        f"make's process group was still there {time.monotonic() - sent:.1f} s after {sig.name}"
+    assert run.finish(timeout=60) == 2
+    said = [line for line in run.stderr.splitlines() if line.startswith("mkdump:") and "[x86_64]" not in line]
+    # one sentence per stage that was running: with -j2 both kernels' config may have been
+    assert len(said) == 1 or (jobs and len(said) == 2), run.stderr
+    assert all("was interrupted" in line and f"make was stopped by {sig.name}" in line for line in said), run.stderr
+    for wrong in ("mkdump: error", "Traceback"):
+        assert wrong not in run.stderr, run.stderr
+    assert not (proj / "build" / "x86_64" / "stamps" / f"{stamp}.json").exists()
 
 
 def published(out):

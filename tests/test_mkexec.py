@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from mkdump import mkexec, toolchain, unpack
+from mkdump import mkexec, runner, toolchain, unpack
 from mkdump.errors import Interrupted, MkdumpError
 from support import standin_mkexec
 
@@ -227,12 +227,18 @@ def test_build_failure_keeps_previous_build_and_reports(src, tmp_path):
 
 
 def test_build_stopped_by_ctrl_c_says_interrupted_and_keeps_previous_build(src, tmp_path, monkeypatch):
-    """Ctrl-C reaches make (it runs in scons' process group), which then dies by SIGINT."""
+    """make dies by SIGINT (tests/test_runner.py shows Ctrl-C to scons stopping it)."""
     kdir = fake_kdir(tmp_path / "kdir")
     build(src, tmp_path, kdir)
     out = tmp_path / "build" / "mkexec"
     before = (out / "kernel" / "received.txt").read_text()
-    monkeypatch.setattr(mkexec, "_run_logged", lambda *a, **kw: (-signal.SIGINT, ["make: *** Interrupt\n"]))
+    real_run = runner.run
+
+    def run(argv, **kw):
+        if "mkdump-probe" in argv:
+            return real_run(argv, **kw)
+        return runner.Result(argv, -signal.SIGINT, ["make: *** Interrupt\n"], 20)
+    monkeypatch.setattr(runner, "run", run)
     with pytest.raises(Interrupted, match=r"^building mkexec.ko was interrupted \(make was stopped by SIGINT\)"):
         build(src, tmp_path, kdir)
     assert (out / "kernel" / "received.txt").read_text() == before

@@ -1,5 +1,6 @@
 import pytest
 
+from mkdump import kbuild
 from mkdump import options as O
 from mkdump.errors import MkdumpError
 
@@ -17,7 +18,7 @@ def test_defaults_parse(tmp_path):
     assert o.arches == ("x86_64",)
     assert o.build == str(tmp_path / "build")
     assert o.minik_mem == 8 and o.pae and not o.offline and o.fuzz == 0
-    assert o.source_date_epoch == O.DEFAULT_EPOCH
+    assert o.source_date_epoch == kbuild.DEFAULT_SOURCE_DATE_EPOCH
     assert o.dump_driver == "ide"
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mkdump import options
+from mkdump import kbuild
 from support import fixture_kernel
 from support import project as P
 
@@ -98,7 +98,7 @@ def test_repro_reports_identical_outputs_under_really_different_conditions(sourc
     # without SOURCE_DATE_EPOCH both builds use the fixed default
     for n in ("a", "b"):
         manifest = json.loads((work / n / "x86_64" / "out" / "manifest.json").read_text())
-        assert manifest["source_date_epoch"] == options.DEFAULT_EPOCH
+        assert manifest["source_date_epoch"] == kbuild.DEFAULT_SOURCE_DATE_EPOCH
     # the jobs variation reached make
     assert "-j1]" in (work / "a.log").read_text() and "-j1]" not in (work / "b.log").read_text()
 

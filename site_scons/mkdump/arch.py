@@ -19,11 +19,11 @@ Keys (all required unless marked optional):
     [qemu]                   the QEMU settings of the boot proofs, [qemu.minik] and [qemu.system] per kind;
                              optional disk_append, parameters the dump disk proof adds (see dumpdisk.py)
 """
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+from . import tomlfile
 from .errors import MkdumpError
 
 ARCH_DIR = Path(__file__).resolve().parents[2] / "kernel" / "arch"
@@ -119,14 +119,7 @@ class _Table:
 
 
 def _read(path):
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except OSError as e:
-        raise MkdumpError(f"cannot read the arch file {path}: {e.strerror}; restore it from the repository.") \
-            from None
-    except tomllib.TOMLDecodeError as e:
-        raise MkdumpError(f"the arch file {path} is not valid TOML ({e}): fix the file.") from None
+    return tomlfile.load(path, "the arch file", fix="restore it from the repository")
 
 
 def _parse(name, path):

@@ -12,16 +12,16 @@ import selectors
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mkdump import arch as arches
-from mkdump import bootdisk, initramfs
+from mkdump import bootdisk, initramfs, runner
 from mkdump.kbuild import build_env
-from mkdump.errors import MkdumpError
+from mkdump.errors import Interrupted, MkdumpError
+from mkdump.logs import log_default
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE_SOURCE = ROOT / "kernel" / "boot-test" / "module"
@@ -164,10 +164,6 @@ def qemu_command(config, kernel_image, *, append, memory_mb=None, initrd=None, m
     return cmd
 
 
-def _default_log(message):
-    print(message, file=sys.stderr)
-
-
 def _stop(proc):
     """End QEMU: SIGTERM lets it close its files, SIGKILL if it does not go."""
     if proc.poll() is None:
@@ -187,7 +183,7 @@ def boot(arch, kernel_image, *, append, memory_mb=None, initrd=None, timeout=Non
     the raw console as it arrives (useful when a boot hangs). Raises MkdumpError if QEMU is missing or the image
     does not exist; a kernel that misbehaves is not an error here (see expect_boot).
     """
-    log = log or _default_log
+    log = log or log_default
     config = load_qemu_config(arch, kind, arch_dir=arch_dir)
     kernel_image = Path(kernel_image)
     if not kernel_image.is_file():
@@ -530,7 +526,7 @@ BOOT_ATTEMPTS = 3
 def _boot_steadily(run, log):
     """run() until its console is not a timer check that emulation timing defeated, at most BOOT_ATTEMPTS times;
     returns the result and how many boots were retried for that reason."""
-    log = log or _default_log
+    log = log or log_default
     for attempt in range(BOOT_ATTEMPTS):
         result = run()
         if not EMULATION_TIMING.search(result.console) or attempt == BOOT_ATTEMPTS - 1:
@@ -640,19 +636,23 @@ def prove_system(arch, bzimage, module_ko, *, toolchain_cc, extra_module=None, t
 
 def build_test_module(tree, out_dir, *, make_args, jobs=1, log=None):
     """Build the boot-test module against a configured, built kernel tree, 2.6.9 external-module style
-    (make -C tree <make_args> SUBDIRS=<dir> modules). make_args carries ARCH= and CC=. Returns the .ko path."""
-    log = log or _default_log
+    (make -C tree <make_args> SUBDIRS=<dir> modules). make_args carries ARCH= and CC=. Returns the .ko path; make's
+    output is in <out_dir>.log."""
+    log = log or log_default
     out_dir = Path(out_dir).resolve()
     if out_dir.exists():
         shutil.rmtree(out_dir)
     shutil.copytree(MODULE_SOURCE, out_dir)
+    log_path = out_dir.with_name(out_dir.name + ".log")
     cmd = ["make", "-C", os.fspath(tree), *make_args, f"-j{jobs}", f"SUBDIRS={out_dir}", "modules"]
-    log(f"boot-test: building the test module against {tree}")
-    proc = subprocess.run(cmd, env=build_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+    log(f"boot-test: building the test module against {tree} (log: {log_path})")
+    done = runner.run(cmd, cwd=None, env=build_env(), log_path=log_path, log_header="$ " + " ".join(cmd))
+    if done.stopped == "interrupt":
+        raise Interrupted(f"building the boot-test module against {tree} was interrupted (make was stopped by "
+                          f"{done.interrupted_by}); run again.")
     ko = out_dir / f"{MODULE_NAME}.ko"
-    if proc.returncode != 0 or not ko.is_file():
-        tail = "\n".join(proc.stdout.strip().splitlines()[-20:])
+    if done.returncode != 0 or not ko.is_file():
+        tail = "\n".join("".join(done.lines).strip().splitlines()[-20:])
         raise MkdumpError(f"building the boot-test module against {tree} failed with `{' '.join(cmd)}`: build "
-                          f"the kernel's modules first. Last output:\n{tail}")
+                          f"the kernel's modules first (full log: {log_path}). Last output:\n{tail}")
     return ko

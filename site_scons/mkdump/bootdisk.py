@@ -8,11 +8,10 @@ them, waits for the disk, mounts it read-only and reads a file we put there with
 import os
 import re
 import subprocess
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from mkdump import initramfs
+from mkdump import initramfs, kbuild, tomlfile
 from mkdump.errors import MkdumpError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,14 +33,7 @@ class Disk:
 
 
 def load_disks(path=DISKS_TOML):
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as e:
-        raise MkdumpError(f"cannot read the boot disks {path}: {e.strerror}; restore kernel/boot-disks.toml.") \
-            from None
-    except tomllib.TOMLDecodeError as e:
-        raise MkdumpError(f"the boot disks {path} are not valid TOML ({e}): fix the file.") from None
+    data = tomlfile.load(path, "the boot disks", fix="restore kernel/boot-disks.toml")
     disks = []
     for d in data.get("disk", []):
         try:
@@ -154,7 +146,8 @@ def make_ext3_image(path, content, *, entries=(), size_kib=8192):
             kind, bits = ("c", 0o020000) if entry.kind == "chardev" else ("b", 0o060000)
             nodes += [f"cd /{parent}", f"mknod {base} {kind} {entry.rdev[0]} {entry.rdev[1]}",
                       f"sif {base} mode 0{bits | entry.mode:o}", "cd /"]
-    env = dict(os.environ, E2FSPROGS_FAKE_TIME=os.environ.get("SOURCE_DATE_EPOCH", "1097794800"))
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", str(kbuild.DEFAULT_SOURCE_DATE_EPOCH))
+    env = dict(os.environ, E2FSPROGS_FAKE_TIME=epoch)
     cmd = ["mke2fs", "-q", "-F", "-t", "ext3", "-I", "128", "-b", "1024", "-O",
            "^metadata_csum,^64bit,^huge_file,^dir_nlink,^extra_isize,^orphan_file,^metadata_csum_seed",
            "-E", "hash_seed=6d6b6475-6d70-2d62-7569-6c642d626f6f,root_owner=0:0", "-U", "clear",

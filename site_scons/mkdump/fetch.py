@@ -25,6 +25,7 @@ import urllib3
 
 from mkdump import stamp
 from mkdump.errors import MkdumpError, NoSpace
+from mkdump.logs import log_default
 from mkdump.sources import check_file_name, glob_candidates, mirror_url
 from mkdump.unidiff import PatchFormatError, parse_patch, strip_name
 from mkdump.unpack import ArchiveError, tree_sha256_of_archive, unpacked
@@ -57,10 +58,6 @@ class _UrlFailed(Exception):
 
 class _Retry(Exception):
     """A transient failure worth another attempt at the same URL."""
-
-
-def _stderr_log(msg):
-    print(msg, file=sys.stderr)
 
 
 class _Progress:
@@ -119,7 +116,7 @@ class Fetcher:
         self.mirrors = tuple(mirror_url(base) for base in mirrors)
         self.offline = offline
         self.lock = lock
-        self.log = _stderr_log if log is None else log
+        self.log = log_default if log is None else log
         self._session = session
         self.retries = retries
         self.backoff = backoff

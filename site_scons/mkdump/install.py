@@ -21,11 +21,11 @@ beside its destination and renamed into place, so a reader sees the old file or 
 import os
 import re
 import shutil
-import sys
 import tempfile
 
 from .errors import MkdumpError
 from .loadscript import script_name
+from .logs import log_default
 from .options import ARCHES
 
 # Role -> file mode, in the order files are installed and reported.
@@ -134,7 +134,7 @@ def install(out_dir, *, destdir, prefix="/usr", release, files, arch=None, log=N
     missing or unknown role, a missing source, a bad PREFIX/release/arch, anything that would land outside
     destdir, and a failed write (the file being written keeps its old content).
     """
-    log = log or (lambda msg: print(msg, file=sys.stderr))
+    log = log or log_default
     out_dir = os.path.abspath(out_dir)
     if arch is None:
         arch = os.path.basename(os.path.dirname(out_dir))

@@ -7,16 +7,17 @@ builds of one tree and config give identical images.
 """
 import os
 import re
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from mkdump.errors import NO_SPACE, MkdumpError, NoSpace
+from mkdump import runner
+from mkdump.errors import NO_SPACE, Interrupted, MkdumpError, NoSpace
+from mkdump.logs import log_default
 
-# The mtime of Makefile in linux-2.6.9.tar.bz2 (2004-10-14 23:00 UTC): a fixed, meaningful build date used
-# when the caller's environment has no SOURCE_DATE_EPOCH.
+# 2.6.9's release: the mtime of Makefile in linux-2.6.9.tar.bz2 (2004-10-14 23:00 UTC), a fixed and meaningful
+# build date for every timestamp the build records when neither scons' command line nor the environment sets
+# SOURCE_DATE_EPOCH.
 DEFAULT_SOURCE_DATE_EPOCH = 1097794800
 BUILD_USER = "mkdump"
 BUILD_HOST = "mkdump"
@@ -175,19 +176,6 @@ class Progress:
             self.stream.flush()
 
 
-def kill_group(proc):
-    """Stop a process started with start_new_session=True and everything it started: TERM, then KILL."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 def run_make(tree, targets, *, toolchain, jobs=None, launcher=None, verbose=False, log_path, env_extra=None,
              log=None, expected_objects=None, progress_stream=None):
     """Run make `targets` in the kernel tree `tree` with `toolchain`; full output goes to `log_path`.
@@ -200,9 +188,7 @@ def run_make(tree, targets, *, toolchain, jobs=None, launcher=None, verbose=Fals
     output line instead. Returns the number of objects compiled. Raises KbuildError (a MkdumpError) when make
     fails, naming the failing command, the last errors and the log.
     """
-    if log is None:
-        def log(msg):
-            print(msg, file=sys.stderr, flush=True)
+    log = log or log_default
     tree = Path(tree)
     log_path = Path(log_path)
     if not (tree / "Makefile").is_file():
@@ -213,54 +199,33 @@ def run_make(tree, targets, *, toolchain, jobs=None, launcher=None, verbose=Fals
     env = build_env(env_extra)
     log(f"make {' '.join(targets)} [{toolchain.arch}{f', -j{jobs}' if jobs else ''}] in {tree} (log: {log_path})")
 
-    lines = []
-    written = 0
-    overflow = False
     progress = Progress(f"make {' '.join(targets)}", expected_objects, log=log,
                         stream=sys.stderr if progress_stream is None else progress_stream)
-    with open(log_path, "w", encoding="utf-8", errors="replace") as logf:
-        logf.write(f"# cd {tree} && {' '.join(argv)}\n")
-        logf.flush()
-        proc = subprocess.Popen(argv, cwd=tree, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            for raw in proc.stdout:
-                line = raw.decode("utf-8", errors="replace")
-                logf.write(line)
-                written += len(raw)
-                lines.append(line)
-                if len(lines) > 4000:
-                    del lines[:2000]
-                if verbose:
-                    log(line.rstrip("\n"))
-                else:
-                    progress.output(line)
-                if written > MAX_OUTPUT_BYTES:
-                    overflow = True
-                    kill_group(proc)
-                    break
-            proc.wait()
-        except BaseException:
-            kill_group(proc)
-            raise
-        finally:
-            proc.stdout.close()
-            progress.finish()
+    try:
+        result = runner.run(argv, cwd=tree, env=env, log_path=log_path,
+                            log_header=f"# cd {tree} && {' '.join(argv)}", max_output=MAX_OUTPUT_BYTES,
+                            echo=log if verbose else None, watch=None if verbose else progress.output)
+    finally:
+        progress.finish()
+    lines = result.lines
 
-    if overflow:
+    if result.stopped == "interrupt":
+        raise Interrupted(f"make {' '.join(targets)} in {tree} was interrupted (make was stopped by "
+                          f"{result.interrupted_by}); run again to go on from where it stopped.")
+    if result.stopped == "output":
         raise KbuildError(
             f"make {' '.join(targets)} in {tree} printed more than {MAX_OUTPUT_BYTES >> 20} MB and was stopped "
             f"(2.6.9's conf repeats a question forever when stdin is empty: set every choice in the .config "
             f"before oldconfig); see {log_path}.",
-            command=argv, errors=extract_errors(lines[-50:]), log_path=log_path, returncode=proc.returncode)
-    if proc.returncode != 0:
+            command=argv, errors=extract_errors(lines[-50:]), log_path=log_path, returncode=result.returncode)
+    if result.returncode != 0:
         # The compiler's words for a full disk (make runs in the C locale): no fault of the sources.
         for reason in (os.strerror(e) for e in NO_SPACE):
             if any(reason in line for line in lines[-50:]):
                 raise NoSpace(f"make {' '.join(targets)} in {tree} (log: {log_path})", str(tree), reason)
         target, failing = _failing_command(lines)
         errors = extract_errors(lines)
-        parts = [f"make {' '.join(targets)} failed in {tree} (exit {proc.returncode})"
+        parts = [f"make {' '.join(targets)} failed in {tree} (exit {result.returncode})"
                  + (f" building {target}" if target else "") + "."]
         if failing:
             parts.append("Failing command: " + failing)
@@ -268,7 +233,7 @@ def run_make(tree, targets, *, toolchain, jobs=None, launcher=None, verbose=Fals
             parts.append("Last errors:\n  " + "\n  ".join(errors))
         parts.append(f"Fix the cause above and run again; full log: {log_path}")
         raise KbuildError("\n".join(parts), command=argv, errors=errors, log_path=log_path,
-                          returncode=proc.returncode)
+                          returncode=result.returncode)
     return progress.done
 
 

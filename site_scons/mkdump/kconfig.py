@@ -26,26 +26,21 @@ import dataclasses
 import hashlib
 import os
 import re
-import selectors
-import signal
-import subprocess
-import sys
 import tempfile
 import time
-import tomllib
 
 import kconfiglib
 
 from mkdump import arch as arches
-from mkdump import kbuild, userconfig
-from mkdump.errors import ConfigError, MkdumpError
+from mkdump import kbuild, runner, tomlfile, userconfig
+from mkdump.errors import ConfigError, Interrupted, MkdumpError
+from mkdump.logs import log_default
 
 KINDS = ("minik", "system")
 OLDCONFIG_TIMEOUT = 600
 # allnoconfig and oldconfig print a few kilobytes; 2.6.9's conf asking a question it cannot get an answer to prints
 # it again forever (gigabytes within minutes), which must neither fill memory nor wait for the timeout.
 MAX_MAKE_OUTPUT = 8 << 20
-_TAIL_BYTES = 64 << 10
 
 _ASSIGN_RE = re.compile(r"^CONFIG_([A-Za-z0-9_]+)=(.*)$")
 _UNSET_RE = re.compile(r"^# CONFIG_([A-Za-z0-9_]+) is not set$")
@@ -137,13 +132,8 @@ def _as_fragment(item):
 # ---------------------------------------------------------------------------------------- configs/ data files
 
 def _read_toml(path):
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}; the configs/ directory is incomplete") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path} is not valid TOML ({e}); fix the file") from None
+    return tomlfile.load(path, "the configuration data", error=ConfigError,
+                         fix="restore it from the repository's configs/ directory")
 
 
 def _line_of(path, section_header, needle):
@@ -541,63 +531,32 @@ def _valid_for_type(sym, value):
 
 # ------------------------------------------------------------------------------------------------ make
 
-def _kill_group(proc):
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-
-
 def run_make(argv, cwd, *, timeout=OLDCONFIG_TIMEOUT, max_output=MAX_MAKE_OUTPUT):
-    """Run make with stdin at EOF (conf then takes defaults instead of prompting); output text.
+    """Run make with stdin at EOF (conf then takes defaults instead of prompting); return its output's last lines.
 
     make and everything it started (conf) are stopped, as a process group, when it runs longer than `timeout`
-    seconds or prints more than `max_output` bytes; only the output's tail is kept in memory.
+    seconds, prints more than `max_output` bytes or scons is interrupted.
     """
     try:
         # kbuild's environment: an outer make's MAKEFLAGS (-n, -k, jobserver) would change what this make does.
-        proc = subprocess.Popen(argv, cwd=cwd, env=kbuild.build_env(), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    except FileNotFoundError:
-        raise ConfigError(f"cannot run {argv[0]}: it is not installed or not on PATH; install make") from None
-    deadline = time.monotonic() + timeout
-    tail, total, stopped = bytearray(), 0, None
-    try:
-        with proc.stdout, selectors.DefaultSelector() as sel:
-            sel.register(proc.stdout, selectors.EVENT_READ)
-            while stopped is None:
-                if not sel.select(max(deadline - time.monotonic(), 0)):
-                    stopped = "timeout"
-                    break
-                chunk = os.read(proc.stdout.fileno(), 65536)
-                if not chunk:
-                    break
-                total += len(chunk)
-                tail += chunk
-                del tail[:-_TAIL_BYTES]
-                if total > max_output:
-                    stopped = "output"
-        if stopped is None:
-            try:
-                proc.wait(timeout=max(deadline - time.monotonic(), 0))
-            except subprocess.TimeoutExpired:
-                stopped = "timeout"
-    finally:
-        if proc.returncode is None:
-            _kill_group(proc)
+        result = runner.run(argv, cwd=cwd, env=kbuild.build_env(), timeout=timeout, max_output=max_output)
+    except MkdumpError as e:
+        raise ConfigError(str(e)) from None
     command = " ".join(argv)
-    out = tail.decode("latin-1")
-    if stopped == "timeout":
+    out = "".join(result.lines)
+    if result.stopped == "interrupt":
+        raise Interrupted(f"'{command}' in {cwd} was interrupted (make was stopped by {result.interrupted_by}); "
+                          "run again.")
+    if result.stopped == "timeout":
         raise ConfigError(f"'{command}' in {cwd} did not finish within {timeout} s (waiting for input?); "
                           "check the kernel tree's scripts/kconfig")
     last = "\n    ".join(out.strip().splitlines()[-15:])
-    if stopped == "output":
+    if result.stopped == "output":
         raise ConfigError(f"'{command}' in {cwd} printed more than {max_output >> 20} MB and was stopped (2.6.9's "
                           "conf repeats a question forever when the .config leaves it open and stdin is empty); "
                           f"check the .config against the tree's Kconfig; its last lines:\n    {last}")
-    if proc.returncode != 0:
-        raise ConfigError(f"'{command}' failed in {cwd} (exit {proc.returncode}); its last lines:\n    {last}")
+    if result.returncode != 0:
+        raise ConfigError(f"'{command}' failed in {cwd} (exit {result.returncode}); its last lines:\n    {last}")
     return out
 
 
@@ -805,10 +764,6 @@ def user_config_report(summary):
     return "\n".join(out) + "\n"
 
 
-def _stderr(msg):
-    print(msg, file=sys.stderr)
-
-
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """What configure decided before make runs: the tree's Kconfig, the merged requests, the rules."""
@@ -829,7 +784,7 @@ class Plan:
         return os.path.join(self.tree, ".config")
 
 
-def plan(tree, *, arch, kind, fragments, base_config=None, configs_dir=None, log=_stderr):
+def plan(tree, *, arch, kind, fragments, base_config=None, configs_dir=None, log=log_default):
     """Read the tree's Kconfig, the fragments and the rules; ConfigError lists every request that cannot be made.
 
     fragments: the list from fragments_for (paths or Fragment objects), merged in order. base_config (system kernel
@@ -857,7 +812,7 @@ def plan(tree, *, arch, kind, fragments, base_config=None, configs_dir=None, log
                 os.path.join(configs_dir, "rules.toml"), os.fspath(base_config) if base_config is not None else None)
 
 
-def apply(plan, *, make_args=(), make=run_make, log=_stderr):
+def apply(plan, *, make_args=(), make=run_make, log=log_default):
     """Write the planned .config and let the kernel's `make oldconfig` normalise it.
 
     The start is `make allnoconfig`, or the user's .config (then returned: what of it was left out or changed).
@@ -950,7 +905,7 @@ def configure(tree, *, arch, kind, fragments, make_args=(), log=None, base_confi
 
     plan, then apply, then audit (see each for its arguments). Raises ConfigError with every problem explained.
     """
-    log = log or _stderr
+    log = log or log_default
     started = time.monotonic()
     planned = plan(tree, arch=arch, kind=kind, fragments=fragments, base_config=base_config,
                    configs_dir=configs_dir, log=log)

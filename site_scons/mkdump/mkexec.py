@@ -13,12 +13,12 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
-import sys
 import tempfile
 
+from . import runner
 from .errors import Interrupted, MkdumpError, signal_name
 from .kbuild import build_env, extract_errors, prefix_maps
+from .logs import log_default
 from .options import ARCHES
 from .fsutil import replace_dir
 
@@ -39,10 +39,6 @@ _PROBE_MAKEFILE = "".join(f"$(info {_PROBE_TAG}{v}=$({v}))\n" for v in SETTINGS)
     ".PHONY: mkdump-probe\nmkdump-probe: ;\n"
 
 _MODPOST_UNDEFINED = re.compile(r'\*\*\* Warning: "([^"]+)" \[[^]]*mkexec\.ko\] undefined!')
-
-
-def _stderr(msg):
-    print(msg, file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -120,15 +116,16 @@ def _probe_settings(kernel_dir, settings):
             f.write(_PROBE_MAKEFILE)
         argv = ["make", "-s", "--no-print-directory", "-f", "Makefile", "-f", os.path.basename(probe),
                 "mkdump-probe"] + [f"{k}={v}" for k, v in settings.items()]
-        done = subprocess.run(argv, cwd=kernel_dir, env=_make_env(kernel_dir), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+        done = runner.run(argv, cwd=kernel_dir, env=_make_env(kernel_dir))
     finally:
         os.unlink(probe)
+    _interrupted(done)
     if done.returncode != 0:
+        last = "".join(done.lines).strip().splitlines()[-1:]
         raise MkdumpError(f"make cannot read the mkexec archive's kernel/Makefile with Makefile.base "
-                          f"({done.stdout.strip().splitlines()[-1:] or done.returncode}); check the archive")
+                          f"({last or done.returncode}); check the archive")
     seen = {}
-    for line in done.stdout.splitlines():
+    for line in "".join(done.lines).splitlines():
         if line.startswith(_PROBE_TAG):
             key, _, value = line[len(_PROBE_TAG):].partition("=")
             seen[key] = value
@@ -143,20 +140,12 @@ def _generated_makefile_base(original, settings):
     return "\n".join(lines) + "\n"
 
 
-def _run_logged(argv, cwd, log_path, verbose, log):
-    """Run argv with its output in log_path (and, verbose, through log); return (exit status, output lines)."""
-    lines = []
-    with open(log_path, "w") as logf:
-        logf.write("$ " + shlex.join(argv) + "\n")
-        logf.flush()
-        proc = subprocess.Popen(argv, cwd=cwd, env=_make_env(cwd), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
-        for line in proc.stdout:
-            logf.write(line)
-            lines.append(line)
-            if verbose:
-                log(line.rstrip("\n"))
-        return proc.wait(), lines
+def _interrupted(result, build_dir=None):
+    """Ctrl-C, or a signal that reached make itself: not a failure of the module's sources."""
+    stopped_by = result.interrupted_by or (signal_name(result.returncode) if result.returncode < 0 else None)
+    if stopped_by:
+        kept = f"{build_dir} was not changed, " if build_dir else ""
+        raise Interrupted(f"building mkexec.ko was interrupted (make was stopped by {stopped_by}); {kept}run again.")
 
 
 def build_module(src_dir, build_dir, *, arch, kdir, kver, kmoddir, toolchain, log_path, launcher=None,
@@ -170,7 +159,7 @@ def build_module(src_dir, build_dir, *, arch, kdir, kver, kmoddir, toolchain, lo
     command, the last error lines and the log path when make fails, and when modpost reports symbols the system
     kernel does not export (PATCH/mkexec-v1.patch missing).
     """
-    log = log or _stderr
+    log = log or log_default
     layout = find_layout(src_dir, arch=arch)
     kdir = os.path.abspath(kdir)
     settings = {"KVER": kver, "KDIR": kdir, "KMODDIR": kmoddir}
@@ -213,16 +202,17 @@ def build_module(src_dir, build_dir, *, arch, kdir, kver, kmoddir, toolchain, lo
         argv = ["make", f"ARCH={arch}"] + [f"{k}={v}" for k, v in settings.items()] + make_args
         command = shlex.join(argv)
         log(f"mkexec: {command} (log: {log_path})")
-        rc, lines = _run_logged(argv, staging, log_path, verbose, log)
-        if rc < 0:
-            # Ctrl-C reaches make too, which then dies by the signal: not a failure of the module's sources.
-            raise Interrupted(f"building mkexec.ko was interrupted (make was stopped by {signal_name(rc)}); "
-                              f"{build_dir} was not changed, run again.")
-        if rc != 0:
+        undefined = set()
+        done = runner.run(argv, cwd=staging, env=_make_env(staging), log_path=log_path,
+                          log_header="$ " + command, echo=log if verbose else None,
+                          watch=lambda line: undefined.update(_MODPOST_UNDEFINED.findall(line)))
+        _interrupted(done, build_dir)
+        if done.returncode != 0:
+            lines = done.lines
             excerpt = extract_errors(lines, limit=8) or [line.rstrip("\n") for line in lines[-8:]]
-            raise MkdumpError(f"building mkexec.ko failed: `{command}` exited with {rc}: "
+            raise MkdumpError(f"building mkexec.ko failed: `{command}` exited with {done.returncode}: "
                               f"{' | '.join(excerpt)}; see the full log {log_path}")
-        undefined = sorted({name for line in lines for name in _MODPOST_UNDEFINED.findall(line)})
+        undefined = sorted(undefined)
         if undefined:
             raise MkdumpError(f"mkexec.ko uses {', '.join(undefined)}, which the system kernel in {kdir} does not "
                               f"export; apply {PATCH} to the system kernel and rebuild it (log: {log_path})")

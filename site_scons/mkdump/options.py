@@ -9,13 +9,12 @@ from typing import Optional
 
 from . import arch as arches
 from .errors import MkdumpError
+from .kbuild import DEFAULT_SOURCE_DATE_EPOCH
 from .loadscript import encode_dump_dev
 from .sources import mirror_url
 
 # The files of kernel/arch/, the default arch first (arch=all builds them in this order).
 ARCHES = arches.names()
-# 2.6.9's release day; the default timestamp for reproducible builds when SOURCE_DATE_EPOCH is not set.
-DEFAULT_EPOCH = 1097794800
 # cc_launcher= names that need no path; anything else must be the path of an executable.
 LAUNCHERS = ("ccache", "distcc", "icecc", "sccache")
 
@@ -71,7 +70,7 @@ def specs(dump_drivers, default_driver, environ=os.environ):
              environ.get("DESTDIR", "")),
         Spec("PREFIX", "install: prefix under DESTDIR (default: $PREFIX, else /usr)", environ.get("PREFIX", "/usr")),
         Spec("SOURCE_DATE_EPOCH", "timestamp written into the kernels (reproducible builds)",
-             environ.get("SOURCE_DATE_EPOCH", str(DEFAULT_EPOCH))),
+             environ.get("SOURCE_DATE_EPOCH", str(DEFAULT_SOURCE_DATE_EPOCH))),
     ]
 
 

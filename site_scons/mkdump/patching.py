@@ -15,7 +15,6 @@ every keyword line. Nothing else is tolerated, and fuzz (off unless asked for) i
 import os
 import re
 import stat
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 from mkdump import unidiff
 from mkdump.errors import MkdumpError
 from mkdump.fsutil import tree_file_mode
+from mkdump.logs import log_default
 
 KEYWORDS = ("Id", "Header", "Revision", "Date", "Author", "Source", "RCSfile", "Log", "Locker", "State", "Name")
 _KEYWORD_RE = re.compile(rb"\$(" + "|".join(KEYWORDS).encode() + rb")(?::[^$\n]*)?\$")
@@ -666,7 +666,7 @@ def apply_series(tree, patches, *, fuzz=0, log=None):
     reported. Returns a PatchReport. Raises PatchRejected with the tree untouched when anything rejects, and
     MkdumpError for a malformed patch.
     """
-    log = log or (lambda msg: print(msg, file=sys.stderr))
+    log = log or log_default
     fs = _Overlay(tree)
     results = []
     for name, data, strip in patches:

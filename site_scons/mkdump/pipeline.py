@@ -14,19 +14,15 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 import threading
 
 from . import layout
 from .fsutil import replace_dir, staging_dir, write_atomic
+from .logs import log_default
 from . import products
 from . import stamp
 from .errors import NO_SPACE, Interrupted, MkdumpError, NoSpace, signal_name
 from .options import ARCHES
-
-
-def _log_default(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------- fetch
@@ -142,7 +138,7 @@ def _record_tree_state(lay, source_name):
     stamp.write(_state_path(lay, source_name), {"state": tree_state(unpacked_dir(lay, source_name))})
 
 
-def pristine_tree(lay, source_name, *, log=_log_default):
+def pristine_tree(lay, source_name, *, log=log_default):
     """The unpacked tree of `source_name`, as unpack verified it, for a stage about to copy or read it.
 
     A tree changed since (an edit meant for a kernel tree, a deleted file) is unpacked again from the verified

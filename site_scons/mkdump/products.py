@@ -1,10 +1,10 @@
 """The products of one arch's build (kernel/products.toml): what each kernel builds and what out/ publishes.
 
 Publishing another file in out/ is editing that data; install.py decides what of out/ goes where on the target."""
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import tomlfile
 from .errors import MkdumpError
 
 PRODUCTS_TOML = Path(__file__).resolve().parents[2] / "kernel" / "products.toml"
@@ -22,11 +22,7 @@ class Product:
 
 
 def load(arch, path=PRODUCTS_TOML):
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise MkdumpError(f"{path} cannot be read ({e}); restore it from the repository.") from None
+    data = tomlfile.load(path, "the product table")
     products = {}
     for name in KERNELS + ("mkexec",):
         if name not in data:

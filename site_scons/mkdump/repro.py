@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from .layout import Layout
 from . import stamp
 from .errors import MkdumpError
-from .kbuild import kill_group
+from .logs import log_default
+from .runner import kill_group
 
 REPRO_DIR = "repro"
 OTHER_USER = "nobody"
@@ -62,10 +63,6 @@ DIFFOSCOPE_MAX_TEXT = 20 * 1024 * 1024
 OUTER_ONLY = ("build", "jobs", "keep", "cache", "cache_dir", "DESTDIR")
 # What scons reads of the project; the other user must be able to read all of it.
 PROJECT_PATHS = ("SConstruct", "site_scons", "patches", "configs", "kernel")
-
-
-def _log_default(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------- the two sets of conditions
@@ -174,7 +171,7 @@ def launch_argv(cond, argv, python=sys.executable):
     return prefix + list(argv)
 
 
-def run_build(cond, argv, *, base_env, cwd, log_path, log=_log_default, python=sys.executable,
+def run_build(cond, argv, *, base_env, cwd, log_path, log=log_default, python=sys.executable,
               heartbeat=HEARTBEAT_SECONDS):
     """Run one build under `cond`; its output goes to `log_path` and, line by line, to `log` (prefixed with the
     build's name), with a line every `heartbeat` seconds of silence. Returns the exit status."""
@@ -324,7 +321,7 @@ def verdict(results, *, work, reports, diffoscope_note=None):
                    f"{work}/a and {work}/b, and {where}.")
 
 
-def diffoscope_reports(results, a_root, b_root, work, *, log=_log_default, which=shutil.which):
+def diffoscope_reports(results, a_root, b_root, work, *, log=log_default, which=shutil.which):
     """Write `diffoscope --text` reports for files present in both builds that differ. Returns (paths, note)."""
     exe = which("diffoscope")
     if exe is None:
@@ -446,7 +443,7 @@ class Request:
     read_paths: list = field(default_factory=list)   # files the other user must be able to read
 
 
-def run(req, *, log=_log_default, python=sys.executable, environ=os.environ):
+def run(req, *, log=log_default, python=sys.executable, environ=os.environ):
     """The repro command. Returns the list of FileResult when every file is identical; raises MkdumpError with
     one sentence otherwise (both builds kept)."""
     work = os.path.join(req.build, REPRO_DIR)

@@ -3,10 +3,10 @@ import fcntl
 import fnmatch
 import os
 import tempfile
-import tomllib
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from mkdump import tomlfile
 from mkdump.errors import MkdumpError
 from mkdump.narhash import normalize_sha256
 
@@ -89,13 +89,7 @@ def check_file_name(name, where):
 def load_sources(path):
     """Read the manifest into {name: Source}. Raises MkdumpError naming the file and key when malformed."""
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as e:
-        raise MkdumpError(f"cannot read the source manifest {path}: {e.strerror}.") from None
-    except tomllib.TOMLDecodeError as e:
-        raise MkdumpError(f"{path} is not valid TOML ({e}); fix its syntax.") from None
+    data = tomlfile.load(path, "the source manifest")
     sources = {}
     owner = {}
     for name, table in data.items():
@@ -174,15 +168,7 @@ class LockFile:
         self.path = os.fspath(path)
 
     def _read(self):
-        try:
-            with open(self.path, "rb") as f:
-                data = tomllib.load(f)
-        except FileNotFoundError:
-            return {}
-        except OSError as e:
-            raise MkdumpError(f"cannot read the lock file {self.path}: {e.strerror}.") from None
-        except tomllib.TOMLDecodeError as e:
-            raise MkdumpError(f"{self.path} is not valid TOML ({e}); restore it from version control.") from None
+        data = tomlfile.load(self.path, "the lock file", fix="restore it from version control", missing_ok=True)
         for file, value in data.items():
             try:
                 data[file] = normalize_sha256(value)

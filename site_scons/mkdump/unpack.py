@@ -5,12 +5,12 @@ import posixpath
 import shutil
 import signal
 import subprocess
-import sys
 import tarfile
 import tempfile
 
 from mkdump.errors import NO_SPACE, Interrupted, MkdumpError, NoSpace, signal_name
 from mkdump.fsutil import tree_file_mode
+from mkdump.logs import log_default
 from mkdump.narhash import nar_sha256, normalize_sha256
 
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"\x1f\x9d", "compress"))
@@ -19,10 +19,6 @@ _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"
 class ArchiveError(MkdumpError):
     """The archive itself is at fault (not a tar, damaged, unsafe, another tree), as opposed to the machine
     (a full disk, permissions): the fetcher sets aside only what fails for the first reason."""
-
-
-def _stderr_log(msg):
-    print(msg, file=sys.stderr)
 
 
 def detect_compression(path):
@@ -278,7 +274,7 @@ def unpack(archive, dest, *, expect_tree_sha256=None, log=None):
     the temporary directory. Raises MkdumpError for an unreadable, damaged or unsafe archive or a tree hash
     that is not the expected one.
     """
-    log = _stderr_log if log is None else log
+    log = log_default if log is None else log
     archive = os.fspath(archive)
     dest = os.path.abspath(os.fspath(dest))
     expected = normalize_sha256(expect_tree_sha256) if expect_tree_sha256 is not None else None

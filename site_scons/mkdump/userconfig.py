@@ -6,10 +6,10 @@ is taken; one from another kernel series or another arch would configure somethi
 is refused with one sentence that says what it is.
 """
 import re
-import tomllib
 from dataclasses import dataclass
 
 from mkdump import arch as arches
+from mkdump import tomlfile
 from mkdump.errors import ConfigError
 
 # 2.6's conf writes "# Linux kernel version: 2.6.9-34.ELsmp"; from 2.6.2x on it writes "# Linux/<arch> 3.10.0
@@ -36,8 +36,8 @@ def _arch_of(values, rules_path):
     ours = next((a.name for a in arches.load_all() if a.says_config(values)), None)
     if ours is not None:
         return ours
-    with open(rules_path, "rb") as f:
-        markers = tomllib.load(f).get("config_arch", [])
+    markers = tomlfile.load(rules_path, "the configuration rules", error=ConfigError,
+                            fix="restore it from the repository's configs/ directory").get("config_arch", [])
     return next((m["arch"] for m in markers if values.get(m["symbol"]) == "y"), None)
 
 

@@ -17,6 +17,7 @@ from SCons.Script import GetOption
 
 from mkdump import cachekey
 from mkdump.errors import MkdumpError
+from mkdump.logs import log_default
 
 
 def literal(path):
@@ -27,10 +28,6 @@ def literal(path):
 def nodes(env, paths):
     """Nodes for targets and sources: SCons substitutes `$` in a path given as a string, never in a node."""
     return [env.fs.Entry(p) if isinstance(p, str) else p for p in paths]
-
-
-def _log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 def leaf_files(made):
@@ -123,7 +120,7 @@ def share(env, made, names, *, arch, checked_dir, out_dir, check_stamp, key, pin
     loose = cachekey.unpinned(pins)
     if loose:
         env.NoCache(node)
-        _log(f"mkdump: [{arch}] cache_dir: not used by this run, source {', '.join(loose)} is not pinned "
+        log_default(f"mkdump: [{arch}] cache_dir: not used by this run, source {', '.join(loose)} is not pinned "
              f"yet (this run's fetch records it in {lock_path}; commit that file).")
     cache = env.get_CacheDir()
     # --cache-disable only reaches SCons.CacheDir once the SConscripts are read: ask the option itself.
@@ -142,7 +139,7 @@ def _publish(target, source, env):
         print(f"mkdump: error: the cache_dir= entries of {p['out']} disappeared during this run; run scons again "
               "to build them.", file=sys.stderr, flush=True)
         return 2
-    _log(f"mkdump: [{p['arch']}] publishing the checked artifacts to {p['out']}")
+    log_default(f"mkdump: [{p['arch']}] publishing the checked artifacts to {p['out']}")
     try:
         cachekey.publish(p["checked"], p["out"], p["names"], p["check_stamp"])
     except MkdumpError as err:

@@ -16,13 +16,10 @@ from SCons.Script import (ARGLIST, COMMAND_LINE_TARGETS, AddMethod, Alias, Alway
 
 from mkdump import buildlock, layout, stages
 from mkdump.options import ARCHES
+from mkdump.logs import log_default
 from mkdump.errors import NO_SPACE, Interrupted, MkdumpError, NoSpace
 from mkdump_scons import commandline, signatures
 from mkdump_scons.cachedir import literal, nodes
-
-
-def _log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _run_stage(target, source, env):
@@ -30,7 +27,7 @@ def _run_stage(target, source, env):
     run = env["MKDUMP_OPTS"]
     lay = layout.Layout(where["root"], where["arch"], where["out_name"] or "out")
     try:
-        stage.function(params, stages.Context(lay, stages.Project(where["top"]), run, _log))
+        stage.function(params, stages.Context(lay, stages.Project(where["top"]), run, log_default))
     except Interrupted as err:
         print(f"mkdump: {err}", file=sys.stderr, flush=True)
         return 2
@@ -150,7 +147,7 @@ def _run_repro(target, source, env):
                         read_paths=[p for p in (o.minik_fragment, o.system_config, o.cc_launcher)
                                     if p and os.path.isabs(p)])
     try:
-        repro.run(req, log=_log)
+        repro.run(req, log=log_default)
     except MkdumpError as err:
         print(f"mkdump: error: {err}", file=sys.stderr, flush=True)
         return 2
@@ -181,12 +178,12 @@ def _pipeline(env):
             except OSError as e:
                 raise MkdumpError(f"build={opts.build} cannot be created ({e.strerror}); give a directory you can "
                                   "write.") from None
-        lock = buildlock.acquire(opts.build, wait=not looking, log=_log, record=not GetOption("no_exec"))
+        lock = buildlock.acquire(opts.build, wait=not looking, log=log_default, record=not GetOption("no_exec"))
         _HELD.append(lock)
         if not looking:
             # Under the lock no other run can be using them: these are the staging places of a run that was killed.
             from mkdump.fsutil import remove_stale_staging
-            remove_stale_staging(opts.build, ARCHES, _log)
+            remove_stale_staging(opts.build, ARCHES, log_default)
         signatures.SignatureDatabase.writes = lock is not None and not looking
         signatures.SignatureDatabase.build = opts.build
         env.SConsignFile(literal(os.path.join(opts.build, ".sconsign")), signatures.DATABASE)
@@ -202,6 +199,10 @@ _HELD = []
 
 
 def generate(env):
+    # With scons -jN the stages run in worker threads, where no signal handler can be set: watch for Ctrl-C from
+    # here, the main thread, so that every running make is stopped at once.
+    from mkdump import runner
+    runner.watch_signals()
     AddMethod(env, _pipeline, "MkdumpPipeline")
     env.Decider(signatures.content_unless_old)
 
