@@ -151,12 +151,16 @@ def _patch_inputs(p, arch, project):
 
 def _config_inputs(p, arch, project):
     from .pipeline import config_fragments
-    frags = config_fragments(p.kind, arch, configs_dir=project.configs_dir, dump_driver=p.dump_driver, pae=p.pae,
+    # dump_driver=lspci:FILE names its families only once the tree is there (the config stage reads its tables);
+    # the families' fragments are no files, so the default family stands in for them here.
+    lspci = p.dump_driver[len("lspci:"):] if p.dump_driver and p.dump_driver.startswith("lspci:") else None
+    frags = config_fragments(p.kind, arch, configs_dir=project.configs_dir,
+                             dump_driver=None if lspci else p.dump_driver, pae=p.pae,
                              minik_fragment=p.minik_fragment, system_config=p.system_config)
     files = [f for f in frags if isinstance(f, str)]
     files += [os.path.join(project.configs_dir, n) for n in ("rules.toml", "dump-drivers.toml")]
     # The user's files are parsed into fragments above, so they are named here: an edit re-runs config.
-    files += [f for f in (p.minik_fragment, p.system_config) if f and f != "defconfig"]
+    files += [f for f in (p.minik_fragment, p.system_config, lspci) if f and f != "defconfig"]
     return files, []
 
 
