@@ -1,4 +1,5 @@
 """The stage table and the plan the SCons tool declares from it, without SCons."""
+import hashlib
 import re
 from pathlib import Path
 
@@ -140,3 +141,13 @@ def test_readme_lists_the_targets_of_the_table():
     usage = (TOP / "README.md").read_text().split("## Usage", 1)[1]
     table = usage[usage.index("| target | what |"):].split("\n\n", 1)[0]
     assert re.findall(r"^\| `([a-z-]+)` \|", table, flags=re.M) == list(stages.targets()) + ["repro"]
+
+
+def test_the_manifest_records_an_lspci_file_by_name_and_digest(tmp_path):
+    listing = tmp_path / "server.txt"
+    listing.write_text("00:1f.1 0101: 8086:24db (rev 02)\n")
+    recorded = stages.manifest_options(opts(tmp_path, dump_driver=f"lspci:{listing}"), "x86_64")
+    assert recorded["dump_driver"] == "lspci:server.txt"
+    assert recorded["lspci_sha256"] == hashlib.sha256(listing.read_bytes()).hexdigest()
+    assert str(tmp_path) not in repr(recorded)
+    assert stages.manifest_options(opts(tmp_path), "x86_64")["lspci_sha256"] is None

@@ -32,7 +32,7 @@ import time
 import kconfiglib
 
 from mkdump import arch as arches
-from mkdump import kbuild, runner, tomlfile, userconfig
+from mkdump import kbuild, options, runner, tomlfile, userconfig
 from mkdump.errors import ConfigError, Interrupted, MkdumpError
 from mkdump.logs import log_default
 
@@ -150,11 +150,16 @@ def _line_of(path, section_header, needle):
     return 0
 
 
+# What dump-drivers.toml may say of a family beyond description and symbols (see the file's head), with its type.
+_FAMILY_LISTS = {"major": int, "sources": str, "pci_ids": str, "storage_classes": str, "qemu": str, "aliases": str}
+
+
 def dump_driver_families(configs_dir):
     """The dump driver families of configs/dump-drivers.toml, in file order, the default family first.
 
-    Returns {family: {"description": str, "symbols": [..], "default": bool}}. Each symbol must end up =y in the
-    mini kernel (the dump is written by a driver that is built in, never a module).
+    Returns {family: {"description": str, "symbols": [..], "default": bool, "dev": str or None, and the lists of
+    _FAMILY_LISTS ([] when absent)}}. Each symbol must end up =y in the mini kernel (the dump is written by a
+    driver that is built in, never a module).
     """
     path = os.path.join(os.fspath(configs_dir), "dump-drivers.toml")
     data = _read_toml(path)
@@ -162,29 +167,56 @@ def dump_driver_families(configs_dir):
     default = data.get("default")
     if default not in families:
         raise ConfigError(f"{path}: 'default = {default!r}' does not name a [family.*] table; fix the file")
-    out = {}
+    out, names = {}, set(families)
     for name in [default] + [n for n in families if n != default]:
         fam = families[name]
         symbols = fam.get("symbols")
         if not isinstance(symbols, list) or not symbols or not isinstance(fam.get("description"), str):
             raise ConfigError(f"{path}: [family.{name}] needs a description and a non-empty symbols list")
-        out[name] = {"description": fam["description"], "symbols": list(symbols), "default": name == default}
+        entry = {"description": fam["description"], "symbols": list(symbols), "default": name == default,
+                 "dev": fam.get("dev")}
+        for key, kind in _FAMILY_LISTS.items():
+            value = fam.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(v, kind) and not isinstance(v, bool)
+                                                      for v in value):
+                raise ConfigError(f"{path}: [family.{name}] {key} must be a list of "
+                                  f"{'numbers' if kind is int else 'strings'}; fix the file")
+            entry[key] = list(value)
+        for alias in entry["aliases"]:
+            if alias in names:
+                raise ConfigError(f"{path}: alias {alias!r} of [family.{name}] names another family too; fix the file")
+            names.add(alias)
+        out[name] = entry
     return out
 
 
-def _dump_driver_fragment(configs_dir, family):
+def family_names(families):
+    """{name a user may give: family}: every family's own name and its aliases."""
+    return {**{n: n for n in families}, **{a: n for n, f in families.items() for a in f["aliases"]}}
+
+
+def _dump_driver_fragments(configs_dir, value):
+    """One fragment per family named in the dump_driver= value, each named for its family, so that an audit
+    message says which family asked for a symbol."""
     path = os.path.join(os.fspath(configs_dir), "dump-drivers.toml")
     families = dump_driver_families(configs_dir)
-    if family not in families:
-        raise ConfigError(f"dump_driver={family} is not a known dump driver family; choose one of "
+    known = family_names(families)
+    names = options.split_dump_driver(value)
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ConfigError(f"dump_driver={value} is not a known dump driver family; choose one of "
                           f"{', '.join(families)} (see scons -h)")
-    header = f"[family.{family}]"
-    name = f"dump_driver={family}"
-    requests = []
-    for sym in families[family]["symbols"]:
-        line = _line_of(path, header, '"' + sym + '"')
-        requests.append(Request(sym, "y", f"{path}:{line} ({name})"))
-    return Fragment(name, tuple(requests), covered_by="dump_driver")
+    frags = []
+    for given in names:
+        family = known[given]
+        header = f"[family.{family}]"
+        name = f"dump_driver={given}"
+        requests = []
+        for sym in families[family]["symbols"]:
+            line = _line_of(path, header, '"' + sym + '"')
+            requests.append(Request(sym, "y", f"{path}:{line} ({name})"))
+        frags.append(Fragment(name, tuple(requests), covered_by="dump_driver"))
+    return frags
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,9 +256,9 @@ def _rules(configs_dir, kind):
 def fragments_for(configs_dir, *, arch, kind, dump_driver=None, pae=None, user_fragment=None):
     """The ordered fragment list for one kernel: our files under configs/, generated ones, then the user's.
 
-    minik: minik-common.config, minik-<arch>.config, the dump driver family (default family when None), the PAE
-    choice (arches whose file has [config.pae]: pae True/False, None means its default), then user_fragment
-    (overrides=True).
+    minik: minik-common.config, minik-<arch>.config, one fragment per family of the comma-separated dump_driver
+    (the default family when None), the PAE choice (arches whose file has [config.pae]: pae True/False, None means
+    its default), then user_fragment (overrides=True).
     system: system-<arch>.config, then user_fragment. Paths are returned for files, Fragment objects for the rest.
     """
     configs_dir = os.fspath(configs_dir)
@@ -236,7 +268,7 @@ def fragments_for(configs_dir, *, arch, kind, dump_driver=None, pae=None, user_f
         out = [os.path.join(configs_dir, "minik-common.config"), os.path.join(configs_dir, f"minik-{arch}.config")]
         if dump_driver is None:
             dump_driver = next(iter(dump_driver_families(configs_dir)))
-        out.append(_dump_driver_fragment(configs_dir, dump_driver))
+        out += _dump_driver_fragments(configs_dir, dump_driver)
         choice = arches.load(arch).pae if arch in arches.names() else None
         if pae is not None and choice is None:
             with_pae = ", ".join(a.name for a in arches.load_all() if a.pae)
@@ -587,14 +619,13 @@ class Check:
 
 
 def _covered(covers, kconf, tree, fragments):
-    """The symbols a covers rule holds in this tree, and the option that chose them (None: no option did)."""
+    """The symbols a covers rule holds in this tree, each with the option that chose it (None: no option did);
+    a symbol two dump driver families share is held for each (the first one's name is the one a problem shows)."""
     if covers == "filesystems":
-        return filesystem_symbols(kconf, tree), None
-    frag = next((f for f in fragments if f.covered_by == covers), None)
-    if frag is None:
-        return [], None
+        return [(name, None) for name in filesystem_symbols(kconf, tree)]
     # A symbol this tree does not define is reported as an unknown request (_merge), with its fragment line.
-    return [r.symbol for r in frag.requests if r.symbol in kconf.syms and kconf.syms[r.symbol].nodes], frag.name
+    return [(r.symbol, f.name) for f in fragments if f.covered_by == covers for r in f.requests
+            if r.symbol in kconf.syms and kconf.syms[r.symbol].nodes]
 
 
 def rule_checks(rules, kconf, tree, arch, fragments):
@@ -603,8 +634,7 @@ def rule_checks(rules, kconf, tree, arch, fragments):
     checks = []
     for rule in rules:
         if rule.covers is not None:
-            symbols, option = _covered(rule.covers, kconf, tree, fragments)
-            checks += [Check(name, rule, option) for name in symbols]
+            checks += [Check(name, rule, option) for name, option in _covered(rule.covers, kconf, tree, fragments)]
             continue
         sym = kconf.syms.get(rule.symbol)
         if sym is None or not sym.nodes:

@@ -45,7 +45,9 @@ def specs(dump_drivers, default_driver, environ=os.environ):
              "else the CPU count)", ""),
         Spec("verbose", "1: show kbuild's full output instead of one progress line per stage", "0"),
         Spec("fuzz", "patch context fuzz allowed (0 = exact, like Buildroot); fuzzed hunks are reported", "0"),
-        Spec("dump_driver", "mini kernel dump block driver family: " + ", ".join(dump_drivers), default_driver),
+        Spec("dump_driver", "mini kernel dump block driver families, comma-separated (see below): "
+             + ", ".join(dump_drivers) + "; or lspci:FILE, the families that drive the storage controllers "
+             "`lspci -n` on the target printed into FILE", default_driver),
         Spec("pae", f"{with_pae} only: run the mini kernel in PAE mode (no for CPUs without PAE, e.g. Pentium M)",
              "yes"),
         Spec("minik_fragment", "your own extra Kconfig fragment for the mini kernel (the rules still apply)", ""),
@@ -189,6 +191,38 @@ def _launcher(value, base_dir, environ):
     return path
 
 
+LSPCI_PREFIX = "lspci:"
+
+
+def split_dump_driver(value):
+    """The family names of a dump_driver= value ("ide, scsi-sym53c8xx"), in the order given, each once."""
+    return list(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+
+
+def _dump_driver(value, dump_drivers, base_dir):
+    """"ide,scsi-sym53c8xx" (each family once, in the order given), or "lspci:" + the absolute path of the file."""
+    value = value.strip()
+    if value.startswith(LSPCI_PREFIX):
+        given = value[len(LSPCI_PREFIX):].strip()
+        path = os.path.abspath(os.path.join(base_dir, os.path.expanduser(given)))
+        if not given or not os.path.isfile(path):
+            raise MkdumpError(f"dump_driver={value}: no such file; give lspci:FILE, FILE holding what `lspci -n` "
+                              "printed on the target machine.")
+        return LSPCI_PREFIX + path
+    names = split_dump_driver(value)
+    unknown = [n for n in names if n not in dump_drivers]
+    if len(unknown) == 1:
+        what = f"{unknown[0]!r} is not a dump driver family"
+    elif unknown:
+        what = f"{', '.join(repr(n) for n in unknown)} are not dump driver families"
+    else:
+        what = "it names no family"
+    if unknown or not names:
+        raise MkdumpError(f"Invalid value for dump_driver: {value!r}: {what}; valid values are "
+                          f"{', '.join(dump_drivers)} (comma-separated), or lspci:FILE.")
+    return ",".join(names)
+
+
 def parse(raw, *, dump_drivers, base_dir=".", environ=os.environ):
     """Validate the raw option strings (as SCons collected them) into Options; MkdumpError on the first bad one."""
     arch = raw["arch"].strip().lower()
@@ -210,9 +244,7 @@ def parse(raw, *, dump_drivers, base_dir=".", environ=os.environ):
 
     jobs = _int("jobs", raw["jobs"], minimum=1) if raw["jobs"] else None
 
-    driver = raw["dump_driver"].strip()
-    if driver not in dump_drivers:
-        raise MkdumpError(f"Invalid value for dump_driver: {driver!r}; valid values are {', '.join(dump_drivers)}.")
+    driver = _dump_driver(raw["dump_driver"], dump_drivers, base_dir)
 
     pae_raw = raw["pae"].strip().lower()
     if pae_raw not in ("yes", "no"):

@@ -296,10 +296,25 @@ def config_fragments(kind, arch, *, configs_dir, dump_driver, pae, minik_fragmen
                                  user_fragment=minik_fragment)
 
 
+def dump_driver_from_lspci(value, lay, configs_dir, log):
+    """dump_driver=lspci:FILE as the families that drive the storage controllers FILE lists, matched against the
+    driver tables of the pristine tree; said on the console with every controller no family drives."""
+    from . import kconfig, lspci
+    path = value[len("lspci:"):]
+    choice = lspci.resolve(path, pristine_tree(lay, "linux", log=log), kconfig.dump_driver_families(configs_dir))
+    log(f"mkdump: [{lay.arch}] dump_driver=lspci:{os.path.basename(path)}: chose {choice.summary()}")
+    for note in choice.notes:
+        log(f"mkdump: [{lay.arch}] dump_driver=lspci:{os.path.basename(path)}: {note}")
+    return ",".join(choice.families)
+
+
 def config(p, ctx):
     from . import kconfig
     lay, kind, log, system_config = ctx.lay, p.kind, ctx.log, p.system_config
-    frags = config_fragments(kind, lay.arch, configs_dir=ctx.project.configs_dir, dump_driver=p.dump_driver,
+    dump_driver = p.dump_driver
+    if dump_driver and dump_driver.startswith("lspci:"):
+        dump_driver = dump_driver_from_lspci(dump_driver, lay, ctx.project.configs_dir, log)
+    frags = config_fragments(kind, lay.arch, configs_dir=ctx.project.configs_dir, dump_driver=dump_driver,
                              pae=p.pae, minik_fragment=p.minik_fragment, system_config=system_config)
     log(f"mkdump: [{lay.arch}] configuring the {kind} kernel")
     base = None
@@ -494,7 +509,10 @@ def menuconfig(p, ctx):
     from . import menuconfig as menu
     from .stages import config_params
     lay, c = ctx.lay, config_params(ctx.run, ctx.lay.arch, p.kind)
-    frags = config_fragments(p.kind, lay.arch, configs_dir=ctx.project.configs_dir, dump_driver=c.dump_driver,
+    dump_driver = c.dump_driver
+    if dump_driver and dump_driver.startswith("lspci:"):
+        dump_driver = dump_driver_from_lspci(dump_driver, lay, ctx.project.configs_dir, ctx.log)
+    frags = config_fragments(p.kind, lay.arch, configs_dir=ctx.project.configs_dir, dump_driver=dump_driver,
                              pae=c.pae, minik_fragment=c.minik_fragment, system_config=c.system_config)
     menu.menuconfig(lay.tree(p.kind), arch=lay.arch, kind=p.kind, save=p.save, fragments=frags,
                     configs_dir=ctx.project.configs_dir, log=ctx.log)

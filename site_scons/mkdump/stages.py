@@ -149,7 +149,11 @@ def manifest_options(opts, arch):
     from .stamp import sha256_file
     def digest(path):
         return sha256_file(path) if path and path != "defconfig" else None
-    return {"dump_driver": opts.dump_driver, "pae": _pae(opts, arch), "minik_mem": opts.minik_mem,
+    # lspci:FILE as the file's name and its digest (the families it chose are in the mini kernel's config stamp):
+    # where the file was on the build machine is no input of what was built.
+    lspci = opts.dump_driver[len("lspci:"):] if opts.dump_driver.startswith("lspci:") else None
+    return {"dump_driver": f"lspci:{os.path.basename(lspci)}" if lspci else opts.dump_driver,
+            "lspci_sha256": digest(lspci), "pae": _pae(opts, arch), "minik_mem": opts.minik_mem,
             "fuzz": opts.fuzz, "dump_dev": opts.dump_dev, "minik_params": opts.minik_params, "prefix": opts.prefix,
             "minik_fragment_sha256": digest(opts.minik_fragment),
             "system_config_sha256": digest(opts.system_config)}
@@ -167,7 +171,11 @@ def _patch_inputs(p, arch, project):
 
 def _config_inputs(p, arch, project):
     from .pipeline import config_fragments
-    frags = config_fragments(p.kind, arch, configs_dir=project.configs_dir, dump_driver=p.dump_driver, pae=p.pae,
+    # dump_driver=lspci:FILE names its families only once the tree is there (the config stage reads its tables);
+    # the families' fragments are no files, so the default family stands in for them here.
+    lspci = p.dump_driver[len("lspci:"):] if p.dump_driver and p.dump_driver.startswith("lspci:") else None
+    frags = config_fragments(p.kind, arch, configs_dir=project.configs_dir,
+                             dump_driver=None if lspci else p.dump_driver, pae=p.pae,
                              minik_fragment=p.minik_fragment, system_config=p.system_config)
     files = [f for f in frags if isinstance(f, str)]
     files += [os.path.join(project.configs_dir, n) for n in ("rules.toml", "dump-drivers.toml")]
@@ -175,7 +183,7 @@ def _config_inputs(p, arch, project):
     from .arch import load
     files.append(load(arch).path)
     # The user's files are parsed into fragments above, so they are named here: an edit re-runs config.
-    files += [f for f in (p.minik_fragment, p.system_config) if f and f != "defconfig"]
+    files += [f for f in (p.minik_fragment, p.system_config, lspci) if f and f != "defconfig"]
     return files, []
 
 

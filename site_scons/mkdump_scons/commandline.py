@@ -12,11 +12,11 @@ def collect(top):
     """The options of this run, or None for `scons -h` (whose text this sets)."""
     from mkdump import kconfig
     families = kconfig.dump_driver_families(os.path.join(top, "configs"))
-    names = list(families)
+    names = list(kconfig.family_names(families))
     default_driver = next((n for n, f in families.items() if f.get("default")), names[0])
-    specs = options.specs(names, default_driver)
-    drivers_help = "\nDump driver families (dump_driver=):\n" + "".join(
-        f"  {n:12} {f.get('description', '')} [{', '.join(f['symbols'])}]\n" for n, f in families.items())
+    specs = options.specs(list(families), default_driver)
+    drivers_help = "\nDump driver families (dump_driver=FAMILY[,FAMILY...]):\n" + "".join(
+        _family_help(n, f) for n, f in families.items())
     Help(help_text(specs, drivers_help))
     if GetOption("help"):
         return None
@@ -32,6 +32,26 @@ def collect(top):
     except MkdumpError as err:
         print(f"scons: *** {err}", file=sys.stderr)
         Exit(2)
+
+
+def _majors(majors):
+    """[8, 65, 66, 67] -> '8, 65-67'."""
+    runs = []
+    for m in majors:
+        if runs and m == runs[-1][1] + 1:
+            runs[-1][1] = m
+        else:
+            runs.append([m, m])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def _family_help(name, fam):
+    aka = f" (also {', '.join(fam['aliases'])})" if fam["aliases"] else ""
+    disk = f"dump_dev e.g. /dev/{fam['dev']}, major {_majors(fam['major'])}; " if fam["major"] else ""
+    qemu = f"QEMU {', '.join(fam['qemu'])}" if fam["qemu"] else "no QEMU device"
+    pad = " " * 19
+    return (f"  {name:16} {fam['description']}{aka}\n{pad}{disk}{qemu}\n"
+            f"{pad}CONFIG_{', CONFIG_'.join(fam['symbols'])}\n")
 
 
 def _format_option(spec):
