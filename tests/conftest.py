@@ -1,4 +1,5 @@
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -9,6 +10,17 @@ sys.path.insert(0, str(ROOT / "site_scons"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 LINUX_NAMES = ("linux-2.6.9.tar.bz2", "linux-2.6.9.tar.gz", "linux-2.6.9.tar.xz")
+
+
+@pytest.fixture(autouse=True)
+def _ctrl_c_is_a_keyboard_interrupt():
+    """pytest started in the background by a non-interactive shell inherits SIGINT ignored, and Python then leaves
+    it ignored: the tests of Ctrl-C need what a terminal's run has, Python's own handler."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def _default_cache():

@@ -18,7 +18,7 @@ def disk(name):
 # --- which disk --------------------------------------------------------------------------------------------
 
 def test_the_project_lists_scsi_before_ide_before_usb_with_ext3_modules():
-    assert [d.name for d in DISKS] == ["scsi-sym53c8xx", "ide-piix", "usb-storage-uhci"]
+    assert [d.name for d in DISKS] == ["scsi-sym53c8xx", "ide-piix", "usb-storage-uhci", "scsi-tmscsim"]
     assert FS_MODULES == ("ext3",)
     assert all(d.why and d.args and d.device.startswith("/dev/") for d in DISKS)
 

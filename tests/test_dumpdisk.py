@@ -57,7 +57,7 @@ def _prove(tmp_path, late, disks=(IDE,)):
 def test_the_disk_is_attached_and_dump_dev_names_its_last_partition(tmp_path):
     reports, argv = _prove(tmp_path, "hda: QEMU HARDDISK, ATA DISK drive\r\n hda: hda1 hda2\r\n")
     [r] = reports
-    assert r["disk"] == "ide-piix" and r["partitions"] == ["hda1", "hda2"]
+    assert r["disk"] == "ide-piix" and r["proved"] and r["partitions"] == ["hda1", "hda2"]
     # hda2 is major 3, minor 2: what the load script writes to /proc/mkexec/dumpdev for dump_dev=/dev/hda2
     assert r["dump_dev"] == {"name": "hda2", "value": "0x300002"}
     append = argv[argv.index("-append") + 1]
@@ -74,3 +74,28 @@ def test_a_disk_whose_partitions_are_not_read_fails_with_the_console(tmp_path):
                                              r"\(.*\): no partition check line for it, expected hda: hda1 hda2\.") as e:
         _prove(tmp_path, "hda: QEMU HARDDISK, ATA DISK drive\r\nhda: lost interrupt\r\n")
     assert "hda: lost interrupt" in str(e.value)
+
+
+def test_every_family_qemu_emulates_has_a_disk_to_prove_it():
+    """A family's `qemu` devices are attached by some disk of kernel/boot-disks.toml whose symbols the family
+    builds in: its proof then boots with that disk."""
+    from mkdump import kconfig
+    from support.project import ROOT
+    families = kconfig.dump_driver_families(str(ROOT / "configs"))
+    disks, _ = load_disks()
+    for name, family in families.items():
+        values = {s: "y" for s in family["symbols"]}
+        attached = [d for d in dumpdisk.disks_built_in(values, disks)
+                    if d.qemu_device in family.get("qemu", ())]
+        assert bool(attached) == bool(family.get("qemu")), name
+
+
+def test_a_disk_the_proof_cannot_use_is_reported_not_booted(tmp_path):
+    usb = Disk("usb", "a USB disk", ("USB_STORAGE",), (), "/dev/sda", (8, 0), ("-device", "usb-storage"), 30,
+               "usb-storage", "found after the boot has ended")
+    said = []
+    reports = dumpdisk.prove("x86_64", tmp_path / "no-image", {"USB_STORAGE": "y"}, mem_mb=8, workdir=tmp_path,
+                             console_dir=tmp_path, log=said.append, disks=[usb])
+    assert reports == [{"disk": "usb", "why": "a USB disk", "proved": False,
+                        "reason": "found after the boot has ended"}]
+    assert said == ["boot x86_64: dump disk usb not proved: found after the boot has ended"]

@@ -30,6 +30,8 @@ class Disk:
     rdev: tuple         # (major, minor) of that node
     args: tuple         # QEMU arguments; {image} is the disk image
     wait_seconds: int
+    qemu_device: str = None     # the QEMU device model of the controller
+    minik_unproven: str = None  # why the mini kernel's dump disk proof cannot use it, if it cannot
 
 
 def load_disks(path=DISKS_TOML):
@@ -38,7 +40,8 @@ def load_disks(path=DISKS_TOML):
     for d in data.get("disk", []):
         try:
             disks.append(Disk(d["name"], d["why"], tuple(d["symbols"]), tuple(d["modules"]), d["device"],
-                              tuple(d["rdev"]), tuple(d["args"]), int(d.get("wait_seconds", 10))))
+                              tuple(d["rdev"]), tuple(d["args"]), int(d.get("wait_seconds", 10)),
+                              d.get("qemu_device"), d.get("minik_unproven")))
         except KeyError as e:
             raise MkdumpError(f"{path}: a [[disk]] lacks {e.args[0]}; add it (see the keys at the top).") from None
     return disks, tuple(data.get("filesystem_modules", ()))

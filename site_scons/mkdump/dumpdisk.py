@@ -16,6 +16,7 @@ from . import arch as arches
 from . import boot, bootdisk
 from .errors import MkdumpError
 from .loadscript import encode_dump_dev, format_dump_dev
+from .logs import log_default
 
 # Two partitions, as a dump disk beside a swap or data partition would have; small, since only the table is read.
 PARTITIONS_MB = (4, 4)
@@ -61,6 +62,10 @@ def prove(arch, bzimage, config_values, *, mem_mb, workdir, console_dir, log=Non
         disks, _ = bootdisk.load_disks()
     reports = []
     for disk in disks_built_in(config_values, disks):
+        if disk.minik_unproven:
+            (log or log_default)(f"boot {arch}: dump disk {disk.name} not proved: {disk.minik_unproven}")
+            reports.append({"disk": disk.name, "why": disk.why, "proved": False, "reason": disk.minik_unproven})
+            continue
         image = os.path.join(workdir, f"dump-disk-{disk.name}.img")
         os.makedirs(workdir, exist_ok=True)
         parts = make_partitioned_image(image)
@@ -88,7 +93,7 @@ def prove(arch, bzimage, config_values, *, mem_mb, workdir, console_dir, log=Non
                                  f"{' '.join(name + str(n) for n in parts)}.", result)
         os.remove(image)
         memory = boot._MEMORY.search(result.console)
-        reports.append({"disk": disk.name, "why": disk.why, "device": name, "partitions": listed,
+        reports.append({"disk": disk.name, "why": disk.why, "proved": True, "device": name, "partitions": listed,
                         "dump_dev": {"name": target, "value": dump_dev},
                         "memory_kb": int(memory.group(1)) if memory else None, "mem_mb": mem_mb,
                         "machine_memory_mb": memory_mb, "seconds": round(result.seconds, 2),

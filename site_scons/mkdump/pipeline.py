@@ -527,7 +527,7 @@ def _prove_dump_disks(lay, minik_mem, log):
     values = read_config_values(os.path.join(lay.tree("minik"), ".config"))
     reports = dumpdisk.prove(lay.arch, os.path.join(lay.out, "minik-bzImage"), values, mem_mb=minik_mem,
                              workdir=lay.arch_dir, console_dir=os.path.dirname(lay.report("x")), log=log)
-    for r in reports:
+    for r in (r for r in reports if r["proved"]):
         log(f"mkdump: [{lay.arch}] boot test: the mini kernel found its dump disk on {r['disk']} "
             f"({r['device']}: {' '.join(r['partitions'])}; dump_dev={r['dump_dev']['name']} "
             f"{r['dump_dev']['value']}) with {r['memory_kb']}k of {r['mem_mb']} MB")
