@@ -1,5 +1,8 @@
 """The whole product on the real Linux 2.6.9 tree: `scons arch=<arch>` then `scons boot-test`, for both arches.
 
+The mini kernel is built with every dump driver family whose controller QEMU emulates, so the boot test proves
+that each finds its disk (the default family alone is built by test_boot_real.py and test_repro_real.py).
+
 The mkdump upstream files are unreachable, so stand-ins generated from the real tree take their place. Minutes per
 arch: marked slow; skipped with the reason when the real archive is absent.
 """
@@ -13,6 +16,9 @@ from support.real_sources import make_real_sources
 
 pytestmark = [pytest.mark.realkernel, pytest.mark.slow]
 
+# The families configs/dump-drivers.toml says QEMU emulates (tests/test_dumpdisk.py checks each has its disk).
+EMULATED = ("ide", "scsi-sd", "tmscsim", "usb-storage")
+
 
 @pytest.fixture(scope="module")
 def real_sources(real_linux_tarball, tmp_path_factory):
@@ -22,7 +28,8 @@ def real_sources(real_linux_tarball, tmp_path_factory):
 @pytest.mark.parametrize("arch", ["x86_64", "i386"])
 def test_build_check_and_boot(arch, real_sources, tmp_path):
     proj = P.copy_project(tmp_path / "proj")
-    args = [f"arch={arch}", f"sources={real_sources}", "offline=1", f"cache={tmp_path / 'cache'}"]
+    args = [f"arch={arch}", f"sources={real_sources}", "offline=1", f"cache={tmp_path / 'cache'}",
+            f"dump_driver={','.join(EMULATED)}"]
     start = time.monotonic()
     r = P.scons(proj, *args, timeout=3600)
     assert r.returncode == 0, r.stdout + r.stderr[-6000:]
@@ -45,12 +52,17 @@ def test_build_check_and_boot(arch, real_sources, tmp_path):
     minik = boot["minik"]["checks"]
     assert any(c.startswith("memory: ") for c in minik)
     assert any(c.startswith("late point: ") and "Unable to mount root fs" in c for c in minik)
-    # the default dump driver (IDE PIIX) finds a partitioned disk on the board's IDE controller, in the mini
-    # kernel's own memory, and dump_dev names one of its partitions
-    [disk] = boot["minik"]["dump_disks"]
-    assert disk["disk"] == "ide-piix" and disk["partitions"] == ["hda1", "hda2"]
-    assert disk["dump_dev"] == {"name": "hda2", "value": "0x300002"} and 0 < disk["memory_kb"] <= 8192
-    assert (arch_dir / "reports" / "boot-minik-disk-ide-piix.log").is_file()
+    # each emulated controller's driver finds a partitioned disk, in the mini kernel's own memory, and dump_dev
+    # names one of its partitions; a USB disk appears only after the boot has ended, which the report says
+    disks = {d["disk"]: d for d in boot["minik"]["dump_disks"]}
+    assert set(disks) == {"ide-piix", "scsi-sym53c8xx", "scsi-tmscsim", "usb-storage-uhci"}
+    for name, device, value in (("ide-piix", "hda", "0x300002"), ("scsi-sym53c8xx", "sda", "0x800002"),
+                                ("scsi-tmscsim", "sda", "0x800002")):
+        disk = disks[name]
+        assert disk["proved"] and disk["partitions"] == [f"{device}1", f"{device}2"], name
+        assert disk["dump_dev"] == {"name": f"{device}2", "value": value} and 0 < disk["memory_kb"] <= 8192
+        assert (arch_dir / "reports" / f"boot-minik-disk-{name}.log").is_file()
+    assert not disks["usb-storage-uhci"]["proved"] and "hub thread" in disks["usb-storage-uhci"]["reason"]
     assert any("init_module returned 0" in c for c in boot["system"]["checks"])
     assert boot["system"]["mkexec"]["init_module_returned"] == 0, "the system kernel loaded our mkexec.ko"
     assert len(boot["system"]["mkexec"]["proc_mkexec_present"]) == 5, "mem, dumpdev, parameter, path, stats"
