@@ -61,7 +61,7 @@ _ACTION = SCons.Action.Action(_run_stage, strfunction=_describe)
 
 def _declare(env, opts, top):
     """The whole graph of this run, from the stage table."""
-    from mkdump.sources import LockFile, load_sources
+    from mkdump.sources import load_sources
     project = stages.Project(top)
     sources = load_sources(project.sources_toml)
     if len(opts.arches) > 1 and "install" in COMMAND_LINE_TARGETS:
@@ -74,17 +74,20 @@ def _declare(env, opts, top):
     if opts.cache_dir:
         from mkdump_scons import cachedir
         shared = cachedir.shared_env(env, opts.cache_dir)
-    plan = stages.plan(opts, project, sources, out_name="checked" if shared else "out")
+    out_name = "checked" if shared else "out"
+    plan = stages.plan(opts, project, sources, out_name=out_name)
     # A fetch stamp whose file changed since no longer vouches for it: SCons cannot see a file outside the graph.
     stale = stages.stale_fetches(opts.build, sources, project.lock_path)
     made, published = {}, {}
     for n in plan:
         deps = [t for m in n.needs for t in made[m.id]]
         if n.stage.reads_out:
-            deps = published.setdefault(n.arch, _publish(env, shared, n.arch, deps, plan, opts, project, sources))
+            if n.arch not in published:
+                published[n.arch] = _publish(env, shared, n.arch, deps, plan, opts, project, sources)
+            deps = published[n.arch]
         cmd = env.Command(nodes(env, n.targets), [env.Value(n.signature())] + deps + nodes(env, n.files), _ACTION)
         made[n.id] = cmd
-        if any(_inside(t, layout.Layout(opts.build, n.arch or "", "out").out) for t in n.targets):
+        if n.arch and any(_inside(t, layout.Layout(opts.build, n.arch, out_name).out) for t in n.targets):
             # SCons deletes targets before their action runs: a failing check must not leave out/ half emptied.
             env.Precious(cmd)
         if shared:
