@@ -152,5 +152,5 @@ def test_an_lspci_file_is_an_input_of_the_mini_kernel_config(tmp_path):
     f = tmp_path / "lspci.txt"
     f.write_text("00:1f.1 0101: 8086:24db (rev 02)\n")
     params = stages.ConfigParams("minik", dump_driver=f"lspci:{f}", pae=None, minik_fragment=None, system_config=None)
-    files, _ = stages._config_inputs(params, "x86_64", project)
+    files, _ = stages._config_inputs(params, "x86_64", project, "build")
     assert str(f) in files and str(CONFIGS / "dump-drivers.toml") in files

@@ -161,7 +161,7 @@ def manifest_options(opts, arch):
 
 # ---------------------------------------------------------------- what each stage reads beyond its needs
 
-def _patch_inputs(p, arch, project):
+def _patch_inputs(p, arch, project, root):
     """The series, its local patches, and the sources it names (their unpacked tree, or the fetched file)."""
     from .pipeline import series_inputs
     series = project.series(arch, p.kind)
@@ -169,7 +169,7 @@ def _patch_inputs(p, arch, project):
     return [series] + files, [("unpack" if s in UNPACKED else "fetch", s) for s in srcs]
 
 
-def _config_inputs(p, arch, project):
+def _config_inputs(p, arch, project, root):
     from .pipeline import config_fragments
     # dump_driver=lspci:FILE names its families only once the tree is there (the config stage reads its tables);
     # the families' fragments are no files, so the default family stands in for them here.
@@ -187,7 +187,7 @@ def _config_inputs(p, arch, project):
     return files, []
 
 
-def _toolchain_inputs(p, arch, project):
+def _toolchain_inputs(p, arch, project, root):
     """Our toolchain data and every program detection may pick (compiler driver, as, ld, host compiler: the
     programs cache_dir='s key holds): an upgraded gcc changes the flags that work and the vermagic."""
     import shutil
@@ -221,7 +221,7 @@ class Stage:
     needs: tuple = ()               # stages whose results it reads: "stage" (the same kernel, or every instance)
                                     # or "stage:each"
     vouches: Callable = None        # (lay, each) -> files its stamp vouches for; one gone runs the stage again
-    inputs: Callable = None         # (params, arch, project[, root]) -> (files, [(stage, each)])
+    inputs: Callable = None         # (params, arch, project, root) -> (files, [(stage, each)])
     target: Optional[str] = None    # the scons target that stops after it
     help: str = ""
     always: bool = False            # runs every time it is asked for
@@ -416,10 +416,8 @@ def plan(opts, project, sources, *, out_name="out"):
                             vouched=stage.vouches(lay, each) if stage.vouches else [])
                 refs = [_ref(n, stage, each) for n in stage.needs]
                 if stage.inputs:
-                    extra = (stage.inputs(params, arch, project, opts.build) if stage.name == "manifest"
-                             else stage.inputs(params, arch, project))
-                    node.files, more = extra
-                    refs += [(name, e) for name, e in more]
+                    node.files, more = stage.inputs(params, arch, project, opts.build)
+                    refs += list(more)
                 for name, e in refs:
                     node.needs += _find(index, name, arch, e)
                 index.setdefault(stage.name, []).append(node)
