@@ -10,7 +10,7 @@ from support import project as P
 from test_integration import new_project
 
 OUT = ("manifest.json", "vmlinux.bin", "minik-bzImage", "minik-System.map", "system-bzImage", "system-System.map",
-       "mkexec.ko", "mkdump-load-x86_64")
+       "system-config", "system-modules.tar", "mkexec.ko", "mkdump-load-x86_64")
 
 
 def entries(cache):

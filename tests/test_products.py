@@ -12,7 +12,8 @@ def test_shipped_products_per_arch():
     pub = products.published("x86_64")
     assert pub["vmlinux.bin"] == ("minik", "arch/x86_64/boot/compressed/vmlinux.bin")
     assert pub["mkexec.ko"] == ("mkexec", "kernel/mkexec.ko")
-    assert {n for n, (prod, _) in pub.items() if prod == "system"} == {"system-bzImage", "system-System.map"}
+    assert {n for n, (prod, _) in pub.items() if prod == "system"} == {"system-bzImage", "system-System.map",
+                                                                             "system-config", "system-modules.tar"}
 
 
 def test_missing_table_is_named(tmp_path):

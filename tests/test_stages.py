@@ -30,7 +30,7 @@ def test_every_stage_instance_once_in_pipeline_order(tmp_path):
     assert ids == ["fetch:linux", "fetch:minik", "fetch:mkexec",
                    "unpack:x86_64:linux", "unpack:x86_64:mkexec", "toolchain:x86_64",
                    "patch:x86_64:minik", "patch:x86_64:system", "config:x86_64:minik", "config:x86_64:system",
-                   "menuconfig:x86_64", "build:x86_64:minik", "build:x86_64:system", "mkexec:x86_64", "check:x86_64",
+                   "menuconfig:x86_64", "build:x86_64:minik", "build:x86_64:system", "mkexec:x86_64", "modules:x86_64", "check:x86_64",
                    "load_script:x86_64", "manifest:x86_64", "install:x86_64", "boot_test:x86_64"]
     assert len([n for n in plan(tmp_path, arch="all") if n.stage.name == "manifest"]) == 2
 
@@ -76,7 +76,7 @@ def test_a_user_file_is_read_by_the_config_it_belongs_to(tmp_path):
 
 RERUN_MINIK = {"config:x86_64:minik", "menuconfig:x86_64", "build:x86_64:minik", "check:x86_64", "manifest:x86_64",
                "install:x86_64", "boot_test:x86_64"}
-AFTER_SYSTEM = {"mkexec:x86_64", "check:x86_64", "load_script:x86_64", "manifest:x86_64", "install:x86_64",
+AFTER_SYSTEM = {"mkexec:x86_64", "modules:x86_64", "check:x86_64", "load_script:x86_64", "manifest:x86_64", "install:x86_64",
                 "boot_test:x86_64"}
 
 

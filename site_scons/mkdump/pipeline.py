@@ -448,6 +448,27 @@ def check(p, ctx):
     stamp.write(lay.stamp("check"), {"checks": results, "published": outputs})
 
 
+def modules(p, ctx):
+    """The system kernel's modules as `modules_install` lays them out, packed in the system tree for check to
+    publish (mkdump.modules); an empty lib/modules/<release> for a kernel built without modules."""
+    from . import modules as mods
+    lay = ctx.lay
+    tree, release = lay.tree("system"), stamp.read(lay.stamp("build-system"))["release"]
+    staging = staging_dir(os.path.join(lay.arch_dir, "modules"))
+    try:
+        moddir = os.path.join(staging, "lib", "modules", release)
+        if mods.config_has_modules(os.path.join(tree, ".config")):
+            mods.modules_install(tree, staging, make_args=toolchain_make_args(lay),
+                                 log_path=lay.log("modules-install"), log=ctx.log)
+        os.makedirs(moddir, exist_ok=True)
+        count = mods.pack(moddir, release, os.path.join(tree, mods.TREE_NAME), epoch=p.source_date_epoch)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    ctx.log(f"mkdump: [{lay.arch}] {count} modules of the system kernel {release} packed for install")
+    stamp.write(lay.stamp("modules"), {"release": release, "modules": count,
+                                       "sha256": stamp.sha256_file(os.path.join(tree, mods.TREE_NAME))})
+
+
 # ---------------------------------------------------------------- load script, manifest, install
 
 def load_script(p, ctx):
@@ -499,9 +520,10 @@ def install(p, ctx):
     from .elfcheck import module_release
     release = module_release(os.path.join(lay.out, "mkexec.ko"))
     files = {"vmlinux.bin": "vmlinux.bin", "System.map": "minik-System.map", "manifest.json": "manifest.json",
-             "load-script": script_name(lay.arch), "mkexec.ko": "mkexec.ko", "kernel-image": "system-bzImage"}
+             "load-script": script_name(lay.arch), "mkexec.ko": "mkexec.ko", "kernel-image": "system-bzImage",
+             "kernel-map": "system-System.map", "kernel-config": "system-config"}
     installing.install(lay.out, destdir=destdir, prefix=ctx.run.prefix, release=release, files=files, arch=lay.arch,
-                       log=ctx.log)
+                       log=ctx.log, modules="system-modules.tar", depmod_log=lay.log("depmod"))
 
 
 def menuconfig(p, ctx):

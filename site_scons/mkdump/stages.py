@@ -293,11 +293,17 @@ STAGES = (
           vouches=lambda lay, each: [os.path.join(lay.mkexec_build, rel)
                                      for rel in products.load(lay.arch)["mkexec"].outputs],
           target="build"),
+    Stage("modules", "arch", BuildParams,
+          make_params=lambda o, arch, each, sources: BuildParams("system", o.source_date_epoch),
+          produces=lambda lay, each: [lay.stamp("modules")],
+          needs=("build:system", "toolchain"),
+          vouches=lambda lay, each: [os.path.join(lay.tree("system"), _modules_tar())],
+          target="build"),
     Stage("check", "arch", CheckParams,
           make_params=lambda o, arch, each, sources: CheckParams(o.minik_mem),
           produces=lambda lay, each: [lay.stamp("check")] + [os.path.join(lay.out, n)
                                                               for n in products.published(lay.arch)],
-          needs=("build", "mkexec"),
+          needs=("build", "mkexec", "modules"),
           target="check", help="check the artifacts and publish them in <build>/<arch>/out/"),
     Stage("load_script", "arch", LoadScriptParams,
           make_params=lambda o, arch, each, sources: LoadScriptParams(o.minik_mem, o.dump_dev, o.minik_params,
@@ -332,6 +338,11 @@ def _fetch_definition(source):
 def _unpacked_dir(lay, source):
     from .pipeline import unpacked_dir
     return unpacked_dir(lay, source)
+
+
+def _modules_tar():
+    from .modules import TREE_NAME
+    return TREE_NAME
 
 
 def _script_name(arch):
