@@ -179,7 +179,8 @@ def same_products(setup, ours_build, hand_work):
     same, differ = [], []
     from mkdump.modules import TREE_NAME
     for name, (product, rel) in sorted(products.published(setup.arch).items()):
-        if rel == TREE_NAME:    # packed by our modules stage, not made by kbuild: the steps by hand have none
+        # Packed by our modules stage, or mkdutils (no kernel at all): the kernel steps by hand make neither.
+        if rel == TREE_NAME or product == "mkdutils":
             continue
         base = lay.mkexec_build if product == "mkexec" else lay.tree(product)
         hand = os.path.join(hand_work, "mkexec" if product == "mkexec" else product, rel)

@@ -6,7 +6,7 @@ from mkdump.errors import MkdumpError
 
 def test_shipped_products_per_arch():
     p = products.load("i386")
-    assert set(p) == {"minik", "system", "mkexec"}
+    assert set(p) == {"minik", "system", "mkexec", "mkdutils"}
     assert "arch/i386/boot/compressed/vmlinux.bin" in p["minik"].outputs
     assert p["system"].make_targets == ("bzImage", "modules")
     pub = products.published("x86_64")

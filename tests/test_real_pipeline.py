@@ -46,6 +46,21 @@ def test_build_check_and_boot(arch, real_sources, tmp_path):
     assert len(tolerated) == 4, "exactly the four CVS $Id$ hunks of the stand-in are tolerated"
     assert manifest["inputs"]["configs"]["minik"]["audited"]["DUMP_MINI_KERNEL"] == "y"
 
+    # the whole system kernel installed: its modules, and kmod's dependency data in module-init-tools 3.1's form
+    dest = tmp_path / "stage"
+    r = P.scons(proj, "install", f"DESTDIR={dest}", *args, timeout=1800)
+    assert r.returncode == 0, r.stdout + r.stderr[-6000:]
+    moddir = dest / "lib" / "modules" / "2.6.9"
+    kos = sorted(moddir.rglob("*.ko"))
+    assert len(kos) > 50
+    assert (dest / "boot" / "System.map-2.6.9").is_file() and (dest / "boot" / "config-2.6.9").is_file()
+    from mkdump.modules import check_dep_format
+    assert check_dep_format(str(moddir / "modules.dep"), "2.6.9") == []
+    deps = (moddir / "modules.dep").read_text().splitlines()
+    assert len(deps) == len(kos), "every module has its line"
+    assert any(line.split(":")[1].strip() for line in deps), "some module depends on another"
+    assert not (moddir / "build").exists() and not (moddir / "source").exists()
+
     r = P.scons(proj, "boot-test", *args, timeout=1800)
     assert r.returncode == 0, r.stdout + r.stderr[-6000:]
     boot = json.loads((arch_dir / "reports" / "boot-test.json").read_text())

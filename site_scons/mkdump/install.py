@@ -7,6 +7,7 @@ release, e.g. 2.6.9):
     <PREFIX>/share/mkdump/<arch>/System.map       the mini kernel's symbol map (for reading its messages)  0644
     <PREFIX>/share/mkdump/<arch>/manifest.json    provenance: inputs, outputs and check results             0644
     <PREFIX>/sbin/mkdump-load-<arch>              the load script (README "Run Mini Kernel Dump" 1-2)       0755
+    <PREFIX>/sbin/<tool>                          mkdutils' tools (`tools=`, a tar from out/), as built     0755
     /lib/modules/<release>/extra/mkexec.ko        where modprobe/depmod look for out-of-tree modules        0644
     /boot/vmlinuz-<release>                       the system kernel image, named as 2.6.9's `make install`  0644
     /boot/System.map-<release>                    the system kernel's symbol map (depmod -F, klogd, ksymoops) 0644
@@ -183,6 +184,25 @@ def _write_atomically(src, dest, mode, mtime):
         raise
 
 
+def _install_tools(tar_path, root, prefix, destdir, log):
+    """mkdutils' tools (mkdump.mkdutils' tar) under PREFIX/sbin, 0755, with the tar's dates."""
+    from .mkdutils import members
+    import tarfile
+    entries = members(tar_path)
+    sbin = os.path.join(prefix, "sbin")
+    directory = _confined_dir(root, sbin, create=True)
+    shown = []
+    with tarfile.open(tar_path, "r:") as tar:
+        for name, info in entries:
+            dest = os.path.join(directory, name)
+            if os.path.isdir(dest) and not os.path.islink(dest):
+                raise MkdumpError(f"{dest} is a directory where the mkdutils tool {name} belongs; remove it")
+            _write_atomically(tar.extractfile(info), dest, 0o755, info.mtime)
+            shown.append(os.path.join(os.path.abspath(destdir), sbin.lstrip("/"), name))
+            log(f"install: mkdutils {name} -> {shown[-1]}")
+    return shown
+
+
 def _depmod(root, moddir, release, system_map, mtime, log_path, log):
     from .modules import check_dep_format, run_depmod
     before = set(os.listdir(moddir))
@@ -206,15 +226,16 @@ def _depmod(root, moddir, release, system_map, mtime, log_path, log):
 
 
 def install(out_dir, *, destdir, prefix="/usr", release, files, arch=None, log=None, modules=None,
-            depmod_log=None):
+            depmod_log=None, tools=None):
     """Install `files` (role -> source path; relative paths are taken in `out_dir`) under `destdir`.
 
     Roles: vmlinux.bin, System.map, manifest.json, load-script, mkexec.ko, kernel-image (required), kernel-map,
     kernel-config (see the module docstring for where each goes). `modules`: the system kernel's modules tar
-    (mkdump.modules), installed after the files, then depmod on DESTDIR (its output to `depmod_log`). `arch`
-    defaults to the name of out_dir's parent directory (build/<arch>/out). Returns the installed paths (under destdir) in role order. Raises MkdumpError for a
-    missing or unknown role, a missing source, a bad PREFIX/release/arch, anything that would land outside
-    destdir, and a failed write (the file being written keeps its old content).
+    (mkdump.modules), installed after the files, then depmod on DESTDIR (its output to `depmod_log`); `tools`:
+    mkdutils' tar, its tools installed under PREFIX/sbin. `arch` defaults to the name of out_dir's parent directory
+    (build/<arch>/out). Returns the installed paths (under destdir) in role order, then the tools. Raises
+    MkdumpError for a missing or unknown role, a missing source, a bad PREFIX/release/arch, anything that would
+    land outside destdir, and a failed write (the file being written keeps its old content).
     """
     log = log or log_default
     out_dir = os.path.abspath(out_dir)
@@ -236,6 +257,10 @@ def install(out_dir, *, destdir, prefix="/usr", release, files, arch=None, log=N
         raise MkdumpError(f"install lacks {', '.join(missing)}; build them first (scons arch={arch})")
     roles = [role for role in ROLES if role in files]
     sources = {}
+    if tools is not None:
+        tools = os.path.join(out_dir, os.fspath(tools))
+        if not os.path.isfile(tools):
+            raise MkdumpError(f"the mkdutils tar {tools} does not exist; build it first (scons arch={arch})")
     if modules is not None:
         modules = os.path.join(out_dir, os.fspath(modules))
         if not os.path.isfile(modules):
@@ -266,6 +291,12 @@ def install(out_dir, *, destdir, prefix="/usr", release, files, arch=None, log=N
                               "permissions in DESTDIR, then install again") from e
         log(f"install: {role} -> {shown}")
         installed.append(shown)
+    if tools is not None:
+        try:
+            installed += _install_tools(tools, root, _check_prefix(prefix), destdir, log)
+        except OSError as e:
+            raise MkdumpError(f"installing mkdutils under {destdir} failed ({e.strerror or e}); check space and "
+                              "permissions in DESTDIR, then install again") from e
     if modules is not None:
         try:
             mtime, moddir = _install_modules(modules, root, release, destdir, log)
