@@ -167,3 +167,12 @@ def test_install_modules_without_depmod_says_install_kmod(out, tmp_path, monkeyp
     with pytest.raises(MkdumpError, match="install kmod"):
         inst.install(str(out), destdir=str(tmp_path / "dest"), release="2.6.9", files=files,
                      modules="system-modules.tar", depmod_log=str(tmp_path / "d.log"), log=lambda m: None)
+
+
+def test_the_installed_config_has_no_build_time():
+    """2.6.9's conf writes the time into .config's header: two builds of one configuration would differ."""
+    header = "#\n# Automatically generated make config: don't edit\n# Linux kernel version: 2.6.9\n"
+    body = "#\nCONFIG_X86=y\n\n#\n# Wed Dec  2 10:00:00 2026\n#\nCONFIG_A=y\n"
+    first = mods.installable_config(header + "# Wed Dec  2 10:00:00 2026\n" + body)
+    second = mods.installable_config(header + "# Thu Dec  3 11:22:33 2026\n" + body)
+    assert first == second == header + body, "only the header's time line goes; a body comment stays"

@@ -28,6 +28,17 @@ BUILD_LINKS = ("build", "source")
 DEP_FILE = "modules.dep"
 # Where the stage leaves the tar in the system tree (kernel/products.toml publishes it from there).
 TREE_NAME = "mkdump-modules.tar"
+# And the .config installed as /boot/config-<release>, without the time conf wrote into its header.
+CONFIG_NAME = "mkdump-config"
+# 2.6.9's conf heads .config with the time it wrote it (ctime's form): two builds of the same configuration
+# would differ in it, and no later reader needs it.
+_CONF_TIME = re.compile(r"# [A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}\n")
+
+
+def installable_config(text):
+    """The .config `text` without the time line of its header (the lines up to the first blank one)."""
+    head, sep, rest = text.partition("\n\n")
+    return _CONF_TIME.sub("", head + "\n", count=1)[:-1] + sep + rest
 
 
 def config_has_modules(config_path):

@@ -467,6 +467,8 @@ def modules(p, ctx):
         count = mods.pack(moddir, release, os.path.join(tree, mods.TREE_NAME), epoch=p.source_date_epoch)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    with open(os.path.join(tree, ".config"), encoding="latin-1") as f:
+        write_atomic(os.path.join(tree, mods.CONFIG_NAME), mods.installable_config(f.read()))
     ctx.log(f"mkdump: [{lay.arch}] {count} modules of the system kernel {release} packed for install")
     stamp.write(lay.stamp("modules"), {"release": release, "modules": count,
                                        "sha256": stamp.sha256_file(os.path.join(tree, mods.TREE_NAME))})

@@ -302,7 +302,7 @@ STAGES = (
           make_params=lambda o, arch, each, sources: BuildParams("system", o.source_date_epoch),
           produces=lambda lay, each: [lay.stamp("modules")],
           needs=("build:system", "toolchain"),
-          vouches=lambda lay, each: [os.path.join(lay.tree("system"), _modules_tar())],
+          vouches=lambda lay, each: [os.path.join(lay.tree("system"), name) for name in _modules_files()],
           target="build"),
     Stage("mkdutils", "arch", MkdutilsParams,
           make_params=lambda o, arch, each, sources: MkdutilsParams(o.source_date_epoch),
@@ -353,9 +353,9 @@ def _unpacked_dir(lay, source):
     return unpacked_dir(lay, source)
 
 
-def _modules_tar():
-    from .modules import TREE_NAME
-    return TREE_NAME
+def _modules_files():
+    from .modules import CONFIG_NAME, TREE_NAME
+    return TREE_NAME, CONFIG_NAME
 
 
 def _script_name(arch):
