@@ -177,9 +177,20 @@ def same_products(setup, ours_build, hand_work):
     """Which published products the by-hand run made byte-identical to ours (proof both compiled the same)."""
     lay = setup.lay(ours_build)
     same, differ = [], []
+    from mkdump.modules import CONFIG_NAME, TREE_NAME, installable_config
     for name, (product, rel) in sorted(products.published(setup.arch).items()):
+        # Packed by our modules stage, or mkdutils (no kernel at all): the kernel steps by hand make neither.
+        if rel == TREE_NAME or product == "mkdutils":
+            continue
         base = lay.mkexec_build if product == "mkexec" else lay.tree(product)
-        hand = os.path.join(hand_work, "mkexec" if product == "mkexec" else product, rel)
+        hand_dir = os.path.join(hand_work, "mkexec" if product == "mkexec" else product)
+        if rel == CONFIG_NAME:
+            # The .config by hand, as the modules stage publishes it: without the time in its header.
+            hand = os.path.join(hand_work, "config-" + product)
+            with open(os.path.join(hand_dir, ".config"), encoding="latin-1") as f:
+                Path(hand).write_text(installable_config(f.read()), encoding="latin-1")
+        else:
+            hand = os.path.join(hand_dir, rel)
         (same if _sha256(os.path.join(base, rel)) == _sha256(hand) else differ).append(name)
     return same, differ
 

@@ -10,7 +10,7 @@ from support import project as P
 from test_integration import new_project
 
 OUT = ("manifest.json", "vmlinux.bin", "minik-bzImage", "minik-System.map", "system-bzImage", "system-System.map",
-       "mkexec.ko", "mkdump-load-x86_64")
+       "system-config", "system-modules.tar", "mkexec.ko", "mkdutils.tar", "mkdump-load-x86_64")
 
 
 def entries(cache):
@@ -53,7 +53,7 @@ def offline(tmp_path, team, *extra):
 
 
 def test_unpinned_sources_keep_the_first_run_out_of_the_cache(team):
-    assert "cache_dir: not used by this run, source minik, mkexec is not pinned yet" in team.first.stderr
+    assert "cache_dir: not used by this run, source minik, mkdutils, mkexec is not pinned yet" in team.first.stderr
     assert team.after_first == []
     out = team.a / "build" / "x86_64" / "out"
     assert sorted(os.listdir(out)) == sorted(OUT)

@@ -213,7 +213,8 @@ def test_a_re_made_tree_runs_its_config_and_build_again(sources, tmp_path):
     out = arch / "out"
     assert sorted(os.listdir(out)) == sorted(["manifest.json", "mkdump-load-x86_64", "mkexec.ko", "vmlinux.bin",
                                               "minik-bzImage", "minik-System.map", "system-bzImage",
-                                              "system-System.map"])
+                                              "system-System.map", "system-config", "system-modules.tar",
+                                              "mkdutils.tar"])
     assert '"minik_mem": 16' in (out / "manifest.json").read_text()
 
 

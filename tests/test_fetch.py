@@ -372,6 +372,24 @@ def test_trust_on_first_use_refuses_an_archive_without_the_mkexec_layout(tmp_pat
     assert listing(tmp_path / "cache" / "tmp") == []
 
 
+def test_trust_on_first_use_refuses_an_archive_without_the_mkdutils_layout(tmp_path, server):
+    from support import standin_mkdutils as S
+    good = S.make_taz(tmp_path / "good.taz").read_bytes()
+    lacking = S.make_taz(tmp_path / "bad.taz", files={"README": "no code\n"}).read_bytes()
+    server.add("/a/d.taz", b"<p>an error page served as the file</p>")
+    server.add("/b/d.taz", lacking)
+    server.add("/c/d.taz", good)
+    lock = LockFile(tmp_path / "sources.lock")
+    log = Log()
+    got = fetcher(tmp_path, lock=lock, log=log).fetch(
+        source(file="d.taz", urls=[server.url + p for p in ("/a/d.taz", "/b/d.taz", "/c/d.taz")],
+               kind="mkdutils-archive"))
+    assert got.url.endswith("/c/d.taz") and lock.get("d.taz") == sha(good)
+    assert "it cannot be unpacked" in log.text
+    assert "is not an mkdutils archive (it lacks a Makefile and C sources (*.c))" in log.text
+    assert listing(tmp_path / "cache" / "tmp") == []
+
+
 def test_a_recorded_file_is_not_checked_again(tmp_path, server, monkeypatch):
     server.add("/up/m.patch", KERNEL_PATCH)
     lock = LockFile(tmp_path / "sources.lock")

@@ -33,16 +33,16 @@ def test_default_target_publishes_checked_artifacts(built):
     names = sorted(os.listdir(out))
     for want in ("vmlinux.bin", "mkexec.ko", "manifest.json", "mkdump-load-x86_64"):
         assert want in names
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = json.loads((proj / "build/x86_64/out/manifest.json").read_text())
     assert manifest["arch"] == "x86_64"
     assert manifest["checks"] and all(c["ok"] for c in manifest["checks"])
     produced = {o["path"]: o for o in manifest["outputs"]}
     assert produced["vmlinux.bin"]["size"] == (out / "vmlinux.bin").stat().st_size
     assert "PASS" in r.stderr and "FAIL" not in r.stderr
-    # the trust-on-first-use warnings for the two unpinned mkdump files, and the lock file they wrote
-    assert r.stderr.count("TRUSTED ON FIRST USE") == 2
+    # the trust-on-first-use warnings for the three unpinned mkdump files, and the lock file they wrote
+    assert r.stderr.count("TRUSTED ON FIRST USE") == 3
     lock = (proj / "patches" / "sources.lock").read_text()
-    assert P.MINIK in lock and P.MKEXEC in lock
+    assert P.MINIK in lock and P.MKEXEC in lock and P.MKDUTILS in lock
     # the signature database lives in the build root, so a read-only checkout builds and build= dirs are separate
     assert (proj / "build" / ".sconsign.dblite").is_file()
     assert not (proj / ".sconsign.dblite").exists()
@@ -162,7 +162,7 @@ def test_dollars_in_values_are_taken_literally(sources, served, tmp_path):
     assert not (proj / "evaluated").exists(), "SCons evaluated a ${...} of minik_params= as Python"
     out = proj / "build" / "x86_64" / "out"
     assert f"PARAM='{params}'" in (out / "mkdump-load-x86_64").read_text()
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = json.loads((proj / "build/x86_64/out/manifest.json").read_text())
     assert manifest["inputs"]["options"]["minik_params"] == params
     assert manifest["inputs"]["options"]["minik_fragment_sha256"] is not None
     assert (odd / "team" / "config").is_file(), "SCons did not set up its cache in the cache_dir= given"
@@ -202,14 +202,40 @@ def test_install_lays_out_everything_under_destdir(built, tmp_path):
     r = P.scons(proj, "install", f"DESTDIR={dest}", "PREFIX=/opt/mkdump", *args)
     assert r.returncode == 0, r.stdout + r.stderr
     found = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
-    assert found == sorted([
+    # depmod's own files (which of them depends on the kmod version) are looked at below.
+    assert [f for f in found if not f.startswith("lib/modules/2.6.9/modules.")] == sorted([
         "opt/mkdump/share/mkdump/x86_64/vmlinux.bin", "opt/mkdump/share/mkdump/x86_64/System.map",
         "opt/mkdump/share/mkdump/x86_64/manifest.json", "opt/mkdump/sbin/mkdump-load-x86_64",
-        "lib/modules/2.6.9/extra/mkexec.ko", "boot/vmlinuz-2.6.9"])
+        "lib/modules/2.6.9/extra/mkexec.ko", "boot/vmlinuz-2.6.9"]
+        + ["boot/System.map-2.6.9", "boot/config-2.6.9", "opt/mkdump/sbin/mkdconv", "opt/mkdump/sbin/mkdinfo"])
+    # module-init-tools 3.1 open each path of modules.dep as written: absolute.
+    assert (dest / "lib/modules/2.6.9/modules.dep").read_text() == "/lib/modules/2.6.9/extra/mkexec.ko:\n"
+    assert (dest / "boot/config-2.6.9").read_bytes() == (proj / "build/x86_64/system/.config").read_bytes()
+    # mkdutils, built for this machine, runs here
+    run = subprocess.run([dest / "opt/mkdump/sbin/mkdinfo"], input=b"dump", capture_output=True)
+    assert run.stdout == b"4 bytes\n"
+    manifest = json.loads((proj / "build/x86_64/out/manifest.json").read_text())
+    assert manifest["inputs"]["sources"]["mkdutils"]["file"] == "mkdutils.taz"
+    assert {c["name"] for c in manifest["checks"] if c["ok"]} >= {"mkdutils mkdconv", "mkdutils mkdinfo"}
     out = proj / "build" / "x86_64" / "out"
     assert (dest / "opt/mkdump/share/mkdump/x86_64/vmlinux.bin").read_bytes() == (out / "vmlinux.bin").read_bytes()
     script = (dest / "opt/mkdump/sbin/mkdump-load-x86_64").read_text()
     assert "/opt/mkdump/share/mkdump/x86_64/vmlinux.bin" in script
+
+
+def test_two_installs_are_identical(built, tmp_path):
+    proj, args, _, _ = built
+    def state(dest):
+        return {str(p.relative_to(dest)): (p.is_dir() or p.read_bytes(), p.stat().st_mode,
+                                          p.stat().st_mtime_ns if p.is_file()
+                                          or str(p.relative_to(dest)).startswith("lib/modules/2.6.9") else 0)
+                for p in dest.rglob("*")}
+    for name in ("a", "b"):
+        r = P.scons(proj, "install", f"DESTDIR={tmp_path / name}", *args)
+        assert r.returncode == 0, r.stdout + r.stderr
+    first = state(tmp_path / "a")
+    assert "lib/modules/2.6.9/modules.dep" in first and "lib/modules/2.6.9/kernel" in first
+    assert first == state(tmp_path / "b")
 
 
 def test_install_without_destdir_says_what_to_do(built):

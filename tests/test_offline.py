@@ -105,7 +105,7 @@ def test_renamed_and_recompressed_linux_tarball_in_sources_offline(tmp_path, sou
     tbz = sources.files[P.LINUX]
     distfiles = tmp_path / "distfiles"
     distfiles.mkdir()
-    for name in (P.MINIK, P.MKEXEC):
+    for name in (P.MINIK, P.MKEXEC, P.MKDUTILS):
         (distfiles / name).write_bytes(sources.files[name])
     orig = gzip.compress(bz2.decompress(tbz), mtime=0)
     (distfiles / "linux_2.6.9.orig.tar.gz").write_bytes(orig)                 # Debian's name, gzip
@@ -127,7 +127,8 @@ def test_renamed_and_recompressed_linux_tarball_in_sources_offline(tmp_path, sou
     refused = [l for l in r.stderr.splitlines() if l.startswith(f"WARNING: not using {distfiles}/")]
     assert len(refused) == 1 and "linux-source-2.6.9.tar.xz: its unpacked tree hashes to" in refused[0]
     assert sorted(os.listdir(distfiles)) == sorted(["linux_2.6.9.orig.tar.gz", "linux-source-2.6.9.tar.xz",
-                                                    "linux_2.6.9-1.dsc", P.MINIK, P.MKEXEC])
+                                                    "linux_2.6.9-1.dsc", P.MINIK, P.MKEXEC,
+                                                    P.MKDUTILS])
     assert not (cache / "files").exists() or not os.listdir(cache / "files"), "a sources= file was copied"
 
 

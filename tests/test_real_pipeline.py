@@ -7,6 +7,7 @@ The mkdump upstream files are unreachable, so stand-ins generated from the real 
 arch: marked slow; skipped with the reason when the real archive is absent.
 """
 import json
+import subprocess
 import time
 
 import pytest
@@ -45,6 +46,26 @@ def test_build_check_and_boot(arch, real_sources, tmp_path):
                  if h["status"].startswith("keyword-")]
     assert len(tolerated) == 4, "exactly the four CVS $Id$ hunks of the stand-in are tolerated"
     assert manifest["inputs"]["configs"]["minik"]["audited"]["DUMP_MINI_KERNEL"] == "y"
+
+    # the whole system kernel installed: its modules, and kmod's dependency data in module-init-tools 3.1's form
+    dest = tmp_path / "stage"
+    r = P.scons(proj, "install", f"DESTDIR={dest}", *args, timeout=1800)
+    assert r.returncode == 0, r.stdout + r.stderr[-6000:]
+    moddir = dest / "lib" / "modules" / "2.6.9"
+    # the default system configuration builds its drivers in: its modules are the ones .config makes `m`
+    built_m = (arch_dir / "system" / ".config").read_text().count("=m\n")
+    kos = sorted(str(p.relative_to(moddir)) for p in moddir.rglob("*.ko"))
+    assert "extra/mkexec.ko" in kos and (len(kos) > 1) == (built_m > 0)
+    assert (dest / "boot" / "System.map-2.6.9").is_file() and (dest / "boot" / "config-2.6.9").is_file()
+    from mkdump.modules import check_dep_format
+    assert check_dep_format(str(moddir / "modules.dep"), "2.6.9") == []
+    deps = (moddir / "modules.dep").read_text().splitlines()
+    assert sorted(line.split(":")[0] for line in deps) == sorted("/lib/modules/2.6.9/" + k for k in kos)
+    assert not (moddir / "build").exists() and not (moddir / "source").exists()
+    # every symbol the modules use is the kernel's (System.map) or another module's: kmod reads 2.6.9's modules
+    check = subprocess.run(["depmod", "-n", "-e", "-b", str(dest), "-F", str(dest / "boot" / "System.map-2.6.9"),
+                            "2.6.9"], capture_output=True, text=True)
+    assert check.returncode == 0 and "unknown symbol" not in check.stderr, check.stderr
 
     r = P.scons(proj, "boot-test", *args, timeout=1800)
     assert r.returncode == 0, r.stdout + r.stderr[-6000:]

@@ -63,9 +63,10 @@ def test_repro_reports_identical_outputs_under_really_different_conditions(sourc
     assert r.returncode == 0, r.stdout + r.stderr
     err = r.stderr
     work = proj / "build" / "repro"
-    assert "repro: All 8 published files are identical in both builds." in err
+    assert "repro: All 11 published files are identical in both builds." in err
     for name in ("vmlinux.bin", "minik-bzImage", "minik-System.map", "system-bzImage", "system-System.map",
-                 "mkexec.ko", "manifest.json", "mkdump-load-x86_64"):
+                 "system-config", "system-modules.tar", "mkexec.ko", "mkdutils.tar", "manifest.json",
+                 "mkdump-load-x86_64"):
         rows = [l for l in err.splitlines() if l.startswith(f"repro: x86_64/{name} ")]
         assert len(rows) == 1 and rows[0].split()[-1] == "identical", name
     # progress while the inner builds ran, and each build's full log

@@ -12,7 +12,8 @@ from support.real_sources import make_real_sources
 
 pytestmark = [pytest.mark.realkernel, pytest.mark.slow]
 
-OUTPUTS = ("vmlinux.bin", "minik-bzImage", "minik-System.map", "system-bzImage", "system-System.map", "mkexec.ko",
+OUTPUTS = ("vmlinux.bin", "minik-bzImage", "minik-System.map", "system-bzImage", "system-System.map", "system-config",
+           "system-modules.tar", "mkexec.ko", "mkdutils.tar",
            "manifest.json")
 
 
@@ -38,7 +39,7 @@ def test_repro_real_tree(arch, real_sources, open_dir):
                 timeout=3 * 3600)
     report = proj / "build" / "repro" / "report.txt"
     assert r.returncode == 0, r.stderr[-6000:] + (report.read_text() if report.exists() else "")
-    assert "repro: All 8 published files are identical in both builds." in r.stderr
+    assert "repro: All 11 published files are identical in both builds." in r.stderr
     for name in OUTPUTS + (f"mkdump-load-{arch}",):
         rows = [l for l in r.stderr.splitlines() if l.startswith(f"repro: {arch}/{name} ")]
         assert len(rows) == 1 and rows[0].split()[-1] == "identical", name

@@ -27,11 +27,11 @@ def plan(tmp_path, **given):
 
 def test_every_stage_instance_once_in_pipeline_order(tmp_path):
     ids = [n.id for n in plan(tmp_path)]
-    assert ids == ["fetch:linux", "fetch:minik", "fetch:mkexec",
-                   "unpack:x86_64:linux", "unpack:x86_64:mkexec", "toolchain:x86_64",
+    assert ids == ["fetch:linux", "fetch:minik", "fetch:mkexec", "fetch:mkdutils",
+                   "unpack:x86_64:linux", "unpack:x86_64:mkexec", "unpack:x86_64:mkdutils", "toolchain:x86_64",
                    "patch:x86_64:minik", "patch:x86_64:system", "config:x86_64:minik", "config:x86_64:system",
-                   "menuconfig:x86_64", "build:x86_64:minik", "build:x86_64:system", "mkexec:x86_64", "check:x86_64",
-                   "load_script:x86_64", "manifest:x86_64", "install:x86_64", "boot_test:x86_64"]
+                   "menuconfig:x86_64", "build:x86_64:minik", "build:x86_64:system", "mkexec:x86_64",
+                   "modules:x86_64", "mkdutils:x86_64", "check:x86_64", "load_script:x86_64", "manifest:x86_64", "install:x86_64", "boot_test:x86_64"]
     assert len([n for n in plan(tmp_path, arch="all") if n.stage.name == "manifest"]) == 2
 
 
@@ -56,9 +56,12 @@ def test_what_each_stage_reads(tmp_path):
     assert needs["build:x86_64:minik"] == ["config:x86_64:minik", "patch:x86_64:minik", "toolchain:x86_64"]
     assert needs["mkexec:x86_64"] == ["build:x86_64:system", "toolchain:x86_64", "unpack:x86_64:mkexec"]
     assert needs["load_script:x86_64"] == ["build:x86_64:system"]
+    assert needs["modules:x86_64"] == ["build:x86_64:system", "toolchain:x86_64"]
+    assert needs["mkdutils:x86_64"] == ["unpack:x86_64:mkdutils"]
     # the manifest records every stamp before it: the table says which, not a second list
     assert set(needs["manifest:x86_64"]) == {
-        "fetch:linux", "fetch:minik", "fetch:mkexec", "toolchain:x86_64", "patch:x86_64:minik",
+        "fetch:linux", "fetch:minik", "fetch:mkexec", "fetch:mkdutils", "mkdutils:x86_64", "toolchain:x86_64",
+        "patch:x86_64:minik",
         "patch:x86_64:system", "config:x86_64:minik", "config:x86_64:system", "build:x86_64:minik",
         "build:x86_64:system", "mkexec:x86_64", "check:x86_64", "load_script:x86_64"}
     series = [f for f in nodes["patch:x86_64:system"].files if f.endswith(".series")]
@@ -76,7 +79,7 @@ def test_a_user_file_is_read_by_the_config_it_belongs_to(tmp_path):
 
 RERUN_MINIK = {"config:x86_64:minik", "menuconfig:x86_64", "build:x86_64:minik", "check:x86_64", "manifest:x86_64",
                "install:x86_64", "boot_test:x86_64"}
-AFTER_SYSTEM = {"mkexec:x86_64", "check:x86_64", "load_script:x86_64", "manifest:x86_64", "install:x86_64",
+AFTER_SYSTEM = {"mkexec:x86_64", "modules:x86_64", "check:x86_64", "load_script:x86_64", "manifest:x86_64", "install:x86_64",
                 "boot_test:x86_64"}
 
 
@@ -91,7 +94,8 @@ AFTER_SYSTEM = {"mkexec:x86_64", "check:x86_64", "load_script:x86_64", "manifest
                    "menuconfig:x86_64", "build:x86_64:minik", "build:x86_64:system"} | AFTER_SYSTEM),
     # what the menu opens and where it saves: nothing else
     ("kernel", "system", {"menuconfig:x86_64"}), ("save", "/tmp/mine.config", {"menuconfig:x86_64"}),
-    ("SOURCE_DATE_EPOCH", "1100000000", {"build:x86_64:minik", "build:x86_64:system"} | AFTER_SYSTEM),
+    ("SOURCE_DATE_EPOCH", "1100000000", {"build:x86_64:minik", "build:x86_64:system", "mkdutils:x86_64"}
+     | AFTER_SYSTEM),
     # the mini kernel's PAE choice exists on i386 only; x86_64 nodes do not even see it
     ("pae", "no", set()),
     # how a build runs, never what it makes

@@ -312,6 +312,18 @@ class Fetcher:
                 raise self._no_space_to_unpack(path, e) from None
             if missing:
                 raise _Mismatch(f"it is not an mkexec archive (it lacks {', '.join(missing)})", sha)
+        elif source.kind == "mkdutils-archive":
+            from mkdump.mkdutils import missing_parts as mkdutils_missing
+            self.log(f"Unpacking {path} to check that it is an mkdutils archive")
+            try:
+                with unpacked(path, self._dir("tmp")) as (tree, _):
+                    missing = mkdutils_missing(tree)
+            except ArchiveError as e:
+                raise _Mismatch(f"it cannot be unpacked ({e})", sha) from None
+            except NoSpace as e:
+                raise self._no_space_to_unpack(path, e) from None
+            if missing:
+                raise _Mismatch(f"it is not an mkdutils archive (it lacks {' and '.join(missing)})", sha)
 
     def _tree_hash(self, name, path, sha):
         known = self._read_record(name)

@@ -110,6 +110,9 @@ def unpack(p, ctx):
     if p.source == "mkexec":
         from .mkexec import find_layout
         find_layout(dest)
+    if p.source == "mkdutils":
+        from .mkdutils import find_layout
+        find_layout(dest)
     _record_tree_state(lay, p.source)
     stamp.write(lay.stamp("unpack-" + p.source), {"source": p.source, "tree_sha256": tree})
 
@@ -448,6 +451,56 @@ def check(p, ctx):
     stamp.write(lay.stamp("check"), {"checks": results, "published": outputs})
 
 
+def modules(p, ctx):
+    """The system kernel's modules as `modules_install` lays them out, packed in the system tree for check to
+    publish (mkdump.modules); an empty lib/modules/<release> for a kernel built without modules."""
+    from . import modules as mods
+    lay = ctx.lay
+    tree, release = lay.tree("system"), stamp.read(lay.stamp("build-system"))["release"]
+    staging = staging_dir(os.path.join(lay.arch_dir, "modules"))
+    try:
+        moddir = os.path.join(staging, "lib", "modules", release)
+        if mods.config_has_modules(os.path.join(tree, ".config")):
+            mods.modules_install(tree, staging, make_args=toolchain_make_args(lay),
+                                 log_path=lay.log("modules-install"), log=ctx.log)
+        os.makedirs(moddir, exist_ok=True)
+        count = mods.pack(moddir, release, os.path.join(tree, mods.TREE_NAME), epoch=p.source_date_epoch)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    with open(os.path.join(tree, ".config"), encoding="latin-1") as f:
+        write_atomic(os.path.join(tree, mods.CONFIG_NAME), mods.installable_config(f.read()))
+    ctx.log(f"mkdump: [{lay.arch}] {count} modules of the system kernel {release} packed for install")
+    stamp.write(lay.stamp("modules"), {"release": release, "modules": count,
+                                       "sha256": stamp.sha256_file(os.path.join(tree, mods.TREE_NAME))})
+
+
+def mkdutils(p, ctx):
+    """mkdutils built with today's gcc for this machine in a staged copy, its tools checked, packed as
+    mkdutils.tar (mkdump.mkdutils)."""
+    from . import mkdutils as tools
+    lay = ctx.lay
+    src = tools.find_layout(pristine_tree(lay, "mkdutils", log=ctx.log))
+    dest = lay.tree("mkdutils")
+    staging = staging_dir(dest)
+    try:
+        work = os.path.join(staging, "mkdutils")
+        built = tools.build(src, work, log_path=lay.log("mkdutils"), log=ctx.log, jobs=ctx.run.jobs_effective)
+        checks = tools.check_tools(work, built, [os.path.abspath(staging), os.path.abspath(dest),
+                                                 os.path.abspath(lay.root)])
+        for c in checks:
+            ctx.log(f"mkdump: [{lay.arch}] {'PASS' if c['ok'] else 'FAIL'} {c['name']}: {c['figure']}")
+        failed = [c["name"] for c in checks if not c["ok"]]
+        if failed:
+            raise MkdumpError(f"{', '.join(failed)} failed its check (see above); nothing was kept of this build "
+                              f"(log: {lay.log('mkdutils')})")
+        names = tools.pack(work, built, os.path.join(work, tools.PRODUCT), epoch=p.source_date_epoch)
+        replace_dir(work, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    stamp.write(lay.stamp("mkdutils"), {"tools": names, "cc_flags": list(tools.CC_FLAGS), "checks": checks,
+                                        "sha256": stamp.sha256_file(os.path.join(dest, tools.PRODUCT))})
+
+
 # ---------------------------------------------------------------- load script, manifest, install
 
 def load_script(p, ctx):
@@ -480,11 +533,13 @@ def manifest(p, ctx):
     configs = {k: stamp.read(lay.stamp("config-" + k)) for k in ("minik", "system")}
     tc = stamp.read(lay.stamp("toolchain"))
     checked = stamp.read(lay.stamp("check"))
+    # mkdutils is checked where it is built (for this machine, not the target): its checks join the others.
+    checks = checked["checks"] + stamp.read(lay.stamp("mkdutils"))["checks"]
     outputs = [manifests.file_entry(os.path.join(lay.out, n)) for n in sorted(products.published(lay.arch))]
     outputs.append(manifests.file_entry(os.path.join(lay.out, script_name(lay.arch))))
     text = manifests.render(arch=lay.arch, source_date_epoch=p.source_date_epoch, sources=srcs, patches=patches,
                             configs=configs, toolchain=tc, options=p.options, outputs=outputs,
-                            checks=checked["checks"], prefixes=[(ctx.project.top, ""), (lay.root, "$build/")])
+                            checks=checks, prefixes=[(ctx.project.top, ""), (lay.root, "$build/")])
     write_atomic(os.path.join(lay.out, "manifest.json"), text)
 
 
@@ -499,9 +554,11 @@ def install(p, ctx):
     from .elfcheck import module_release
     release = module_release(os.path.join(lay.out, "mkexec.ko"))
     files = {"vmlinux.bin": "vmlinux.bin", "System.map": "minik-System.map", "manifest.json": "manifest.json",
-             "load-script": script_name(lay.arch), "mkexec.ko": "mkexec.ko", "kernel-image": "system-bzImage"}
+             "load-script": script_name(lay.arch), "mkexec.ko": "mkexec.ko", "kernel-image": "system-bzImage",
+             "kernel-map": "system-System.map", "kernel-config": "system-config"}
     installing.install(lay.out, destdir=destdir, prefix=ctx.run.prefix, release=release, files=files, arch=lay.arch,
-                       log=ctx.log)
+                       log=ctx.log, modules="system-modules.tar", depmod_log=lay.log("depmod"),
+                       tools="mkdutils.tar")
 
 
 def menuconfig(p, ctx):

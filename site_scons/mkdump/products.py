@@ -24,7 +24,7 @@ class Product:
 def load(arch, path=PRODUCTS_TOML):
     data = tomlfile.load(path, "the product table")
     products = {}
-    for name in KERNELS + ("mkexec",):
+    for name in KERNELS + ("mkexec", "mkdutils"):
         if name not in data:
             raise MkdumpError(f"{path} has no [{name}] table; restore it from the repository.")
         d = data[name]

@@ -12,7 +12,7 @@ from mkdump.narhash import normalize_sha256
 
 
 # What a file without a pin can be checked to be before trust on first use records it (fetch.py checks them).
-KINDS = ("patch", "mkexec-archive")
+KINDS = ("patch", "mkexec-archive", "mkdutils-archive")
 
 # For a source that states no max_bytes: about the size of the largest archive of Linux 2.6.9.
 DEFAULT_MAX_BYTES = 100_000_000

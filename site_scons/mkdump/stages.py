@@ -21,7 +21,7 @@ from .sources import LockFile
 
 KINDS = products.KERNELS
 # The sources whose archives are unpacked (the others, a patch, are read as they are).
-UNPACKED = ("linux", "mkexec")
+UNPACKED = ("linux", "mkexec", "mkdutils")
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,11 @@ class ConfigParams:
 @dataclass(frozen=True)
 class BuildParams:
     kind: str
+    source_date_epoch: int
+
+
+@dataclass(frozen=True)
+class MkdutilsParams:
     source_date_epoch: int
 
 
@@ -293,11 +298,24 @@ STAGES = (
           vouches=lambda lay, each: [os.path.join(lay.mkexec_build, rel)
                                      for rel in products.load(lay.arch)["mkexec"].outputs],
           target="build"),
+    Stage("modules", "arch", BuildParams,
+          make_params=lambda o, arch, each, sources: BuildParams("system", o.source_date_epoch),
+          produces=lambda lay, each: [lay.stamp("modules")],
+          needs=("build:system", "toolchain"),
+          vouches=lambda lay, each: [os.path.join(lay.tree("system"), name) for name in _modules_files()],
+          target="build"),
+    Stage("mkdutils", "arch", MkdutilsParams,
+          make_params=lambda o, arch, each, sources: MkdutilsParams(o.source_date_epoch),
+          produces=lambda lay, each: [lay.stamp("mkdutils")],
+          needs=("unpack:mkdutils",),
+          vouches=lambda lay, each: [os.path.join(lay.tree("mkdutils"), rel)
+                                     for rel in products.load(lay.arch)["mkdutils"].outputs],
+          target="build"),
     Stage("check", "arch", CheckParams,
           make_params=lambda o, arch, each, sources: CheckParams(o.minik_mem),
           produces=lambda lay, each: [lay.stamp("check")] + [os.path.join(lay.out, n)
                                                               for n in products.published(lay.arch)],
-          needs=("build", "mkexec"),
+          needs=("build", "mkexec", "modules", "mkdutils"),
           target="check", help="check the artifacts and publish them in <build>/<arch>/out/"),
     Stage("load_script", "arch", LoadScriptParams,
           make_params=lambda o, arch, each, sources: LoadScriptParams(o.minik_mem, o.dump_dev, o.minik_params,
@@ -307,7 +325,8 @@ STAGES = (
     Stage("manifest", "arch", ManifestParams,
           make_params=lambda o, arch, each, sources: ManifestParams(manifest_options(o, arch), o.source_date_epoch),
           produces=lambda lay, each: [os.path.join(lay.out, "manifest.json")],
-          needs=("fetch", "toolchain", "patch", "config", "build", "mkexec", "check", "load_script"),
+          needs=("fetch", "toolchain", "patch", "config", "build", "mkexec", "mkdutils", "check",
+                 "load_script"),
           inputs=_manifest_inputs),
     Stage("install", "arch", NoParams,
           make_params=lambda o, arch, each, sources: NoParams(),
@@ -334,6 +353,11 @@ def _unpacked_dir(lay, source):
     return unpacked_dir(lay, source)
 
 
+def _modules_files():
+    from .modules import CONFIG_NAME, TREE_NAME
+    return TREE_NAME, CONFIG_NAME
+
+
 def _script_name(arch):
     from .loadscript import script_name
     return script_name(arch)
@@ -357,9 +381,10 @@ def picture():
     reads = {s.name: ", ".join(s.needs) + (" + the sources its series names" if s.inputs is _patch_inputs else "")
              for s in STAGES}
     width = max(len(r) for r in reads.values())
-    rows = [f"{'stage':12} {'done for':25} {'reads the results of':{width}} target"]
+    scope = max(len(f) for f in _FOR.values())
+    rows = [f"{'stage':12} {'done for':{scope}} {'reads the results of':{width}} target"]
     for s in STAGES:
-        rows.append(f"{s.name:12} {_FOR[s.scope]:25} {reads[s.name] or '-':{width}} {s.target or '(default)'}")
+        rows.append(f"{s.name:12} {_FOR[s.scope]:{scope}} {reads[s.name] or '-':{width}} {s.target or '(default)'}")
     return "\n".join(rows)
 
 

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mkdump.narhash import nar_sha256
-from support import fixture_kernel, standin_mkexec
+from support import fixture_kernel, standin_mkdutils, standin_mkexec
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT_FILES = ("SConstruct", "site_scons", "patches", "configs", "kernel")
 MINIK = "minik-2.6.9-1.0-update1.patch"
 MKEXEC = "mkexec-2.6.9-1.0-update1.taz"
+MKDUTILS = "mkdutils.taz"
 LINUX = "linux-2.6.9.tar.bz2"
 
 
@@ -79,7 +80,7 @@ class FixtureSources:
 
 
 def make_fixture_sources(workdir):
-    """The three upstream files for the fixture kernel: its tarball, a minik stand-in, a mkexec stand-in."""
+    """The four upstream files for the fixture kernel: its tarball, minik, mkexec and mkdutils stand-ins."""
     workdir = Path(workdir)
     out = workdir / "sources"
     out.mkdir(parents=True)
@@ -89,6 +90,7 @@ def make_fixture_sources(workdir):
     (out / MINIK).write_bytes(fixture_kernel.make_fixture_minik_patch(tree))
     standin_mkexec.make_taz(out / MKEXEC, patch_text=standin_mkexec.kernel_patch(tree),
                             workdir=workdir / "mkexec-tree")
+    standin_mkdutils.make_taz(out / MKDUTILS)
     files = {p.name: p.read_bytes() for p in out.iterdir()}
     return FixtureSources(out, tree_hash, files)
 

@@ -8,8 +8,8 @@ import tarfile
 from pathlib import Path
 
 from mkdump.unpack import unpack
-from support import standin_mkexec, standin_minik
-from support.project import LINUX, MINIK, MKEXEC
+from support import standin_mkdutils, standin_mkexec, standin_minik
+from support.project import LINUX, MINIK, MKDUTILS, MKEXEC
 
 WANTED = [kf.path for kf in standin_minik.KEYWORD_FILES] + list(standin_minik.KCONFIG_FILES) + ["kernel/Makefile"]
 
@@ -46,4 +46,5 @@ def make_real_sources(tarball, workdir):
     (out / MINIK).write_bytes(standin_minik.make_minik_standin(tree))
     standin_mkexec.make_taz(out / MKEXEC, patch_text=standin_mkexec.kernel_patch(tree),
                             workdir=workdir / "mkexec-tree")
+    standin_mkdutils.make_taz(out / MKDUTILS)
     return out
