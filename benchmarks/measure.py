@@ -143,7 +143,7 @@ def by_hand_plan(setup, ours_build, work):
     return B.by_hand_steps(
         arch=setup.arch, work=str(work), linux_archive=fetched["linux"], mkexec_archive=fetched["mkexec"],
         series=series, source_files=fetched, patches_dir=str(patches_dir),
-        our_configs={k: os.path.join(lay.tree(k), ".config") for k in ("minik", "system")},
+        our_configs={k: os.path.join(lay.obj(k), ".config") for k in ("minik", "system")},
         config_args=tc.make_args(), build_args={k: tc.make_args(prefix_maps=m) for k, m in maps.items()},
         mkexec_args=tc.make_args(prefix_maps=maps["system"] + kbuild.prefix_maps(work / "mkexec", "mkexec")),
         jobs=setup.jobs, make_targets={k: prods[k].make_targets for k in ("minik", "system")},
@@ -178,7 +178,7 @@ def same_products(setup, ours_build, hand_work):
     lay = setup.lay(ours_build)
     same, differ = [], []
     for name, (product, rel) in sorted(products.published(setup.arch).items()):
-        base = lay.mkexec_build if product == "mkexec" else lay.tree(product)
+        base = lay.mkexec_build if product == "mkexec" else lay.obj(product)
         hand = os.path.join(hand_work, "mkexec" if product == "mkexec" else product, rel)
         (same if _sha256(os.path.join(base, rel)) == _sha256(hand) else differ).append(name)
     return same, differ

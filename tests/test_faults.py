@@ -206,8 +206,8 @@ def test_a_re_made_tree_runs_its_config_and_build_again(sources, tmp_path):
     r = P.scons(proj, "fuzz=1", *args)
     assert r.returncode == 0, r.stdout + r.stderr
     for kind in ("minik", "system"):
-        assert (arch / kind / ".config").is_file(), kind
-        assert (arch / kind / "vmlinux").is_file(), kind
+        assert (arch / "obj" / kind / ".config").is_file(), kind
+        assert (arch / "obj" / kind / "vmlinux").is_file(), kind
     r = P.scons(proj, "fuzz=1", "minik_mem=16", *args)
     assert r.returncode == 0, r.stdout + r.stderr
     out = arch / "out"

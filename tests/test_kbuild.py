@@ -244,23 +244,31 @@ OUT_OF_TREE = """\
 all:
         @echo "curdir=$(CURDIR) src=$(KBUILD_SRC)"
         @echo "CC=$(CC)"
+        @echo "ccache base: $$CCACHE_BASEDIR"
         echo built > built.o
 """
 
 
-def test_out_of_tree_build_runs_in_the_object_directory_and_never_writes_the_tree(tmp_path):
+def test_out_of_tree_build_runs_in_the_object_directory_and_never_writes_the_tree(tmp_path, monkeypatch):
+    monkeypatch.delenv("CCACHE_BASEDIR", raising=False)
     tree, obj = tmp_path / "src" / "minik", tmp_path / "obj" / "minik"
     write_makefile(tree, OUT_OF_TREE)
     messages = run(tree, ["all"], tmp_path, jobs=2, obj=obj)
     assert str(obj) in messages[0]
     text = (tmp_path / "logs" / "build.log").read_text()
-    cc = (f"cc -fno-pie -ffile-prefix-map=include2/=include/ -ffile-prefix-map={tree}/= "
-          f"-ffile-prefix-map={obj}=minik")
-    assert text.startswith(f"# cd {obj} && make -j2 -f {tree}/Makefile KBUILD_SRC={tree} ARCH=x86_64 CC={cc} "
-                           "HOSTCC=cc V=1 all\n")
+    cc = (f"cc -fno-pie -ffile-prefix-map=include2/=include/ -ffile-prefix-map=../../src/minik/= "
+          f"-ffile-prefix-map={tree}/= -ffile-prefix-map={obj}=minik")
+    assert text.startswith(f"# cd {obj} && make -j2 ARCH=x86_64 CC={cc} HOSTCC=cc V=1 -f {tree}/Makefile "
+                           f"KBUILD_SRC={tree} all\n")
     assert f"curdir={obj} src={tree}" in text
+    # ccache names the sources relative to the object directory, as in any other build directory.
+    assert f"ccache base: {tmp_path}\n" in text
     assert (obj / "built.o").read_text() == "built\n"
     assert sorted(p.name for p in tree.iterdir()) == ["Makefile"]
+    # A base directory of the user's own is theirs.
+    monkeypatch.setenv("CCACHE_BASEDIR", "/home")
+    run(tree, ["all"], tmp_path, obj=obj)
+    assert "ccache base: /home\n" in (tmp_path / "logs" / "build.log").read_text()
 
 
 @pytest.mark.parametrize("left", [".config", "include/asm"])
@@ -284,7 +292,8 @@ def test_out_of_tree_prefix_maps_name_sources_as_the_tree_did(tmp_path):
     # Sources by their relative path, include2/asm as include/asm, the object directory (make's working
     # directory) by its base name; the real path of a tree reached through a symlink too.
     assert kbuild.out_of_tree_prefix_maps(src, obj) == [
-        ("include2/", "include/"), (f"{tmp_path}/real/linux/", ""), (f"{src}/", ""), (str(obj), "system")]
+        ("include2/", "include/"), ("../../real/linux/", ""), (f"{tmp_path}/real/linux/", ""), (f"{src}/", ""),
+        (str(obj), "system")]
 
 
 def test_kernel_release(tmp_path):

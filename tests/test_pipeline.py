@@ -102,3 +102,26 @@ def test_tree_state_sees_any_edit_even_with_the_old_mtime(tmp_path):
     state = P.tree_state(tree)
     (tree / "init" / "new.c").write_bytes(b"")
     assert P.tree_state(tree) != state
+
+
+def test_a_kernel_is_built_in_its_object_directory_named_like_its_tree(tmp_path):
+    lay = L.Layout(str(tmp_path / "build"), "x86_64")
+    for kind in ("minik", "system"):
+        assert lay.obj(kind) == str(tmp_path / "build" / "x86_64" / "obj" / kind)
+        assert os.path.basename(lay.obj(kind)) == os.path.basename(lay.tree(kind))
+        assert not lay.obj(kind).startswith(lay.tree(kind) + os.sep)
+
+
+@pytest.mark.parametrize("left", [".config", "include/asm"])
+def test_a_tree_configured_in_place_by_an_older_version_must_be_made_anew(tmp_path, left):
+    lay = L.Layout(str(tmp_path / "build"), "x86_64")
+    tree = lay.tree("minik")
+    os.makedirs(os.path.join(tree, "include"))
+    assert P.source_tree(lay, "minik") == tree
+    if left == ".config":
+        open(os.path.join(tree, ".config"), "w").close()
+    else:
+        os.symlink("asm-x86_64", os.path.join(tree, "include", "asm"))
+    with pytest.raises(MkdumpError, match=rf"The minik kernel tree {tree} was configured or built in place "
+                                          rf"\(it has {left}\); remove it and run again"):
+        P.source_tree(lay, "minik")

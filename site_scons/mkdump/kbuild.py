@@ -85,11 +85,18 @@ def out_of_tree_prefix_maps(src, obj):
     """(old, new) pairs that make a build of the source tree `src` in the object directory `obj` record every
     path as a build in the tree recorded it, so both give the same bytes: make's working directory is `obj` (named
     by its base name, as the tree was); make hands the compiler each source as `src`/path, which in the tree was
-    the relative path; and 2.6.9 reaches include/asm-<arch> through include2/asm, which in the tree was
-    include/asm. gcc tries the last map first; `src` and `obj` must not contain each other."""
-    maps = [("include2/", "include/")]
+    the relative path (and ccache under CCACHE_BASEDIR hands it `src` relative to `obj`); and 2.6.9 reaches
+    include/asm-<arch> through include2/asm, which in the tree was include/asm. gcc tries the last map first;
+    `src` and `obj` must not contain each other."""
+    maps = [("include2/", "include/"), (os.path.relpath(os.path.realpath(src), os.path.realpath(obj)) + "/", "")]
     maps += [(old + "/", "") for old, _ in prefix_maps(src, "")]
     return maps + prefix_maps(obj, os.path.basename(os.path.abspath(obj)))
+
+
+def built_in_place(tree):
+    """What a configuration or build in the kernel tree `tree` left there that makes 2.6.9 refuse to build it in
+    an object directory (its .config and include/asm would win over the object directory's)."""
+    return [n for n in (".config", "include/asm") if os.path.lexists(os.path.join(tree, n))]
 
 
 def make_command(targets, *, toolchain, jobs=None, launcher=None, prefix_maps=(), srctree=None):
@@ -100,10 +107,10 @@ def make_command(targets, *, toolchain, jobs=None, launcher=None, prefix_maps=()
     argv = ["make"]
     if jobs:
         argv.append(f"-j{int(jobs)}")
-    if srctree:
-        argv += ["-f", os.path.join(srctree, "Makefile"), f"KBUILD_SRC={srctree}"]
     argv += toolchain.make_args(launcher=launcher, prefix_maps=prefix_maps)
     argv.append("V=1")
+    if srctree:
+        argv += ["-f", os.path.join(srctree, "Makefile"), f"KBUILD_SRC={srctree}"]
     argv += list(targets)
     return argv
 
@@ -220,7 +227,7 @@ def run_make(tree, targets, *, toolchain, jobs=None, launcher=None, verbose=Fals
                             prefix_maps=prefix_maps(tree, os.path.basename(os.path.abspath(tree))))
         where = tree
     else:
-        built_here = [n for n in (".config", "include/asm") if os.path.lexists(tree / n)]
+        built_here = built_in_place(tree)
         if built_here:
             raise MkdumpError(f"The kernel tree {tree} was configured or built in place (it has "
                               f"{' and '.join(built_here)}), so it cannot be built in {obj}; patch it again "
@@ -230,6 +237,10 @@ def run_make(tree, targets, *, toolchain, jobs=None, launcher=None, verbose=Fals
         argv = make_command(targets, toolchain=toolchain, jobs=jobs, launcher=launcher,
                             prefix_maps=out_of_tree_prefix_maps(tree, where), srctree=os.path.abspath(tree))
     env = build_env(env_extra)
+    if obj is not None and "CCACHE_BASEDIR" not in env:
+        # The sources are named by absolute path in an object directory; ccache then names them relative to it, as
+        # the same compile in another build directory does, so that one's cache entries serve the other.
+        env["CCACHE_BASEDIR"] = os.path.commonpath([os.path.realpath(tree), os.path.realpath(where)])
     log(f"make {' '.join(targets)} [{toolchain.arch}{f', -j{jobs}' if jobs else ''}] in {where} (log: {log_path})")
 
     progress = Progress(f"make {' '.join(targets)}", expected_objects, log=log,
@@ -270,11 +281,12 @@ def run_make(tree, targets, *, toolchain, jobs=None, launcher=None, verbose=Fals
     return progress.done
 
 
-def kernel_release(tree):
-    """The kernel release string: UTS_RELEASE from include/linux/version.h once kbuild has written it,
-    else VERSION.PATCHLEVEL.SUBLEVEL+EXTRAVERSION from the top Makefile (without localversion parts)."""
+def kernel_release(tree, obj=None):
+    """The kernel release string: UTS_RELEASE from include/linux/version.h once kbuild has written it (in the
+    object directory `obj` when the tree is built in one), else VERSION.PATCHLEVEL.SUBLEVEL+EXTRAVERSION from the
+    tree's top Makefile (without localversion parts)."""
     tree = Path(tree)
-    version_h = tree / "include" / "linux" / "version.h"
+    version_h = Path(obj or tree) / "include" / "linux" / "version.h"
     if version_h.is_file():
         m = re.search(r'#define\s+UTS_RELEASE\s+"([^"]*)"', version_h.read_text(encoding="latin-1"))
         if m:

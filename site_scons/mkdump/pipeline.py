@@ -218,6 +218,20 @@ def _copy_tree(src, dest, what):
 TREE_ID = "tree_id"
 
 
+def source_tree(lay, kind):
+    """The patched tree of `kind`, for a stage about to configure or build it in its object directory. A tree
+    configured or built in place (by a version of mkdump-build that built there) would hand 2.6.9 its stale
+    .config and objects instead of the object directory's."""
+    from .kbuild import built_in_place
+    tree = lay.tree(kind)
+    left = built_in_place(tree)
+    if left:
+        raise MkdumpError(f"The {kind} kernel tree {tree} was configured or built in place (it has "
+                          f"{' and '.join(left)}); remove it and run again: the patch stage makes it anew, and "
+                          f"the kernel is then built in {lay.obj(kind)}.")
+    return tree
+
+
 def patch(p, ctx):
     from .patching import PatchRejected, apply_series
     lay, kind, log = ctx.lay, p.kind, ctx.log
@@ -317,12 +331,13 @@ def config(p, ctx):
     frags = config_fragments(kind, lay.arch, configs_dir=ctx.project.configs_dir, dump_driver=dump_driver,
                              pae=p.pae, minik_fragment=p.minik_fragment, system_config=system_config)
     log(f"mkdump: [{lay.arch}] configuring the {kind} kernel")
+    source_tree(lay, kind)
     base = None
     if kind == "system" and system_config:
         base = (os.path.join(lay.tree(kind), "arch", lay.arch, "defconfig") if system_config == "defconfig"
                 else system_config)
     summary = kconfig.configure(lay.tree(kind), arch=lay.arch, kind=kind, fragments=frags,
-                                make_args=toolchain_make_args(lay), log=log, base_config=base)
+                                make_args=toolchain_make_args(lay), log=log, base_config=base, obj=lay.obj(kind))
     if system_config == "defconfig" and kind == "system":
         # Recorded as the user named it: the tree's path differs between build directories.
         summary["base_config"] = summary["user_config"]["path"] = f"defconfig (arch/{lay.arch}/defconfig)"
@@ -341,7 +356,7 @@ def build(p, ctx):
     from . import kbuild
     lay, kind, run = ctx.lay, p.kind, ctx.run
     product = products.load(lay.arch)[kind]
-    tree = lay.tree(kind)
+    tree, obj = source_tree(lay, kind), lay.obj(kind)
     tc = detected_toolchain(lay)
     # How many objects the last complete build of this configuration compiled: the progress line's total.
     config_id = stamp.read(lay.stamp("config-" + kind))["values_sha256"]
@@ -353,18 +368,18 @@ def build(p, ctx):
     compiled = kbuild.run_make(tree, list(product.make_targets), toolchain=tc, jobs=run.jobs_effective,
                                launcher=run.cc_launcher, verbose=run.verbose, log_path=lay.log("build-" + kind),
                                env_extra={"SOURCE_DATE_EPOCH": str(p.source_date_epoch)}, log=ctx.log,
-                               expected_objects=counts.get(config_id))
+                               expected_objects=counts.get(config_id), obj=obj)
     if compiled and compiled >= counts.get(config_id, 0):
         stamp.write(counts_path, {config_id: compiled})
     outputs = {}
     for rel in product.outputs:
-        path = os.path.join(tree, rel)
+        path = os.path.join(obj, rel)
         if not os.path.isfile(path):
             raise MkdumpError(f"The {product.title} build finished without producing {rel}; "
                               f"see {lay.log('build-' + kind)}.")
         outputs[rel] = stamp.sha256_file(path)
     stamp.write(lay.stamp("build-" + kind),
-                {"kind": kind, "release": kbuild.kernel_release(tree), "outputs": outputs})
+                {"kind": kind, "release": kbuild.kernel_release(tree, obj), "outputs": outputs})
 
 
 # ---------------------------------------------------------------- mkexec
@@ -375,7 +390,8 @@ def mkexec(p, ctx):
     release = stamp.read(lay.stamp("build-system"))["release"]
     log(f"mkdump: [{lay.arch}] building mkexec.ko against the system kernel {release}")
     ko = build_module(pristine_tree(lay, "mkexec", log=log), lay.mkexec_build, arch=lay.arch,
-                      kdir=lay.tree("system"), kver=release, kmoddir=f"/lib/modules/{release}/extra",
+                      kdir=lay.obj("system"), ksrc=lay.tree("system"), kver=release,
+                      kmoddir=f"/lib/modules/{release}/extra",
                       toolchain=detected_toolchain(lay), launcher=ctx.run.cc_launcher, log_path=lay.log("mkexec"),
                       verbose=ctx.run.verbose, log=log)
     stamp.write(lay.stamp("mkexec"),
@@ -385,7 +401,7 @@ def mkexec(p, ctx):
 # ---------------------------------------------------------------- check and publish
 
 def product_dir(lay, product):
-    return lay.mkexec_build if product == "mkexec" else lay.tree(product)
+    return lay.mkexec_build if product == "mkexec" else lay.obj(product)
 
 
 def run_checks(lay, *, minik_mem):
@@ -393,11 +409,12 @@ def run_checks(lay, *, minik_mem):
     from . import elfcheck
     from .kconfig import read_config_values
     arch = lay.arch
-    minik, system = lay.tree("minik"), lay.tree("system")
+    minik, system = lay.obj("minik"), lay.obj("system")
     ko = os.path.join(lay.mkexec_build, products.load(arch)["mkexec"].outputs[0])
     sys_vmlinux = os.path.join(system, "vmlinux")
-    with open(os.path.join(system, "arch", arch, "kernel", "module.c"), encoding="latin-1") as f:
-        allowed = elfcheck.loader_allowed_relocs(f.read(), arch, source=f"{system}/arch/{arch}/kernel/module.c")
+    module_c = os.path.join(lay.tree("system"), "arch", arch, "kernel", "module.c")
+    with open(module_c, encoding="latin-1") as f:
+        allowed = elfcheck.loader_allowed_relocs(f.read(), arch, source=module_c)
     exports = elfcheck.kernel_exports(sys_vmlinux)
     checks = elfcheck.check_module(
         ko, arch=arch, vermagic=elfcheck.vmlinux_vermagic(sys_vmlinux), allowed_relocs=allowed, exports=exports,
@@ -409,7 +426,7 @@ def run_checks(lay, *, minik_mem):
     checks.append(elfcheck.check_vmlinux_bin(vmlinux,
                                              os.path.join(minik, products.published(arch)["vmlinux.bin"][1])))
     checks.append(elfcheck.check_footprint(vmlinux, minik_mem_mb=minik_mem))
-    head = os.path.join(minik, "arch", arch, "boot", "compressed", "head.S")
+    head = os.path.join(lay.tree("minik"), "arch", arch, "boot", "compressed", "head.S")
     with open(head, encoding="latin-1") as f:
         checks.append(elfcheck.check_load_address(vmlinux, elfcheck.head_s_load_address(f.read(), source=head),
                                                   entry_symbol=arches.load(arch).elf.entry_symbol))
@@ -515,7 +532,7 @@ def menuconfig(p, ctx):
     frags = config_fragments(p.kind, lay.arch, configs_dir=ctx.project.configs_dir, dump_driver=dump_driver,
                              pae=c.pae, minik_fragment=c.minik_fragment, system_config=c.system_config)
     menu.menuconfig(lay.tree(p.kind), arch=lay.arch, kind=p.kind, save=p.save, fragments=frags,
-                    configs_dir=ctx.project.configs_dir, log=ctx.log)
+                    configs_dir=ctx.project.configs_dir, log=ctx.log, obj=lay.obj(p.kind))
     stamp.write(lay.stamp("menuconfig"), {"kind": p.kind, "save": p.save})
 
 
@@ -524,7 +541,7 @@ def _prove_dump_disks(lay, minik_mem, log):
     and a report in reports/."""
     from . import dumpdisk
     from .kconfig import read_config_values
-    values = read_config_values(os.path.join(lay.tree("minik"), ".config"))
+    values = read_config_values(os.path.join(lay.obj("minik"), ".config"))
     reports = dumpdisk.prove(lay.arch, os.path.join(lay.out, "minik-bzImage"), values, mem_mb=minik_mem,
                              workdir=lay.arch_dir, console_dir=os.path.dirname(lay.report("x")), log=log)
     for r in (r for r in reports if r["proved"]):
@@ -545,14 +562,14 @@ def boot_test(p, ctx):
     minik = boot.prove_minik(lay.arch, os.path.join(lay.out, "minik-bzImage"), mem_mb=minik_mem, log=log,
                              console_log=lay.log("boot-minik"))
     minik["dump_disks"] = _prove_dump_disks(lay, minik_mem, log)
-    ko = boot.build_test_module(lay.tree("system"), os.path.join(lay.arch_dir, "boot-test-module"),
+    ko = boot.build_test_module(lay.obj("system"), os.path.join(lay.arch_dir, "boot-test-module"),
                                 make_args=toolchain_make_args(lay), jobs=jobs, log=log)
     from .kconfig import read_config_values
-    values = read_config_values(os.path.join(lay.tree("system"), ".config"))
+    values = read_config_values(os.path.join(lay.obj("system"), ".config"))
     smp = 2 if values.get("SMP") == "y" else 1
     disk_tree = disk_note = None
     if values.get("EXT3_FS") in ("y", "m"):
-        disk_tree = lay.tree("system")
+        disk_tree = lay.obj("system")
     else:
         # The lean default has neither a filesystem nor a disk driver to prove; a user's configuration has both.
         disk_note = "not proved: the system kernel's configuration has no ext3 (CONFIG_EXT3_FS)"
