@@ -143,7 +143,7 @@ def by_hand_plan(setup, ours_build, work):
     return B.by_hand_steps(
         arch=setup.arch, work=str(work), linux_archive=fetched["linux"], mkexec_archive=fetched["mkexec"],
         series=series, source_files=fetched, patches_dir=str(patches_dir),
-        our_configs={k: os.path.join(lay.tree(k), ".config") for k in ("minik", "system")},
+        our_configs={k: os.path.join(lay.obj(k), ".config") for k in ("minik", "system")},
         config_args=tc.make_args(), build_args={k: tc.make_args(prefix_maps=m) for k, m in maps.items()},
         mkexec_args=tc.make_args(prefix_maps=maps["system"] + kbuild.prefix_maps(work / "mkexec", "mkexec")),
         jobs=setup.jobs, make_targets={k: prods[k].make_targets for k in ("minik", "system")},
@@ -182,7 +182,7 @@ def same_products(setup, ours_build, hand_work):
         # Packed by our modules stage, or mkdutils (no kernel at all): the kernel steps by hand make neither.
         if rel == TREE_NAME or product == "mkdutils":
             continue
-        base = lay.mkexec_build if product == "mkexec" else lay.tree(product)
+        base = lay.product_dir(product)
         hand_dir = os.path.join(hand_work, "mkexec" if product == "mkexec" else product)
         if rel == CONFIG_NAME:
             # The .config by hand, as the modules stage publishes it: without the time in its header.

@@ -47,15 +47,15 @@ def test_the_users_system_kernel_builds_and_boots(arch, config, real_sources, tm
     manifest = json.loads((arch_dir / "out" / "manifest.json").read_text())
     checks = {c["name"]: c for c in manifest["checks"]}
     assert all(c["ok"] for c in manifest["checks"]), [c for c in manifest["checks"] if not c["ok"]]
-    system = kconfig_values(arch_dir / "system" / ".config")
+    system = kconfig_values(arch_dir / "obj" / "system" / ".config")
     versions = checks["mkexec.ko symbol versions"]["figure"]
     if system.get("MODVERSIONS") == "y":
         assert versions.endswith("CRCs, all equal to the system kernel's")
     else:
         assert versions == "the system kernel has no MODVERSIONS: none needed"
     # Every module kbuild compiled (it lists them in .tmp_versions) was linked: none was lost on the way.
-    modules = {p.stem for p in (arch_dir / "system").rglob("*.ko")}
-    listed = {p.stem for p in (arch_dir / "system" / ".tmp_versions").glob("*.mod")}
+    modules = {p.stem for p in (arch_dir / "obj" / "system").rglob("*.ko")}
+    listed = {p.stem for p in (arch_dir / "obj" / "system" / ".tmp_versions").glob("*.mod")}
     print(f"\n{config} ({arch}): {len(modules)} modules")
     assert modules == listed and (modules or "m" not in system.values())
 

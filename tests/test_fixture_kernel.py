@@ -437,6 +437,47 @@ def test_two_builds_in_two_directories_are_identical(x86_64_tree, tmp_path):
         assert (tree / rel).read_bytes() == (x86_64_tree / rel).read_bytes(), rel
 
 
+def _contents(tree):
+    return {str(p.relative_to(tree)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in tree.rglob("*") if p.is_file() or p.is_symlink()}
+
+
+def test_a_build_in_an_object_directory_matches_the_in_tree_one_and_never_writes_the_tree(x86_64_tree, tmp_path):
+    tree = fk.make_fixture_tree(tmp_path / "src")
+    before = _contents(tree)
+    obj = tmp_path / "obj"
+    obj.mkdir()
+    # make O= as 2.6.9's documentation has it for the configuration, and as kbuild runs it for the build: in the
+    # object directory on the tree's Makefile, all goals in one make.
+    run(["make", "O=%s" % obj, "ARCH=x86_64", "allnoconfig"], tree)
+    set_config(obj, **X86_64_CONFIG)
+    run(["make", "O=%s" % obj, "ARCH=x86_64", "oldconfig"], tree)
+    run(["make", "-f", str(tree / "Makefile"), "KBUILD_SRC=%s" % tree, "ARCH=x86_64", "CC=" + X86_64_CC, "-j2",
+         "bzImage", "modules"], obj)
+    assert _contents(tree) == before
+    assert (obj / ".config").read_bytes() == (x86_64_tree / ".config").read_bytes()
+    for rel in ("vmlinux", "System.map", "arch/x86_64/boot/compressed/vmlinux.bin", "arch/x86_64/boot/bzImage",
+                "fs/ext2/ext2.ko"):
+        assert (obj / rel).read_bytes() == (x86_64_tree / rel).read_bytes(), rel
+    assert os.readlink(obj / "include2" / "asm") == str(tree / "include" / "asm-x86_64")
+    # An external module against the object directory, through the Makefile the build wrote there.
+    module = write_module(tmp_path / "hello")
+    run(["make", "-C", str(obj), "ARCH=x86_64", "CC=" + X86_64_CC, "SUBDIRS=%s" % module, "modules"], tmp_path)
+    assert modinfo(module / "hello.ko")["vermagic"] == "2.6.9 SMP gcc-%s" % gcc_version(X86_64_CC)
+    assert _contents(tree) == before
+
+
+def test_a_tree_configured_in_place_is_not_built_in_an_object_directory(tmp_path):
+    tree = fk.make_fixture_tree(tmp_path / "src")
+    run(["make", "ARCH=x86_64", "allnoconfig"], tree)
+    obj = tmp_path / "obj"
+    obj.mkdir()
+    shutil.copyfile(tree / ".config", obj / ".config")
+    proc = run(["make", "-f", str(tree / "Makefile"), "KBUILD_SRC=%s" % tree, "ARCH=x86_64", "CC=" + X86_64_CC,
+                "bzImage"], obj, check=False)
+    assert proc.returncode != 0 and ("%s is not clean" % tree) in proc.stderr
+
+
 def test_unknown_arch_is_refused(tmp_path):
     tree = fk.make_fixture_tree(tmp_path)
     proc = run(["make", "ARCH=arm", "allnoconfig"], tree, check=False)

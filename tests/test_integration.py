@@ -106,7 +106,7 @@ def test_stage_alias_stops_after_its_stage(sources, served, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     arch = proj / "build" / "x86_64"
     assert (arch / "minik" / "Makefile").is_file() and (arch / "system" / "Makefile").is_file()
-    assert not (arch / "minik" / ".config").exists()
+    assert not (arch / "obj" / "minik" / ".config").exists()
     assert not (arch / "out").exists()
     report = (arch / "reports" / "patch-minik.txt").read_text()
     assert "keyword" in report
@@ -302,7 +302,7 @@ def test_changing_an_option_reruns_config_and_build_only(built, tmp_path):
         assert after[same] == before[same], same
     for changed in ("config-minik.json", "build-minik.json"):
         assert after[changed] != before[changed], changed
-    assert "SCSI_ATA_PIIX" in (arch / "minik" / ".config").read_text()
+    assert "SCSI_ATA_PIIX" in (arch / "obj" / "minik" / ".config").read_text()
     # back to the default, so the module's other tests see the original build
     assert P.scons(proj, *args).returncode == 0
 
@@ -355,12 +355,12 @@ def test_system_config_is_the_users_own(built, tmp_path):
     proj, args, _, _ = built
     arch = proj / "build" / "x86_64"
     usual = tmp_path / "usual.config"
-    usual.write_text((arch / "system" / ".config").read_text().replace("# CONFIG_SMP is not set", "CONFIG_SMP=y"))
+    usual.write_text((arch / "obj" / "system" / ".config").read_text().replace("# CONFIG_SMP is not set", "CONFIG_SMP=y"))
     try:
         r = P.scons(proj, "config", f"system_config={usual}", *args)
         assert r.returncode == 0, r.stdout + r.stderr
-        assert "CONFIG_SMP=y" in (arch / "system" / ".config").read_text()
-        assert "# CONFIG_SMP is not set" in (arch / "minik" / ".config").read_text()
+        assert "CONFIG_SMP=y" in (arch / "obj" / "system" / ".config").read_text()
+        assert "# CONFIG_SMP is not set" in (arch / "obj" / "minik" / ".config").read_text()
 
         no_modules = tmp_path / "nomod.config"
         no_modules.write_text(usual.read_text().replace("CONFIG_MODULES=y", "# CONFIG_MODULES is not set"))
@@ -375,7 +375,7 @@ def test_system_config_from_a_distribution_and_defconfig(built, tmp_path):
     proj, args, _, _ = built
     arch = proj / "build" / "x86_64"
     distro = tmp_path / "distro.config"
-    own = (arch / "system" / ".config").read_text()
+    own = (arch / "obj" / "system" / ".config").read_text()
     distro.write_text("# Linux kernel version: 2.6.9-34.ELsmp\n" + own + "CONFIG_DISKDUMP=m\nCONFIG_TUX=m\n")
     try:
         r = P.scons(proj, "config", f"system_config={distro}", *args)
@@ -388,7 +388,7 @@ def test_system_config_from_a_distribution_and_defconfig(built, tmp_path):
 
         r = P.scons(proj, "config", "system_config=defconfig", *args)
         assert r.returncode == 0, r.stdout + r.stderr
-        assert "CONFIG_SMP=y" in (arch / "system" / ".config").read_text()
+        assert "CONFIG_SMP=y" in (arch / "obj" / "system" / ".config").read_text()
         assert "defconfig (arch/x86_64/defconfig)" in (arch / "stamps" / "config-system.json").read_text()
 
         other = tmp_path / "i386.config"
@@ -420,7 +420,8 @@ def test_kbuild_output_only_with_verbose(sources, served, tmp_path):
     quiet = P.scons(proj, *args)
     assert quiet.returncode == 0, quiet.stdout + quiet.stderr
     log = proj / "build" / "x86_64" / "logs" / "build-minik.log"
-    assert "-c -o init/main.o init/main.c" in log.read_text()
+    # The full command: built in obj/minik, the source named in the tree (make's VPATH).
+    assert f"-c -o init/main.o {proj / 'build' / 'x86_64' / 'minik'}/init/main.c" in log.read_text()
     assert "is ready" in log.read_text() and "is ready" not in quiet.stdout + quiet.stderr
     (proj / "build" / "x86_64" / "stamps" / "build-minik.json").unlink()
     loud = P.scons(proj, *args, "verbose=1")
@@ -436,7 +437,7 @@ def _snapshot(root):
 def test_dry_run_writes_nothing_and_says_what_would_run(built, tmp_path):
     proj, args, _, _ = built
     build = proj / "build"
-    config = build / "x86_64" / "minik" / ".config"
+    config = build / "x86_64" / "obj" / "minik" / ".config"
     saved = tmp_path / "config"
     shutil.copy2(config, saved)
     config.unlink()     # the minik config stamp no longer vouches for anything
@@ -480,7 +481,7 @@ def test_menuconfig_in_a_terminal_saves_a_fragment_and_audits_it(built, tmp_path
     """scons menuconfig through a real terminal: search an option, switch it on, quit saving."""
     proj, args, _, _ = built
     save, err, status = tmp_path / "mine.config", tmp_path / "stderr", tmp_path / "status"
-    config = proj / "build" / "x86_64" / "minik" / ".config"
+    config = proj / "build" / "x86_64" / "obj" / "minik" / ".config"
     before = config.read_bytes()
     command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "SCons", "menuconfig", "kernel=minik",
                                                  f"save={save}", *args])

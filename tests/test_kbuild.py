@@ -239,6 +239,63 @@ def test_prefix_maps_cover_a_tree_reached_through_a_symlink(tmp_path):
                                                                         (str(tmp_path / "link" / "minik"), "minik")]
 
 
+# 2.6.9's top Makefile as a build in an object directory sees it: run there with -f and KBUILD_SRC.
+OUT_OF_TREE = """\
+all:
+        @echo "curdir=$(CURDIR) src=$(KBUILD_SRC)"
+        @echo "CC=$(CC)"
+        @echo "ccache base: $$CCACHE_BASEDIR"
+        echo built > built.o
+"""
+
+
+def test_out_of_tree_build_runs_in_the_object_directory_and_never_writes_the_tree(tmp_path, monkeypatch):
+    monkeypatch.delenv("CCACHE_BASEDIR", raising=False)
+    tree, obj = tmp_path / "src" / "minik", tmp_path / "obj" / "minik"
+    write_makefile(tree, OUT_OF_TREE)
+    messages = run(tree, ["all"], tmp_path, jobs=2, obj=obj)
+    assert str(obj) in messages[0]
+    text = (tmp_path / "logs" / "build.log").read_text()
+    cc = (f"cc -fno-pie -ffile-prefix-map=include2/=include/ -ffile-prefix-map=../../src/minik/= "
+          f"-ffile-prefix-map={tree}/= -ffile-prefix-map={obj}=minik")
+    assert text.startswith(f"# cd {obj} && make -j2 ARCH=x86_64 CC={cc} HOSTCC=cc V=1 -f {tree}/Makefile "
+                           f"KBUILD_SRC={tree} all\n")
+    assert f"curdir={obj} src={tree}" in text
+    # ccache names the sources relative to the object directory, as in any other build directory.
+    assert f"ccache base: {tmp_path}\n" in text
+    assert (obj / "built.o").read_text() == "built\n"
+    assert sorted(p.name for p in tree.iterdir()) == ["Makefile"]
+    # A base directory of the user's own is theirs.
+    monkeypatch.setenv("CCACHE_BASEDIR", "/home")
+    run(tree, ["all"], tmp_path, obj=obj)
+    assert "ccache base: /home\n" in (tmp_path / "logs" / "build.log").read_text()
+
+
+@pytest.mark.parametrize("left", [".config", "include/asm"])
+def test_a_tree_built_in_place_is_not_built_out_of_tree(tmp_path, left):
+    tree, obj = tmp_path / "minik", tmp_path / "obj" / "minik"
+    write_makefile(tree, OUT_OF_TREE)
+    (tree / "include").mkdir()
+    if left == ".config":
+        (tree / ".config").write_text("CONFIG_X=y\n")
+    else:
+        (tree / "include" / "asm").symlink_to("asm-x86_64")    # dangling, as 2.6.9 leaves it in a fresh copy
+    with pytest.raises(MkdumpError, match=f"{tree} was configured or built in place .*has {left}.*scons patch"):
+        run(tree, ["all"], tmp_path, obj=obj)
+    assert not obj.exists()
+
+
+def test_out_of_tree_prefix_maps_name_sources_as_the_tree_did(tmp_path):
+    (tmp_path / "real" / "linux").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    src, obj = tmp_path / "link" / "linux", tmp_path / "obj" / "system"
+    # Sources by their relative path, include2/asm as include/asm, the object directory (make's working
+    # directory) by its base name; the real path of a tree reached through a symlink too.
+    assert kbuild.out_of_tree_prefix_maps(src, obj) == [
+        ("include2/", "include/"), ("../../real/linux/", ""), (f"{tmp_path}/real/linux/", ""), (f"{src}/", ""),
+        (str(obj), "system")]
+
+
 def test_kernel_release(tmp_path):
     write_makefile(tmp_path, "VERSION = 2\nPATCHLEVEL = 6\nSUBLEVEL = 9\nEXTRAVERSION = -minik\nNAME=Zonked Quokka\n")
     assert kbuild.kernel_release(tmp_path) == "2.6.9-minik"
@@ -281,6 +338,26 @@ def test_mini_kernel_builds_and_rebuilds_bit_identically_elsewhere(real_linux_ta
     # Same sources and config in a directory with another name and depth: the same bytes.
     other = build_mini_x86_64(real_linux_tarball, tmp_path / "second" / "b", tc)
     differ = [p for p in products if (tree / p).read_bytes() != (other / p).read_bytes()]
+    assert differ == []
+
+
+@pytest.mark.realkernel
+@pytest.mark.slow
+def test_mini_kernel_built_out_of_tree_is_bit_identical_and_leaves_the_tree_alone(real_linux_tarball, tmp_path):
+    from mkdump.pipeline import tree_state
+    tc = toolchain.detect("x86_64")
+    in_tree = build_mini_x86_64(real_linux_tarball, tmp_path / "a", tc)
+    tree = unpack(real_linux_tarball, tmp_path / "b")
+    apply_compat_patches(tree, "x86_64")
+    before = tree_state(tree)
+    obj = tmp_path / "obj" / in_tree.name
+    obj.mkdir(parents=True)
+    (obj / ".config").write_bytes((in_tree / ".config").read_bytes())
+    kbuild.run_make(tree, ["bzImage"], toolchain=tc, jobs=min(2, os.cpu_count() or 1), obj=obj,
+                    log_path=tmp_path / "logs" / "build-obj.log", log=lambda m: None)
+    assert tree_state(tree) == before
+    products = ("vmlinux", "arch/x86_64/boot/compressed/vmlinux.bin", "arch/x86_64/boot/bzImage", "System.map")
+    differ = [p for p in products if (in_tree / p).read_bytes() != (obj / p).read_bytes()]
     assert differ == []
 
 

@@ -775,6 +775,28 @@ def test_apply_writes_the_requests_and_runs_oldconfig_then_audit_reads_the_resul
     assert kconfig.oldconfig_changes(planned.kconf, written, final) == {}
 
 
+def test_apply_with_an_object_directory_writes_the_config_there_and_never_in_the_tree(env, tmp_path):
+    obj = tmp_path / "obj" / "minik"
+    planned = kconfig.plan(env.tree, arch=ARCH, kind="minik", fragments=env.fragments(), configs_dir=env.configs,
+                           log=env.logs.append, obj=obj)
+    obj.mkdir(parents=True)
+    calls = []
+
+    def make(argv, cwd):
+        calls.append((argv, cwd))
+        if "allnoconfig" in argv:
+            (obj / ".config").write_text("")    # what allnoconfig leaves for the requests to start from
+        return ""
+
+    written, _ = kconfig.apply(planned, make_args=["CC=x"], make=make, log=env.logs.append)
+    on_tree = ["-f", str(env.tree / "Makefile"), f"KBUILD_SRC={env.tree}"]
+    assert calls == [(["make", f"ARCH={ARCH}", "allnoconfig", "CC=x", *on_tree], str(obj)),
+                     (["make", f"ARCH={ARCH}", "oldconfig", "CC=x", *on_tree], str(obj))]
+    assert planned.config == str(obj / ".config")
+    assert kconfig.read_config_values(obj / ".config") == written and written["BLK_DEV_PIIX"] == "y"
+    assert not (env.tree / ".config").exists()
+
+
 def test_a_filesystem_switched_on_behind_the_audit_is_caught_after_oldconfig(env):
     msg = env.error(make_args=["FORCE=EXT2_FS=y"])
     assert msg.startswith("the mini kernel configuration for testarch does not hold after make oldconfig: 1 problem")

@@ -102,3 +102,73 @@ def test_tree_state_sees_any_edit_even_with_the_old_mtime(tmp_path):
     state = P.tree_state(tree)
     (tree / "init" / "new.c").write_bytes(b"")
     assert P.tree_state(tree) != state
+
+
+def test_a_kernel_is_built_in_its_object_directory_named_like_its_tree(tmp_path):
+    lay = L.Layout(str(tmp_path / "build"), "x86_64")
+    for kind in ("minik", "system"):
+        assert lay.obj(kind) == str(tmp_path / "build" / "x86_64" / "obj" / kind)
+        assert os.path.basename(lay.obj(kind)) == os.path.basename(lay.tree(kind))
+        assert not lay.obj(kind).startswith(lay.tree(kind) + os.sep)
+
+
+@pytest.mark.parametrize("left", [".config", "include/asm"])
+def test_a_tree_configured_in_place_by_an_older_version_must_be_made_anew(tmp_path, left):
+    lay = L.Layout(str(tmp_path / "build"), "x86_64")
+    tree = lay.tree("minik")
+    os.makedirs(os.path.join(tree, "include"))
+    assert P.source_tree(lay, "minik") == tree
+    if left == ".config":
+        open(os.path.join(tree, ".config"), "w").close()
+    else:
+        os.symlink("asm-x86_64", os.path.join(tree, "include", "asm"))
+    with pytest.raises(MkdumpError, match=rf"The minik kernel tree {tree} was configured or built in place "
+                                          rf"\(it has {left}\); remove it and run again"):
+        P.source_tree(lay, "minik")
+
+
+def _tree(root, files):
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def _linked(pristine, dest, written):
+    """A kernel tree as the patch stage makes it: hard links to `pristine`, `written` as files of its own."""
+    for path in pristine.rglob("*"):
+        if path.is_file():
+            (dest / path.relative_to(pristine)).parent.mkdir(parents=True, exist_ok=True)
+            os.link(path, dest / path.relative_to(pristine))
+    for rel, text in written.items():
+        (dest / rel).unlink(missing_ok=True)
+        (dest / rel).write_text(text)
+    return dest
+
+
+def test_own_files_are_those_the_patches_wrote(tmp_path):
+    pristine = _tree(tmp_path / "src", {"a.c": "a\n", "d/b.h": "b\n", "d/c.h": "c\n"})
+    tree = _linked(pristine, tmp_path / "minik", {"d/b.h": "patched\n", "new.c": "new\n"})
+    assert P.own_files(tree, pristine) == {"d/b.h", "new.c"}
+    assert os.path.samestat((tree / "a.c").stat(), (pristine / "a.c").stat())
+
+
+def test_re_patching_keeps_the_times_of_what_did_not_change(tmp_path):
+    pristine = _tree(tmp_path / "src", {"a.c": "a\n", "b.h": "b\n", "c.h": "c\n", "d.h": "d\n"})
+    old = _linked(pristine, tmp_path / "old", {"a.c": "a patched\n", "b.h": "b patched\n", "c.h": "c patched\n"})
+    for name in ("a.c", "b.h", "c.h"):
+        os.utime(old / name, ns=(10**18, 10**18))   # built long ago
+    # One hunk edited (b.h), one patch left the series (c.h is the pristine file again), one new (d.h).
+    new = _linked(pristine, tmp_path / "new", {"a.c": "a patched\n", "b.h": "b patched again\n",
+                                               "d.h": "d patched\n"})
+    pristine_mtime = (pristine / "c.h").stat().st_mtime_ns
+    P.keep_timestamps(str(pristine), str(old), str(new))
+    assert (new / "a.c").stat().st_mtime_ns == 10**18, "same contents: the old file's time"
+    assert (new / "b.h").stat().st_mtime_ns > 10**18 and (new / "d.h").stat().st_mtime_ns > 10**18
+    # c.h holds the pristine text, newer than what the old tree built, in a file of its own.
+    assert (new / "c.h").read_text() == "c\n" and (new / "c.h").stat().st_mtime_ns > 10**18
+    assert not os.path.samestat((new / "c.h").stat(), (pristine / "c.h").stat())
+    assert (pristine / "c.h").stat().st_mtime_ns == pristine_mtime
+    # Nothing to compare with on a first patch.
+    P.keep_timestamps(str(pristine), str(tmp_path / "none"), str(new))

@@ -78,7 +78,7 @@ def test_repro_reports_identical_outputs_under_really_different_conditions(sourc
     assert not (proj / "build" / "x86_64").exists()
 
     # what each build really ran under
-    cond = {n: dict(l.split("=", 1) for l in (work / n / "x86_64" / "minik" / ".repro-conditions").read_text().split())
+    cond = {n: dict(l.split("=", 1) for l in (work / n / "x86_64" / "obj" / "minik" / ".repro-conditions").read_text().split())
             for n in ("a", "b")}
     assert (cond["a"]["umask"], cond["b"]["umask"]) == ("0022", "0077")
     assert cond["a"]["user"] != cond["b"]["user"] and cond["a"]["home"] != cond["b"]["home"]

@@ -81,12 +81,36 @@ def prefix_maps(directory, name):
     return [(real, name)] + ([(given, name)] if given != real else [])
 
 
-def make_command(targets, *, toolchain, jobs=None, launcher=None, prefix_maps=()):
+def out_of_tree_prefix_maps(src, obj):
+    """(old, new) pairs that make a build of the source tree `src` in the object directory `obj` record every
+    path as a build in the tree recorded it, so both give the same bytes: make's working directory is `obj` (named
+    by its base name, as the tree was); make hands the compiler each source as `src`/path, which in the tree was
+    the relative path (and ccache under CCACHE_BASEDIR hands it `src` relative to `obj`); and 2.6.9 reaches
+    include/asm-<arch> through include2/asm, which in the tree was include/asm. gcc tries the last map first;
+    `src` and `obj` must not contain each other."""
+    maps = [("include2/", "include/"), (os.path.relpath(os.path.realpath(src), os.path.realpath(obj)) + "/", "")]
+    maps += [(old + "/", "") for old, _ in prefix_maps(src, "")]
+    return maps + prefix_maps(obj, os.path.basename(os.path.abspath(obj)))
+
+
+def built_in_place(tree):
+    """What a configuration or build in the kernel tree `tree` left there that makes 2.6.9 refuse to build it in
+    an object directory (its .config and include/asm would win over the object directory's)."""
+    return [n for n in (".config", "include/asm") if os.path.lexists(os.path.join(tree, n))]
+
+
+def make_command(targets, *, toolchain, jobs=None, launcher=None, prefix_maps=(), srctree=None):
+    """make's argv. With `srctree` make runs in an object directory on that tree's Makefile, as 2.6.9's own
+    `make O=` does once per goal: run from the source tree with O= and -j, `bzImage modules` became two makes
+    building in one object directory at once (seen racing on scripts/basic/.fixdep.d), so the one make this
+    command is gets all the goals."""
     argv = ["make"]
     if jobs:
         argv.append(f"-j{int(jobs)}")
     argv += toolchain.make_args(launcher=launcher, prefix_maps=prefix_maps)
     argv.append("V=1")
+    if srctree:
+        argv += ["-f", os.path.join(srctree, "Makefile"), f"KBUILD_SRC={srctree}"]
     argv += list(targets)
     return argv
 
@@ -177,11 +201,15 @@ class Progress:
 
 
 def run_make(tree, targets, *, toolchain, jobs=None, launcher=None, verbose=False, log_path, env_extra=None,
-             log=None, expected_objects=None, progress_stream=None):
+             log=None, expected_objects=None, progress_stream=None, obj=None):
     """Run make `targets` in the kernel tree `tree` with `toolchain`; full output goes to `log_path`.
 
     launcher (e.g. "ccache") is put in front of the kernel compiler. The tree is recorded in the outputs as its
     own base name (e.g. `minik`), whatever directory it is in.
+
+    obj: build in this object directory (made when missing) instead of the tree, which make then never writes;
+    the outputs record paths as a build in a tree named like `obj` would (out_of_tree_prefix_maps). The tree
+    must never have been configured or built in place: 2.6.9 refuses it then.
 
     verbose=False: a progress line (objects compiled, of `expected_objects` when known, elapsed time, the time
     left) redrawn on `progress_stream` when it is a terminal, else through `log` every 30 s; verbose=True: every
@@ -194,27 +222,43 @@ def run_make(tree, targets, *, toolchain, jobs=None, launcher=None, verbose=Fals
     if not (tree / "Makefile").is_file():
         raise MkdumpError(f"{tree} is not a kernel tree (no Makefile); unpack and patch the sources first.")
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    argv = make_command(targets, toolchain=toolchain, jobs=jobs, launcher=launcher,
-                        prefix_maps=prefix_maps(tree, os.path.basename(os.path.abspath(tree))))
+    if obj is None:
+        argv = make_command(targets, toolchain=toolchain, jobs=jobs, launcher=launcher,
+                            prefix_maps=prefix_maps(tree, os.path.basename(os.path.abspath(tree))))
+        where = tree
+    else:
+        built_here = built_in_place(tree)
+        if built_here:
+            raise MkdumpError(f"The kernel tree {tree} was configured or built in place (it has "
+                              f"{' and '.join(built_here)}), so it cannot be built in {obj}; patch it again "
+                              f"(`scons patch`) to get a clean tree.")
+        where = Path(obj)
+        where.mkdir(parents=True, exist_ok=True)
+        argv = make_command(targets, toolchain=toolchain, jobs=jobs, launcher=launcher,
+                            prefix_maps=out_of_tree_prefix_maps(tree, where), srctree=os.path.abspath(tree))
     env = build_env(env_extra)
-    log(f"make {' '.join(targets)} [{toolchain.arch}{f', -j{jobs}' if jobs else ''}] in {tree} (log: {log_path})")
+    if obj is not None and "CCACHE_BASEDIR" not in env:
+        # The sources are named by absolute path in an object directory; ccache then names them relative to it, as
+        # the same compile in another build directory does, so that one's cache entries serve the other.
+        env["CCACHE_BASEDIR"] = os.path.commonpath([os.path.realpath(tree), os.path.realpath(where)])
+    log(f"make {' '.join(targets)} [{toolchain.arch}{f', -j{jobs}' if jobs else ''}] in {where} (log: {log_path})")
 
     progress = Progress(f"make {' '.join(targets)}", expected_objects, log=log,
                         stream=sys.stderr if progress_stream is None else progress_stream)
     try:
-        result = runner.run(argv, cwd=tree, env=env, log_path=log_path,
-                            log_header=f"# cd {tree} && {' '.join(argv)}", max_output=MAX_OUTPUT_BYTES,
+        result = runner.run(argv, cwd=where, env=env, log_path=log_path,
+                            log_header=f"# cd {where} && {' '.join(argv)}", max_output=MAX_OUTPUT_BYTES,
                             echo=log if verbose else None, watch=None if verbose else progress.output)
     finally:
         progress.finish()
     lines = result.lines
 
     if result.stopped == "interrupt":
-        raise Interrupted(f"make {' '.join(targets)} in {tree} was interrupted (make was stopped by "
+        raise Interrupted(f"make {' '.join(targets)} in {where} was interrupted (make was stopped by "
                           f"{result.interrupted_by}); run again to go on from where it stopped.")
     if result.stopped == "output":
         raise KbuildError(
-            f"make {' '.join(targets)} in {tree} printed more than {MAX_OUTPUT_BYTES >> 20} MB and was stopped "
+            f"make {' '.join(targets)} in {where} printed more than {MAX_OUTPUT_BYTES >> 20} MB and was stopped "
             f"(2.6.9's conf repeats a question forever when stdin is empty: set every choice in the .config "
             f"before oldconfig); see {log_path}.",
             command=argv, errors=extract_errors(lines[-50:]), log_path=log_path, returncode=result.returncode)
@@ -222,10 +266,10 @@ def run_make(tree, targets, *, toolchain, jobs=None, launcher=None, verbose=Fals
         # The compiler's words for a full disk (make runs in the C locale): no fault of the sources.
         for reason in (os.strerror(e) for e in NO_SPACE):
             if any(reason in line for line in lines[-50:]):
-                raise NoSpace(f"make {' '.join(targets)} in {tree} (log: {log_path})", str(tree), reason)
+                raise NoSpace(f"make {' '.join(targets)} in {where} (log: {log_path})", str(where), reason)
         target, failing = _failing_command(lines)
         errors = extract_errors(lines)
-        parts = [f"make {' '.join(targets)} failed in {tree} (exit {result.returncode})"
+        parts = [f"make {' '.join(targets)} failed in {where} (exit {result.returncode})"
                  + (f" building {target}" if target else "") + "."]
         if failing:
             parts.append("Failing command: " + failing)
@@ -237,11 +281,12 @@ def run_make(tree, targets, *, toolchain, jobs=None, launcher=None, verbose=Fals
     return progress.done
 
 
-def kernel_release(tree):
-    """The kernel release string: UTS_RELEASE from include/linux/version.h once kbuild has written it,
-    else VERSION.PATCHLEVEL.SUBLEVEL+EXTRAVERSION from the top Makefile (without localversion parts)."""
+def kernel_release(tree, obj=None):
+    """The kernel release string: UTS_RELEASE from include/linux/version.h once kbuild has written it (in the
+    object directory `obj` when the tree is built in one), else VERSION.PATCHLEVEL.SUBLEVEL+EXTRAVERSION from the
+    tree's top Makefile (without localversion parts)."""
     tree = Path(tree)
-    version_h = tree / "include" / "linux" / "version.h"
+    version_h = Path(obj or tree) / "include" / "linux" / "version.h"
     if version_h.is_file():
         m = re.search(r'#define\s+UTS_RELEASE\s+"([^"]*)"', version_h.read_text(encoding="latin-1"))
         if m:

@@ -808,18 +808,28 @@ class Plan:
     checks: list                # the rules as this tree's symbols
     rules_path: str
     base_config: str = None
+    obj: str = None             # the object directory the kernel is configured and built in; None: the tree
 
     @property
     def config(self):
-        return os.path.join(self.tree, ".config")
+        return os.path.join(self.obj or self.tree, ".config")
+
+    def make_command(self, target, make_args):
+        """make `target` for this plan's arch, run in `self.obj or self.tree`: in an object directory on the tree's
+        Makefile, as kbuild.make_command does."""
+        argv = ["make", f"ARCH={self.arch}", target, *make_args]
+        if self.obj:
+            argv += ["-f", os.path.join(os.path.abspath(self.tree), "Makefile"),
+                     f"KBUILD_SRC={os.path.abspath(self.tree)}"]
+        return argv
 
 
-def plan(tree, *, arch, kind, fragments, base_config=None, configs_dir=None, log=log_default):
+def plan(tree, *, arch, kind, fragments, base_config=None, configs_dir=None, log=log_default, obj=None):
     """Read the tree's Kconfig, the fragments and the rules; ConfigError lists every request that cannot be made.
 
     fragments: the list from fragments_for (paths or Fragment objects), merged in order. base_config (system kernel
     only): the user's own .config to start from instead of allnoconfig. configs_dir: where rules.toml is (default:
-    the repository's configs/).
+    the repository's configs/). obj: the object directory that holds the .config (default: the tree).
     """
     tree = os.fspath(tree)
     if kind not in KINDS:
@@ -839,7 +849,8 @@ def plan(tree, *, arch, kind, fragments, base_config=None, configs_dir=None, log
     if problems:
         _fail(kind, arch, problems, "cannot be made as asked")
     return Plan(tree, arch, kind, kconf, frags, requested, overrides, rules, checks,
-                os.path.join(configs_dir, "rules.toml"), os.fspath(base_config) if base_config is not None else None)
+                os.path.join(configs_dir, "rules.toml"), os.fspath(base_config) if base_config is not None else None,
+                os.fspath(obj) if obj is not None else None)
 
 
 def apply(plan, *, make_args=(), make=run_make, log=log_default):
@@ -856,7 +867,7 @@ def apply(plan, *, make_args=(), make=run_make, log=log_default):
         user_config = _load_base_config(plan.kconf, plan.base_config, plan.arch, plan.rules_path, plan.checks, log)
     else:
         log(f"config: {plan.kind} {plan.arch}: make {arch_arg} allnoconfig")
-        make(["make", arch_arg, "allnoconfig", *make_args], plan.tree)
+        make(plan.make_command("allnoconfig", make_args), plan.obj or plan.tree)
         plan.kconf.load_config(plan.config)
     for req in plan.requested.values():
         plan.kconf.syms[req.symbol].set_value(req.value)
@@ -865,7 +876,7 @@ def apply(plan, *, make_args=(), make=run_make, log=log_default):
     os.replace(written, plan.config)
     before = read_config_values(plan.config)
     log(f"config: {plan.kind} {plan.arch}: make {arch_arg} oldconfig")
-    make(["make", arch_arg, "oldconfig", *make_args], plan.tree)
+    make(plan.make_command("oldconfig", make_args), plan.obj or plan.tree)
     return before, user_config
 
 
@@ -930,15 +941,18 @@ def summary(plan, *, final, changed, user_config):
 
 
 def configure(tree, *, arch, kind, fragments, make_args=(), log=None, base_config=None, configs_dir=None,
-              make=run_make):
-    """Write tree/.config for `kind` ("minik" or "system") on `arch` and audit it; return the summary.
+              make=run_make, obj=None):
+    """Write tree/.config (obj/.config with an object directory `obj`) for `kind` ("minik" or "system") on
+    `arch` and audit it; return the summary.
 
     plan, then apply, then audit (see each for its arguments). Raises ConfigError with every problem explained.
     """
     log = log or log_default
     started = time.monotonic()
     planned = plan(tree, arch=arch, kind=kind, fragments=fragments, base_config=base_config,
-                   configs_dir=configs_dir, log=log)
+                   configs_dir=configs_dir, log=log, obj=obj)
+    if obj is not None:
+        os.makedirs(obj, exist_ok=True)
     written, user_config = apply(planned, make_args=make_args, make=make, log=log)
     final = audit(planned)
     changed = oldconfig_changes(planned.kconf, written, final)

@@ -25,12 +25,28 @@ class Layout:
         return self._a("src", LINUX_DIR)
 
     def tree(self, kind):
-        """The kernel tree of `kind` ("minik" or "system"): patched, configured and built in place."""
+        """The kernel source tree of `kind` ("minik" or "system"): the patched sources, which nothing writes after
+        the patch stage."""
         return self._a(kind)
+
+    def obj(self, kind):
+        """Where the kernel of `kind` is configured and built (2.6.9's `make O=`): its .config, objects and
+        images. A re-patched tree keeps it, so make rebuilds only what the new sources change. Its base name is
+        the tree's, which is how the outputs name either (kbuild.out_of_tree_prefix_maps)."""
+        return self._a("obj", kind)
 
     @property
     def mkexec_build(self):
         return self._a("mkexec")
+
+    @property
+    def mkdutils_build(self):
+        """mkdutils built for the build host, and its mkdutils.tar."""
+        return self._a("mkdutils")
+
+    def product_dir(self, product):
+        """Where a product of kernel/products.toml is built: its outputs and publish paths are relative to it."""
+        return {"mkexec": self.mkexec_build, "mkdutils": self.mkdutils_build}.get(product) or self.obj(product)
 
     @property
     def out(self):

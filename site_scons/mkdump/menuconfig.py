@@ -72,15 +72,15 @@ def run_menu(tree, arch, config_path, *, interface=None):
     return subprocess.run(argv, env=env).returncode
 
 
-def menuconfig(tree, *, arch, kind, save, fragments, configs_dir, log, interface=None):
-    """Open the menu on a copy of `tree`'s .config and write what the user saved to `save`. Returns the rule
-    problems of the saved configuration (printed through `log` too); nothing is written if the user saved
-    nothing."""
+def menuconfig(tree, *, arch, kind, save, fragments, configs_dir, log, interface=None, obj=None):
+    """Open the menu on a copy of the .config in `obj` (the tree's object directory; default: the tree) and write
+    what the user saved to `save`. Returns the rule problems of the saved configuration (printed through `log`
+    too); nothing is written if the user saved nothing."""
     from .errors import MkdumpError
     from .kconfig import audit_saved
     with tempfile.TemporaryDirectory(prefix="mkdump-menuconfig-") as tmp:
         work = os.path.join(tmp, ".config")
-        shutil.copyfile(os.path.join(tree, ".config"), work)
+        shutil.copyfile(os.path.join(obj or tree, ".config"), work)
         before = os.path.join(tmp, "before.config")
         shutil.copyfile(work, before)
         mtime = os.stat(work).st_mtime_ns

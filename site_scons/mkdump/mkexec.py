@@ -17,7 +17,7 @@ import tempfile
 
 from . import runner
 from .errors import Interrupted, MkdumpError, signal_name
-from .kbuild import build_env, extract_errors, prefix_maps
+from .kbuild import build_env, extract_errors, out_of_tree_prefix_maps, prefix_maps
 from .logs import log_default
 from .options import ARCHES
 from .fsutil import replace_dir
@@ -149,10 +149,11 @@ def _interrupted(result, build_dir=None):
 
 
 def build_module(src_dir, build_dir, *, arch, kdir, kver, kmoddir, toolchain, log_path, launcher=None,
-                 verbose=False, log=None):
+                 verbose=False, log=None, ksrc=None):
     """Build mkexec.ko from the unpacked archive `src_dir` into `build_dir` and return the module's path.
 
-    `kdir` is the built system kernel tree, `kver` its release, `kmoddir` where a `make install` would put the
+    `kdir` is the built system kernel: its tree, or the object directory it was built in (2.6.9 writes a Makefile
+    there that makes `make -C kdir` work as in the tree) with `ksrc` its source tree; `kver` is its release, `kmoddir` where a `make install` would put the
     module; `toolchain` (a mkdump.toolchain.Toolchain) gives make's ARCH/CC/HOSTCC, `launcher` goes in front of
     its compiler. The copy is made in a sibling temporary directory and renamed to `build_dir` only when
     kernel/mkexec.ko exists, so a failure leaves an older `build_dir` as it was. Raises MkdumpError with the
@@ -197,7 +198,9 @@ def build_module(src_dir, build_dir, *, arch, kdir, kver, kmoddir, toolchain, lo
         # kbuild compiles an external module by its absolute path, so __FILE__ would hold the (randomly named)
         # staging directory: record it under the build directory's base name, and the kernel tree (make's working
         # directory) under its own. gcc uses the last map that matches, so the staging one comes last.
-        maps = prefix_maps(kdir, os.path.basename(kdir)) + prefix_maps(staging, os.path.basename(build_dir))
+        # Against an object directory, the kernel's headers are named as a build in the tree names them.
+        maps = (out_of_tree_prefix_maps(ksrc, kdir) if ksrc else prefix_maps(kdir, os.path.basename(kdir))) \
+            + prefix_maps(staging, os.path.basename(build_dir))
         make_args = toolchain.make_args(launcher=launcher, prefix_maps=maps)
         argv = ["make", f"ARCH={arch}"] + [f"{k}={v}" for k, v in settings.items()] + make_args
         command = shlex.join(argv)

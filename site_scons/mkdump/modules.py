@@ -46,18 +46,22 @@ def config_has_modules(config_path):
         return any(line.strip() == "CONFIG_MODULES=y" for line in f)
 
 
-def modules_install(tree, root, *, make_args, log_path, log):
-    """`make modules_install INSTALL_MOD_PATH=root` in the built tree; its own depmod is kept from running (it
-    would run the build machine's depmod on a tree without its final paths)."""
-    argv = ["make", "-C", os.path.abspath(tree)] + list(make_args) + [
-        "modules_install", f"INSTALL_MOD_PATH={os.path.abspath(root)}", "DEPMOD=/bin/true"]
+def modules_install(tree, root, *, make_args, log_path, log, obj=None):
+    """`make modules_install INSTALL_MOD_PATH=root` for the kernel built from `tree` (in the object directory
+    `obj` when given, as kbuild.run_make built it); its own depmod is kept from running (it would run the build
+    machine's depmod on a tree without its final paths)."""
+    where = os.path.abspath(obj or tree)
+    argv = ["make", "-C", where]
+    if obj:
+        argv += ["-f", os.path.join(os.path.abspath(tree), "Makefile"), f"KBUILD_SRC={os.path.abspath(tree)}"]
+    argv += list(make_args) + ["modules_install", f"INSTALL_MOD_PATH={os.path.abspath(root)}", "DEPMOD=/bin/true"]
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    log(f"make modules_install in {tree} (log: {log_path})")
-    result = runner.run(argv, cwd=tree, log_path=log_path, log_header="# " + " ".join(argv))
+    log(f"make modules_install in {where} (log: {log_path})")
+    result = runner.run(argv, cwd=where, log_path=log_path, log_header="# " + " ".join(argv))
     if result.stopped == "interrupt":
-        raise MkdumpError(f"make modules_install in {tree} was interrupted; run again.")
+        raise MkdumpError(f"make modules_install in {where} was interrupted; run again.")
     if result.returncode != 0:
-        raise MkdumpError(f"make modules_install failed in {tree} (exit {result.returncode}); see {log_path}, fix "
+        raise MkdumpError(f"make modules_install failed in {where} (exit {result.returncode}); see {log_path}, fix "
                           "the cause and run again.")
 
 

@@ -246,7 +246,7 @@ def _tree_sentinel(directory):
 
 
 def _kernel_outputs(lay, kind):
-    return [os.path.join(lay.tree(kind), rel) for rel in products.load(lay.arch)[kind].outputs]
+    return [os.path.join(lay.obj(kind), rel) for rel in products.load(lay.arch)[kind].outputs]
 
 
 STAGES = (
@@ -276,7 +276,7 @@ STAGES = (
           make_params=lambda o, arch, kind, sources: config_params(o, arch, kind),
           produces=lambda lay, kind: [lay.stamp("config-" + kind)],
           needs=("patch", "toolchain"),
-          vouches=lambda lay, kind: [os.path.join(lay.tree(kind), ".config")],
+          vouches=lambda lay, kind: [os.path.join(lay.obj(kind), ".config")],
           inputs=_config_inputs,
           target="config", help="configure both kernels and audit the mini kernel's rules"),
     Stage("menuconfig", "arch", MenuconfigParams,
@@ -290,7 +290,7 @@ STAGES = (
           produces=lambda lay, kind: [lay.stamp("build-" + kind)],
           needs=("patch", "config", "toolchain"),
           vouches=_kernel_outputs,
-          target="build", help="build both kernels and mkexec.ko"),
+          target="build", help="build both kernels (in <build>/<arch>/obj/) and mkexec.ko"),
     Stage("mkexec", "arch", NoParams,
           make_params=lambda o, arch, each, sources: NoParams(),
           produces=lambda lay, each: [lay.stamp("mkexec")],
@@ -302,13 +302,13 @@ STAGES = (
           make_params=lambda o, arch, each, sources: BuildParams("system", o.source_date_epoch),
           produces=lambda lay, each: [lay.stamp("modules")],
           needs=("build:system", "toolchain"),
-          vouches=lambda lay, each: [os.path.join(lay.tree("system"), name) for name in _modules_files()],
+          vouches=lambda lay, each: [os.path.join(lay.obj("system"), name) for name in _modules_files()],
           target="build"),
     Stage("mkdutils", "arch", MkdutilsParams,
           make_params=lambda o, arch, each, sources: MkdutilsParams(o.source_date_epoch),
           produces=lambda lay, each: [lay.stamp("mkdutils")],
           needs=("unpack:mkdutils",),
-          vouches=lambda lay, each: [os.path.join(lay.tree("mkdutils"), rel)
+          vouches=lambda lay, each: [os.path.join(lay.mkdutils_build, rel)
                                      for rel in products.load(lay.arch)["mkdutils"].outputs],
           target="build"),
     Stage("check", "arch", CheckParams,

@@ -1,0 +1,90 @@
+"""The kernel trees share the pristine tree's files (hard links) and are never written after the patch stage; a
+re-patch keeps the times of what it did not change. The fixture kernel through the real scons, and the real tree."""
+import difflib
+import os
+from pathlib import Path
+
+import pytest
+
+from mkdump.narhash import nar_sha256
+from support import fixture_kernel
+from support import project as P
+
+LINE = " *  linux/init/main.c (test fixture)\n"
+
+
+def local_patch(new_line):
+    """A patch of the fixture's init/main.c that rewrites one comment line."""
+    text = fixture_kernel.fixture_files()["init/main.c"].decode()
+    assert text.count(LINE) == 1
+    diff = difflib.unified_diff(text.splitlines(keepends=True), text.replace(LINE, new_line).splitlines(keepends=True),
+                                "a/init/main.c", "b/init/main.c")
+    return "Test only: one line of init/main.c.\n\n" + "".join(diff)
+
+
+def shared(a, b):
+    return os.path.samestat(os.lstat(a), os.lstat(b))
+
+
+def files(tree):
+    return [p for p in Path(tree).rglob("*") if p.is_file() and not p.is_symlink()]
+
+
+def test_kernel_trees_share_the_pristine_files_and_a_re_patch_keeps_what_it_did_not_change(sources, tmp_path):
+    proj = P.fixture_project(tmp_path / "proj", sources)
+    P.add_local_patch(proj, "minik", "one-line.patch", local_patch(" *  linux/init/main.c (edited once)\n"))
+    args = ["arch=x86_64", "offline=1", f"sources={sources.dir}", f"cache={tmp_path / 'cache'}"]
+    r = P.scons(proj, *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    arch = proj / "build" / "x86_64"
+    pristine, minik, obj = arch / "src" / "linux-2.6.9", arch / "minik", arch / "obj" / "minik"
+
+    # The pristine tree: read-only files, still the pinned tree after both kernels were built.
+    assert [p for p in files(pristine) if p.stat().st_mode & 0o222] == []
+    assert nar_sha256(pristine) == sources.tree_sha256
+    for kind in ("minik", "system"):
+        tree = arch / kind
+        own = [p for p in files(tree) if not (pristine / p.relative_to(tree)).exists()
+               or not shared(p, pristine / p.relative_to(tree))]
+        # Only what the patches wrote is a file of the tree's own; the build wrote nothing there.
+        assert 0 < len(own) < 20, (kind, own)
+        assert not (tree / ".config").exists() and not list(tree.rglob("*.o")), kind
+    assert not shared(minik / "init" / "main.c", pristine / "init" / "main.c")
+    assert shared(minik / "kernel" / "printk.c", pristine / "kernel" / "printk.c")
+
+    written = {p.relative_to(minik): p.stat().st_mtime_ns for p in files(minik)
+               if not (pristine / p.relative_to(minik)).exists() or not shared(p, pristine / p.relative_to(minik))}
+    built = (obj / "init" / "main.o").stat().st_mtime_ns
+    # Edit the hunk: the tree is made anew, every file the patches wrote as before keeps its time.
+    (proj / "patches" / "compat" / "one-line.patch").write_text(local_patch(" *  linux/init/main.c (edited twice)\n"))
+    r = P.scons(proj, *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "(edited twice)" in (minik / "init" / "main.c").read_text()
+    again = {rel: (minik / rel).stat().st_mtime_ns for rel in written}
+    changed = sorted(str(rel) for rel in written if again[rel] != written[rel])
+    assert changed == ["init/main.c"]
+    assert (obj / "init" / "main.o").stat().st_mtime_ns > built
+
+
+@pytest.mark.realkernel
+@pytest.mark.slow
+def test_the_real_pristine_tree_is_still_the_pinned_one_after_both_kernels_were_built(real_linux_tarball,
+                                                                                     tmp_path):
+    from mkdump.sources import load_sources
+    from support.real_sources import make_real_sources
+    sources = make_real_sources(real_linux_tarball, tmp_path / "sources")
+    proj = P.copy_project(tmp_path / "proj")
+    r = P.scons(proj, "arch=x86_64", f"sources={sources}", "offline=1", f"cache={tmp_path / 'cache'}",
+                timeout=3600)
+    assert r.returncode == 0, r.stdout + r.stderr[-8000:]
+    arch = proj / "build" / "x86_64"
+    pristine = arch / "src" / "linux-2.6.9"
+    assert [p for p in files(pristine) if p.stat().st_mode & 0o222] == []
+    assert nar_sha256(pristine) == load_sources(proj / "patches" / "sources.toml")["linux"].tree_sha256
+    for kind in ("minik", "system"):
+        tree = arch / kind
+        own = [p for p in files(tree) if not (pristine / p.relative_to(tree)).exists()
+               or not shared(p, pristine / p.relative_to(tree))]
+        assert 0 < len(own) < 60, (kind, len(own))
+        assert not (tree / ".config").exists() and not list(tree.rglob("*.o")), kind
+        assert (arch / "obj" / kind / "vmlinux").is_file()
