@@ -210,7 +210,7 @@ def test_install_lays_out_everything_under_destdir(built, tmp_path):
         + ["boot/System.map-2.6.9", "boot/config-2.6.9", "opt/mkdump/sbin/mkdconv", "opt/mkdump/sbin/mkdinfo"])
     # module-init-tools 3.1 open each path of modules.dep as written: absolute.
     assert (dest / "lib/modules/2.6.9/modules.dep").read_text() == "/lib/modules/2.6.9/extra/mkexec.ko:\n"
-    assert (dest / "boot/config-2.6.9").read_bytes() == (proj / "build/x86_64/system/.config").read_bytes()
+    assert (dest / "boot/config-2.6.9").read_bytes() == (proj / "build/x86_64/obj/system/.config").read_bytes()
     # mkdutils, built for this machine, runs here
     run = subprocess.run([dest / "opt/mkdump/sbin/mkdinfo"], input=b"dump", capture_output=True)
     assert run.stdout == b"4 bytes\n"
