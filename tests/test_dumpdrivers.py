@@ -154,3 +154,31 @@ def test_an_lspci_file_is_an_input_of_the_mini_kernel_config(tmp_path):
     params = stages.ConfigParams("minik", dump_driver=f"lspci:{f}", pae=None, minik_fragment=None, system_config=None)
     files, _ = stages._config_inputs(params, "x86_64", project, "build")
     assert str(f) in files and str(CONFIGS / "dump-drivers.toml") in files
+
+
+def _built_in(*families):
+    return {s: "y" for f in families for s in FAMILIES[f]["symbols"]}
+
+
+def test_the_disk_driver_of_a_major_is_what_every_family_with_it_builds_in():
+    assert {"SCSI", "BLK_DEV_SD"} <= set(kconfig.disk_symbols_for_major(8, FAMILIES))
+    assert "SCSI_SYM53C8XX_2" not in kconfig.disk_symbols_for_major(8, FAMILIES)
+    assert {"IDE", "BLK_DEV_IDE", "BLK_DEV_IDEDISK"} <= set(kconfig.disk_symbols_for_major(3, FAMILIES))
+    assert "BLK_DEV_PIIX" not in kconfig.disk_symbols_for_major(3, FAMILIES)     # ide-amd74xx gives hda too
+    assert "BLK_CPQ_CISS_DA" in kconfig.disk_symbols_for_major(104, FAMILIES)
+    assert kconfig.disk_symbols_for_major(9, FAMILIES) is None                   # md: no disk of a family
+
+
+def test_a_dump_dev_the_mini_kernel_drives_passes():
+    assert kconfig.dump_dev_problem("/dev/hda2", 3, _built_in("ide"), FAMILIES) is None
+    assert kconfig.dump_dev_problem("/dev/sdb2", 8, _built_in("ide", "scsi-sd"), FAMILIES) is None
+    assert kconfig.dump_dev_problem("104:2", 104, _built_in("cciss"), FAMILIES) is None
+
+
+def test_a_dump_dev_on_a_disk_no_built_in_driver_names_is_one_sentence():
+    problem = kconfig.dump_dev_problem("/dev/sdb2", 8, _built_in("ide"), FAMILIES)
+    assert problem.startswith("dump_dev=/dev/sdb2 is a disk of block major 8, but the mini kernel does not build in ")
+    assert "CONFIG_BLK_DEV_SD" in problem and "scsi-sd" in problem and "ide," not in problem
+    assert "\n" not in problem
+    unknown = kconfig.dump_dev_problem("9:0", 9, _built_in("ide"), FAMILIES)
+    assert unknown.startswith("dump_dev=9:0 has block major 9, which no dump driver family's disks get (3, ")

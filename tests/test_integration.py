@@ -462,6 +462,23 @@ def test_dry_run_writes_nothing_and_says_what_would_run(built, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_a_dump_dev_the_mini_kernel_has_no_driver_for_is_refused(built):
+    proj, args, _, _ = built
+    script = proj / "build" / "x86_64" / "out" / "mkdump-load-x86_64"
+    before = script.read_bytes()
+    r = P.scons(proj, "dump_dev=/dev/sdb2", *args)      # the default family drives IDE disks only
+    assert r.returncode != 0
+    assert ("dump_dev=/dev/sdb2 is a disk of block major 8, but the mini kernel does not build in CONFIG_BLK_DEV_SD"
+            in r.stdout + r.stderr)
+    assert "Traceback" not in r.stdout + r.stderr
+    assert script.read_bytes() == before
+    r = P.scons(proj, "dump_dev=/dev/hda2", *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "\nDUMP_DEV='0x300002'\n" in script.read_text()
+    r = P.scons(proj, *args)
+    assert r.returncode == 0 and script.read_bytes() == before, r.stdout + r.stderr
+
+
 def _tmux(*args):
     return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
 

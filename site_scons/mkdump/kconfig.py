@@ -190,6 +190,30 @@ def dump_driver_families(configs_dir):
     return out
 
 
+def disk_symbols_for_major(major, families):
+    """The symbols that every family whose disks get block `major` builds in (the disk driver that names such a
+    device: IDE disk, SCSI disk, cciss...), sorted; None when no family's disks get that major."""
+    common = [set(f["symbols"]) for f in families.values() if major in f["major"]]
+    return sorted(set.intersection(*common)) if common else None
+
+
+def dump_dev_problem(dump_dev, major, config_values, families):
+    """One sentence when a mini kernel configured as `config_values` has no driver for a disk of block `major`
+    (the dump would find no device at crash time), else None."""
+    needed = disk_symbols_for_major(major, families)
+    if needed is None:
+        majors = sorted({m for f in families.values() for m in f["major"]})
+        return (f"dump_dev={dump_dev} has block major {major}, which no dump driver family's disks get "
+                f"({', '.join(map(str, majors))}); give a partition of the dump disk (e.g. /dev/sda2 or /dev/hda2).")
+    missing = [s for s in needed if config_values.get(s) != "y"]
+    if not missing:
+        return None
+    drive = sorted(n for n, f in families.items() if major in f["major"])
+    return (f"dump_dev={dump_dev} is a disk of block major {major}, but the mini kernel does not build in "
+            f"{', '.join('CONFIG_' + s for s in missing)}, so the dump would find no such disk; add a family that "
+            f"drives it to dump_driver= ({', '.join(drive)}) or give a dump_dev= on a disk it drives.")
+
+
 def family_names(families):
     """{name a user may give: family}: every family's own name and its aliases."""
     return {**{n: n for n in families}, **{a: n for n, f in families.items() for a in f["aliases"]}}

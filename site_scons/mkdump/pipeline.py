@@ -607,12 +607,25 @@ def load_script(p, ctx):
     from .install import target_paths
     from .loadscript import render_load_script, script_name
     lay = ctx.lay
+    if p.dump_dev:
+        _check_dump_dev(p.dump_dev, lay, ctx.project.configs_dir)
     release = stamp.read(lay.stamp("build-system"))["release"]
     paths = target_paths(arch=lay.arch, release=release, prefix=p.prefix)
     text = render_load_script(arch=lay.arch, mem_mb=p.minik_mem, dump_dev=p.dump_dev or None,
                               parameters=p.minik_params, vmlinux_bin_path=paths["vmlinux.bin"],
                               module_path=paths["mkexec.ko"])
     write_atomic(os.path.join(lay.out, script_name(lay.arch)), text, 0o755)
+
+
+def _check_dump_dev(dump_dev, lay, configs_dir):
+    """The load script's default dump device is a disk the mini kernel drives: a wrong one is found at crash time."""
+    from . import kconfig
+    from .loadscript import MINOR_BITS, encode_dump_dev
+    values = kconfig.read_config_values(os.path.join(lay.obj("minik"), ".config"))
+    problem = kconfig.dump_dev_problem(dump_dev, encode_dump_dev(dump_dev) >> MINOR_BITS, values,
+                                       kconfig.dump_driver_families(configs_dir))
+    if problem:
+        raise MkdumpError(problem)
 
 
 def manifest(p, ctx):
