@@ -111,16 +111,17 @@ def runs(tmp_path):
         run.kill()
 
 
-def leftovers(arch_dir):
-    """Staging names (`.<name>.<kind>-XXXXXXXX`) anywhere under the arch directory."""
-    return sorted(str(p.relative_to(arch_dir)) for p in arch_dir.rglob(".*")
+def leftovers(directory):
+    """Staging names (`.<name>.<kind>-XXXXXXXX`) anywhere under `directory` (a build or an arch directory)."""
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob(".*")
                   if any(f".{kind}-" in p.name for kind in ("tmp", "unpack", "old")))
 
 
 @pytest.mark.parametrize("target, program, filter_output, made", [
-    ("patch", "cp", "", {"minik": "patch-minik", "system": "patch-system"}),
+    ("patch", "cp", "", {"x86_64/minik": "x86_64/stamps/patch-minik", "x86_64/system": "x86_64/stamps/patch-system"}),
     # The decompressor hands on part of the archive, then blocks: Ctrl-C breaks the tar stream off mid-way.
-    ("unpack", "bzip2", " | head -c 100000", {"src/linux-2.6.9": "unpack-linux", "src/mkexec": "unpack-mkexec"}),
+    ("unpack", "bzip2", " | head -c 100000", {"src/linux-2.6.9": "stamps/unpack-linux",
+                                              "src/mkexec": "stamps/unpack-mkexec"}),
 ])
 def test_ctrl_c_says_interrupted_and_leaves_nothing_half_done(sources, tmp_path, runs, target, program,
                                                               filter_output, made):
@@ -137,14 +138,14 @@ def test_ctrl_c_says_interrupted_and_leaves_nothing_half_done(sources, tmp_path,
         run.stderr
     for wrong in ("mkdump: error", "damaged", "free some space", "Traceback"):
         assert wrong not in run.stderr, run.stderr
-    arch = proj / "build" / "x86_64"
-    assert leftovers(arch) == []
-    trees = {tree: (arch / tree).exists() for tree in made}
+    build = proj / "build"
+    assert leftovers(build) == []
+    trees = {tree: (build / tree).exists() for tree in made}
     assert not all(trees.values())
-    assert trees == {tree: (arch / "stamps" / f"{name}.json").exists() for tree, name in made.items()}
+    assert trees == {tree: (build / f"{name}.json").exists() for tree, name in made.items()}
     r = P.scons(proj, target, *args)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert all((arch / tree).is_dir() for tree in made)
+    assert all((build / tree).is_dir() for tree in made)
 
 
 def long_make(bindir, marker, when):
@@ -242,7 +243,7 @@ def test_an_edit_of_the_pristine_tree_never_reaches_a_kernel_tree(sources, tmp_p
     r = P.scons(proj, "patch", *args)
     assert r.returncode == 0, r.stdout + r.stderr
     arch = proj / "build" / "x86_64"
-    main = arch / "src" / "linux-2.6.9" / "init" / "main.c"
+    main = proj / "build" / "src" / "linux-2.6.9" / "init" / "main.c"
     original = main.read_bytes()
     main.write_bytes(original + b"/* edited in the pristine tree */\n")
     shutil.rmtree(arch / "minik")   # so that the patch stage copies the pristine tree again
@@ -302,14 +303,14 @@ def test_kill_9_during_unpack_leaves_a_staging_tree_the_next_run_removes(sources
     run.wait_for(marker)
     run.signal(signal.SIGKILL)
     run.finish()
-    arch = proj / "build" / "x86_64"
-    left = leftovers(arch)
+    build = proj / "build"
+    left = leftovers(build)
     assert len(left) == 1 and left[0].startswith("src/.linux-2.6.9.unpack-"), left
     r = P.scons(proj, "unpack", *args)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert f"mkdump: removed what an interrupted run left in {proj / 'build'}: x86_64/{left[0]}" in r.stderr
-    assert leftovers(arch) == []
-    assert (arch / "src" / "linux-2.6.9" / "Makefile").is_file()
+    assert f"mkdump: removed what an interrupted run left in {build}: {left[0]}" in r.stderr
+    assert leftovers(build) == []
+    assert (build / "src" / "linux-2.6.9" / "Makefile").is_file()
 
 
 @pytest.fixture
@@ -342,7 +343,7 @@ def fill(path):
 
 
 @pytest.mark.parametrize("before, target, what", [
-    ("fetch", "unpack", r"unpacking \S+/linux-2\.6\.9\.tar\.bz2 into {build}/x86_64/src/linux-2\.6\.9"),
+    ("fetch", "unpack", r"unpacking \S+/linux-2\.6\.9\.tar\.bz2 into {build}/src/linux-2\.6\.9"),
     # The tree is linked, not copied: the patched files are what fills the disk.
     ("unpack", "patch", r"writing the patched files into {build}/x86_64/\.minik\.tmp-[a-z0-9_]{{8}}"),
 ])

@@ -28,11 +28,18 @@ def plan(tmp_path, **given):
 def test_every_stage_instance_once_in_pipeline_order(tmp_path):
     ids = [n.id for n in plan(tmp_path)]
     assert ids == ["fetch:linux", "fetch:minik", "fetch:mkexec", "fetch:mkdutils",
-                   "unpack:x86_64:linux", "unpack:x86_64:mkexec", "unpack:x86_64:mkdutils", "toolchain:x86_64",
+                   "unpack:linux", "unpack:mkexec", "unpack:mkdutils", "toolchain:x86_64",
                    "patch:x86_64:minik", "patch:x86_64:system", "config:x86_64:minik", "config:x86_64:system",
                    "menuconfig:x86_64", "build:x86_64:minik", "build:x86_64:system", "mkexec:x86_64",
                    "modules:x86_64", "mkdutils:x86_64", "check:x86_64", "load_script:x86_64", "manifest:x86_64", "install:x86_64", "boot_test:x86_64"]
     assert len([n for n in plan(tmp_path, arch="all") if n.stage.name == "manifest"]) == 2
+    # both arches unpack the same archives: one pristine tree each, which both arches' kernel trees link
+    everything = plan(tmp_path, arch="all")
+    assert [n.id for n in everything if n.stage.name == "unpack"] == ["unpack:linux", "unpack:mkexec",
+                                                                      "unpack:mkdutils"]
+    patches = [n for n in everything if n.stage.name == "patch"]
+    assert len(patches) == 4 and all([m.id for m in n.needs if m.stage.name == "unpack"][0] == "unpack:linux"
+                                     for n in patches)
 
 
 def test_a_node_needs_only_earlier_nodes_of_its_arch_and_kernel(tmp_path):
@@ -49,15 +56,15 @@ def test_a_node_needs_only_earlier_nodes_of_its_arch_and_kernel(tmp_path):
 def test_what_each_stage_reads(tmp_path):
     nodes = {n.id: n for n in plan(tmp_path)}
     needs = {i: sorted(m.id for m in n.needs) for i, n in nodes.items()}
-    assert needs["unpack:x86_64:mkexec"] == ["fetch:mkexec"]
+    assert needs["unpack:mkexec"] == ["fetch:mkexec"]
     # the minik series names the minik patch itself (a fetched file), the system series mkexec's kernel patch
-    assert needs["patch:x86_64:minik"] == ["fetch:minik", "unpack:x86_64:linux"]
-    assert needs["patch:x86_64:system"] == ["unpack:x86_64:linux", "unpack:x86_64:mkexec"]
+    assert needs["patch:x86_64:minik"] == ["fetch:minik", "unpack:linux"]
+    assert needs["patch:x86_64:system"] == ["unpack:linux", "unpack:mkexec"]
     assert needs["build:x86_64:minik"] == ["config:x86_64:minik", "patch:x86_64:minik", "toolchain:x86_64"]
-    assert needs["mkexec:x86_64"] == ["build:x86_64:system", "toolchain:x86_64", "unpack:x86_64:mkexec"]
+    assert needs["mkexec:x86_64"] == ["build:x86_64:system", "toolchain:x86_64", "unpack:mkexec"]
     assert needs["load_script:x86_64"] == ["build:x86_64:system", "config:x86_64:minik"]
     assert needs["modules:x86_64"] == ["build:x86_64:system", "toolchain:x86_64"]
-    assert needs["mkdutils:x86_64"] == ["unpack:x86_64:mkdutils"]
+    assert needs["mkdutils:x86_64"] == ["unpack:mkdutils"]
     # the manifest records every stamp before it: the table says which, not a second list
     assert set(needs["manifest:x86_64"]) == {
         "fetch:linux", "fetch:minik", "fetch:mkexec", "fetch:mkdutils", "mkdutils:x86_64", "toolchain:x86_64",

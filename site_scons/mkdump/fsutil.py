@@ -80,6 +80,7 @@ def stale_staging(root, arches):
         if os.path.isfile(os.path.join(root, name)):
             found.append(os.path.join(root, name))
     look(os.path.join(root, "fetch"))
+    look(os.path.join(root, "src"))
     for arch in arches:
         arch_dir = os.path.join(root, arch)
         look(arch_dir)

@@ -8,7 +8,7 @@ LINUX_DIR = "linux-2.6.9"
 @dataclass(frozen=True)
 class Layout:
     root: str      # the build= option
-    arch: str
+    arch: str      # None for the stages done once for every arch (fetch, unpack)
     # Where check, the manifest and the load script put their files. With cache_dir= they work in "checked" and
     # a publish step copies them to out/, whose entries the shared cache holds.
     out_name: str = "out"
@@ -22,7 +22,16 @@ class Layout:
 
     @property
     def linux_src(self):
-        return self._a("src", LINUX_DIR)
+        return self.src("linux")
+
+    def src(self, source_name):
+        """The unpacked, verified tree of a source. Shared by every arch: each unpacks the same archive to the same
+        tree, and the kernel trees of both hard-link the pristine one."""
+        return os.path.join(self.root, "src", LINUX_DIR if source_name == "linux" else source_name)
+
+    def unpack_stamp(self, source_name, what=""):
+        """The unpack stage's stamp of a source (`what`: a record kept beside it), arch independent as its tree."""
+        return os.path.join(self.root, "stamps", f"unpack-{source_name}{what}.json")
 
     def tree(self, kind):
         """The kernel source tree of `kind` ("minik" or "system"): the patched sources, which nothing writes after

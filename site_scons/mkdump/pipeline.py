@@ -99,15 +99,13 @@ def fetched_path(root, source_name):
 
 # ---------------------------------------------------------------- unpack
 
-def unpacked_dir(lay, source_name):
-    return lay.linux_src if source_name == "linux" else os.path.join(lay.arch_dir, "src", source_name)
 
 
 def unpack(p, ctx):
     from . import unpack as unpacking
     lay = ctx.lay
     archive = fetched_path(lay.root, p.source)
-    dest = unpacked_dir(lay, p.source)
+    dest = lay.src(p.source)
     tree = unpacking.unpack(archive, dest, expect_tree_sha256=p.tree_sha256, log=ctx.log)
     if p.source == "mkexec":
         from .mkexec import find_layout
@@ -118,7 +116,19 @@ def unpack(p, ctx):
     with _PRISTINE:
         _seal(lay, p.source)
         _record_tree_state(lay, p.source)
-    stamp.write(lay.stamp("unpack-" + p.source), {"source": p.source, "tree_sha256": tree})
+    stamp.write(lay.unpack_stamp(p.source), {"source": p.source, "tree_sha256": tree})
+    _remove_per_arch_copies(lay, p.source, ctx.log)
+
+
+def _remove_per_arch_copies(lay, source_name, log):
+    """Versions before the shared trees unpacked every source once per arch, under <build>/<arch>/src/; such a
+    copy is never read again, and Linux's takes 250 MB."""
+    from .arch import names
+    for arch in names():
+        old = os.path.join(lay.root, arch, "src", os.path.basename(lay.src(source_name)))
+        if os.path.isdir(old) and not os.path.islink(old):
+            log(f"mkdump: removing {old}: every arch now shares {lay.src(source_name)}")
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _seal(lay, source_name):
@@ -127,7 +137,7 @@ def _seal(lay, source_name):
     so that the tree can still be replaced. The tree hash records no write bits."""
     if source_name != "linux":
         return      # mkexec's tree is copied, not shared, and its build copy edits Makefile.base
-    for dirpath, _, filenames in os.walk(unpacked_dir(lay, source_name)):
+    for dirpath, _, filenames in os.walk(lay.src(source_name)):
         for name in filenames:
             path = os.path.join(dirpath, name)
             st = os.lstat(path)
@@ -152,11 +162,11 @@ def tree_state(root):
 def _state_path(lay, source_name):
     # Beside the unpack stamp but no part of it: the stages downstream depend on the tree's contents, not on its
     # inodes, so unpacking the same tree again must not re-patch anything.
-    return lay.stamp(f"unpack-{source_name}.state")
+    return lay.unpack_stamp(source_name, ".state")
 
 
 def _record_tree_state(lay, source_name):
-    stamp.write(_state_path(lay, source_name), {"state": tree_state(unpacked_dir(lay, source_name))})
+    stamp.write(_state_path(lay, source_name), {"state": tree_state(lay.src(source_name))})
 
 
 def pristine_tree(lay, source_name, *, log=log_default):
@@ -178,7 +188,7 @@ _PRISTINE = threading.Lock()
 def _pristine_tree(lay, source_name, log):
     from . import unpack as unpacking
     from .narhash import nar_sha256
-    dest = unpacked_dir(lay, source_name)
+    dest = lay.src(source_name)
     if os.path.isdir(dest):
         _seal(lay, source_name)     # a tree unpacked before trees shared its files
     try:
@@ -187,9 +197,9 @@ def _pristine_tree(lay, source_name, log):
         recorded = None
     if recorded is not None and os.path.isdir(dest) and tree_state(dest) == recorded:
         return dest
-    verified = stamp.read(lay.stamp("unpack-" + source_name))["tree_sha256"]
+    verified = stamp.read(lay.unpack_stamp(source_name))["tree_sha256"]
     if not (os.path.isdir(dest) and nar_sha256(dest) == verified):
-        log(f"mkdump: [{lay.arch}] {dest} changed after it was unpacked and verified; unpacking it again")
+        log(f"mkdump: {dest} changed after it was unpacked and verified; unpacking it again")
         unpacking.unpack(fetched_path(lay.root, source_name), dest, expect_tree_sha256=verified, log=log)
     _seal(lay, source_name)
     _record_tree_state(lay, source_name)

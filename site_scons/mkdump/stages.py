@@ -216,10 +216,15 @@ def _sources(project):
 
 # ---------------------------------------------------------------- the table
 
+# The scopes done once for every arch, before any arch's stages.
+ARCH_FREE = ("source", "unpacked")
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
-    scope: str                      # "source" (arch independent), "unpack" (arch x unpacked source), "arch", "kernel"
+    scope: str                      # "source" and "unpacked" (arch independent: each source, each unpacked one),
+                                    # "arch", "kernel" (each arch x kernel)
     params: type
     make_params: Callable           # (opts, arch, each, sources) -> params
     produces: Callable              # (lay, each) -> target paths, the stamp (or the stage's one file) first
@@ -254,12 +259,12 @@ STAGES = (
           make_params=lambda o, arch, s, sources: FetchParams(s, _fetch_definition(sources[s])),
           produces=lambda lay, s: [layout.fetch_stamp(lay.root, s), layout.fetch_where(lay.root, s)],
           target="fetch", help="download and verify every source (after it, offline=1 needs no network)"),
-    Stage("unpack", "unpack", UnpackParams,
+    Stage("unpack", "unpacked", UnpackParams,
           make_params=lambda o, arch, s, sources: UnpackParams(s, sources[s].tree_sha256),
-          produces=lambda lay, s: [lay.stamp("unpack-" + s)],
+          produces=lambda lay, s: [lay.unpack_stamp(s)],
           needs=("fetch",),
-          vouches=lambda lay, s: [_tree_sentinel(_unpacked_dir(lay, s))],
-          target="unpack", help="unpack the verified sources into <build>/<arch>/src/"),
+          vouches=lambda lay, s: [_tree_sentinel(lay.src(s))],
+          target="unpack", help="unpack the verified sources into <build>/src/ (once, for every arch)"),
     Stage("toolchain", "arch", ToolchainParams,
           make_params=lambda o, arch, each, sources: ToolchainParams(o.cc, o.cross_compile),
           produces=lambda lay, each: [lay.stamp("toolchain")],
@@ -349,11 +354,6 @@ def _fetch_definition(source):
     return fetch_signature(source)
 
 
-def _unpacked_dir(lay, source):
-    from .pipeline import unpacked_dir
-    return unpacked_dir(lay, source)
-
-
 def _modules_files():
     from .modules import CONFIG_NAME, TREE_NAME
     return TREE_NAME, CONFIG_NAME
@@ -373,7 +373,7 @@ def targets():
     return out
 
 
-_FOR = {"source": "each source", "unpack": "each arch: " + ", ".join(UNPACKED), "arch": "each arch",
+_FOR = {"source": "each source", "unpacked": ", ".join(UNPACKED), "arch": "each arch",
         "kernel": "each arch: " + ", ".join(KINDS)}
 
 
@@ -429,9 +429,9 @@ def plan(opts, project, sources, *, out_name="out"):
     for arch in [None] + list(opts.arches):
         lay = layout.Layout(opts.build, arch, out_name)
         for stage in STAGES:
-            if (stage.scope == "source") != (arch is None):
+            if (stage.scope in ARCH_FREE) != (arch is None):
                 continue
-            each_list = {"source": list(sources), "unpack": list(UNPACKED), "kernel": list(KINDS),
+            each_list = {"source": list(sources), "unpacked": list(UNPACKED), "kernel": list(KINDS),
                          "arch": [None]}[stage.scope]
             for each in each_list:
                 params = stage.make_params(opts, arch, each, sources)
@@ -456,7 +456,7 @@ def _ref(need, stage, each):
     name, _, e = need.partition(":")
     if not e and stage.scope == "kernel" and BY_NAME[name].scope == "kernel":
         e = each
-    if not e and stage.scope == "unpack" and BY_NAME[name].scope == "source":
+    if not e and stage.scope == "unpacked" and BY_NAME[name].scope == "source":
         e = each
     return name, e or None
 
