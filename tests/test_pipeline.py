@@ -172,3 +172,21 @@ def test_re_patching_keeps_the_times_of_what_did_not_change(tmp_path):
     assert (pristine / "c.h").stat().st_mtime_ns == pristine_mtime
     # Nothing to compare with on a first patch.
     P.keep_timestamps(str(pristine), str(tmp_path / "none"), str(new))
+
+
+def test_a_per_arch_copy_of_an_unpacked_source_an_older_version_left_is_removed(tmp_path):
+    lay = L.Layout(str(tmp_path), None)
+    assert lay.src("linux") == str(tmp_path / "src" / "linux-2.6.9")
+    assert lay.src("mkexec") == str(tmp_path / "src" / "mkexec")
+    for arch in ("x86_64", "i386"):
+        (tmp_path / arch / "src" / "linux-2.6.9" / "init").mkdir(parents=True)
+        (tmp_path / arch / "src" / "linux-2.6.9" / "init" / "main.c").write_text("x")
+        (tmp_path / arch / "src" / "mkexec").mkdir()
+        (tmp_path / arch / "minik").mkdir()
+    said = []
+    P._remove_per_arch_copies(lay, "linux", said.append)
+    for arch in ("x86_64", "i386"):
+        assert not (tmp_path / arch / "src" / "linux-2.6.9").exists()
+        assert (tmp_path / arch / "src" / "mkexec").is_dir() and (tmp_path / arch / "minik").is_dir()
+    assert sorted(said) == [f"mkdump: removing {tmp_path / a / 'src' / 'linux-2.6.9'}: every arch now shares "
+                            f"{tmp_path / 'src' / 'linux-2.6.9'}" for a in ("i386", "x86_64")]
