@@ -74,6 +74,7 @@ def test_a_disk_whose_partitions_are_not_read_fails_with_the_console(tmp_path):
                                              r"\(.*\): no partition check line for it, expected hda: hda1 hda2\.") as e:
         _prove(tmp_path, "hda: QEMU HARDDISK, ATA DISK drive\r\nhda: lost interrupt\r\n")
     assert "hda: lost interrupt" in str(e.value)
+    assert not (tmp_path / "work" / "dump-disk-ide-piix.img").exists(), "a failed proof left its disk image"
 
 
 def test_every_family_qemu_emulates_has_a_disk_to_prove_it():

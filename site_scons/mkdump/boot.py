@@ -536,6 +536,19 @@ def _boot_steadily(run, log):
     raise AssertionError("unreachable")
 
 
+def checked_boot(run, log, **checks):
+    """Boot with run() as steadily as emulation allows (_boot_steadily), then check the console (expect_boot,
+    with an earlyprintk boot for a silent failure). Returns (result, the passed checks, boots retried)."""
+    result, retried = _boot_steadily(run, log)
+    return result, _expect_or_diagnose(result, run, **checks), retried
+
+
+def reported_memory_kb(console):
+    """The memory the kernel says it has available (its 'Memory: ...k/...k available' line), or None."""
+    m = _MEMORY.search(console)
+    return int(m.group(1)) if m else None
+
+
 def prove_minik(arch, bzimage, *, mem_mb=8, dump_dev="0x300000", memory_mb=None, timeout=None, log=None,
                 console_log=None, arch_dir=arches.ARCH_DIR):
     """Boot the mini kernel stand-alone as README step 4 does (mem=, dump_dev=) in a machine of memory_mb
@@ -549,8 +562,7 @@ def prove_minik(arch, bzimage, *, mem_mb=8, dump_dev="0x300000", memory_mb=None,
                     memory_mb=memory_mb, timeout=timeout, log=log, kind="minik", console_log=console_log,
                     arch_dir=arch_dir, earlyprintk=earlyprintk)
 
-    result, retried = _boot_steadily(run, log)
-    checks = _expect_or_diagnose(result, run, kind="minik", expect_memory_kb=mem_mb * 1024)
+    result, checks, retried = checked_boot(run, log, kind="minik", expect_memory_kb=mem_mb * 1024)
     return _report(arch, "minik", result, checks, {"memory_mb": memory_mb, "mem_mb": mem_mb,
                                                    "timer_check_retries": retried})
 
@@ -609,10 +621,10 @@ def prove_system(arch, bzimage, module_ko, *, toolchain_cc, extra_module=None, t
                         console_log=console_log, arch_dir=arch_dir, earlyprintk=earlyprintk, smp=smp,
                         extra=plan.qemu_args() if plan is not None else ())
 
-        result, retried = _boot_steadily(run, log)
         memory_mb = config["memory_mb"]
-        checks = _expect_or_diagnose(result, run, kind="system", module_token=token,
-                                     expect_memory_kb=memory_mb * 1024, expect_mkexec=extra_module is not None)
+        result, checks, retried = checked_boot(run, log, kind="system", module_token=token,
+                                               expect_memory_kb=memory_mb * 1024,
+                                               expect_mkexec=extra_module is not None)
         if smp > 1:
             checks += expect_cpus(result, smp)
         if plan is not None:

@@ -68,34 +68,35 @@ def prove(arch, bzimage, config_values, *, mem_mb, workdir, console_dir, log=Non
             continue
         image = os.path.join(workdir, f"dump-disk-{disk.name}.img")
         os.makedirs(workdir, exist_ok=True)
-        parts = make_partitioned_image(image)
-        name = os.path.basename(disk.device)
-        target = f"{name}{parts[-1]}"
-        dump_dev = format_dump_dev(encode_dump_dev(target))
-        console_log = os.path.join(console_dir, f"boot-minik-disk-{disk.name}.log")
-        settings = boot.load_qemu_config(arch, "minik", arch_dir=arch_dir)
-        memory_mb = settings["memory_mb"]
-        append = " ".join(filter(None, [boot.minik_append(arch, mem_mb, dump_dev, arch_dir=arch_dir),
-                                        settings.get("disk_append")]))
+        try:
+            parts = make_partitioned_image(image)
+            name = os.path.basename(disk.device)
+            target = f"{name}{parts[-1]}"
+            dump_dev = format_dump_dev(encode_dump_dev(target))
+            console_log = os.path.join(console_dir, f"boot-minik-disk-{disk.name}.log")
+            settings = boot.load_qemu_config(arch, "minik", arch_dir=arch_dir)
+            memory_mb = settings["memory_mb"]
+            append = " ".join(filter(None, [boot.minik_append(arch, mem_mb, dump_dev, arch_dir=arch_dir),
+                                            settings.get("disk_append")]))
 
-        def run(earlyprintk=False):
-            return boot.boot(arch, bzimage, append=append, memory_mb=memory_mb,
-                             timeout=timeout, log=log, kind="minik", console_log=console_log, arch_dir=arch_dir,
-                             earlyprintk=earlyprintk, extra=bootdisk.qemu_args(disk, image))
+            def run(earlyprintk=False):
+                return boot.boot(arch, bzimage, append=append, memory_mb=memory_mb,
+                                 timeout=timeout, log=log, kind="minik", console_log=console_log,
+                                 arch_dir=arch_dir, earlyprintk=earlyprintk, extra=bootdisk.qemu_args(disk, image))
 
-        result, retried = boot._boot_steadily(run, log)
-        checks = boot._expect_or_diagnose(result, run, kind="minik", expect_memory_kb=mem_mb * 1024)
+            result, checks, retried = boot.checked_boot(run, log, kind="minik", expect_memory_kb=mem_mb * 1024)
+        finally:
+            if os.path.exists(image):
+                os.remove(image)    # made for this boot only, and as large as its partitions
         listed = partition_line(result.console, name)
         if listed != [f"{name}{n}" for n in parts]:
             seen = f"it listed {' '.join(listed)}" if listed else "no partition check line for it"
             raise boot.BootError(f"the mini kernel did not read the partition table of its dump disk {name} on "
                                  f"{disk.name} ({disk.why}): {seen}, expected {name}: "
                                  f"{' '.join(name + str(n) for n in parts)}.", result)
-        os.remove(image)
-        memory = boot._MEMORY.search(result.console)
         reports.append({"disk": disk.name, "why": disk.why, "proved": True, "device": name, "partitions": listed,
                         "dump_dev": {"name": target, "value": dump_dev},
-                        "memory_kb": int(memory.group(1)) if memory else None, "mem_mb": mem_mb,
+                        "memory_kb": boot.reported_memory_kb(result.console), "mem_mb": mem_mb,
                         "machine_memory_mb": memory_mb, "seconds": round(result.seconds, 2),
                         "append": result.append, "timer_check_retries": retried,
                         "console": os.path.basename(console_log), "checks": checks})
