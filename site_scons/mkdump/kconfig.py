@@ -990,10 +990,10 @@ def configure(tree, *, arch, kind, fragments, make_args=(), log=None, base_confi
 
 def audit_saved(tree, *, arch, kind, fragments, config_path, configs_dir=None):
     """The rules a configuration saved outside the build (scons menuconfig) breaks, as the build would report
-    them: [problem text]. `fragments` are the ones the build applies, for the rules that depend on them (the dump
-    driver's symbols)."""
+    them, and the tree's Kconfig it was read with: ([problem text], kconf). `fragments` are the ones the build
+    applies, for the rules that depend on them (the dump driver's symbols)."""
     p = plan(tree, arch=arch, kind=kind, fragments=fragments, configs_dir=configs_dir, log=lambda msg: None)
     saved = read_config_values(config_path)
     p.kconf.load_config(config_path)
     actual = {c.symbol: _final_value(saved, p.kconf.syms[c.symbol]) for c in p.checks}
-    return list(check_rules(p.checks, p.kconf, actual).values())
+    return list(check_rules(p.checks, p.kconf, actual).values()), p.kconf

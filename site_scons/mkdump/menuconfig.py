@@ -6,6 +6,7 @@ saves is written where they say: for the mini kernel a fragment of what they cha
 the system kernel the whole .config (for system_config=). The rules the build would enforce are checked on save
 and every broken one printed, as the build would print it.
 """
+import filecmp
 import os
 import re
 import shutil
@@ -87,14 +88,13 @@ def menuconfig(tree, *, arch, kind, save, fragments, configs_dir, log, interface
         status = run_menu(tree, arch, work, interface=interface)
         if status:
             raise MkdumpError(f"the configuration menu ended with status {status}; nothing was saved to {save}.")
-        if os.stat(work).st_mtime_ns == mtime and open(work, "rb").read() == open(before, "rb").read():
+        if os.stat(work).st_mtime_ns == mtime and filecmp.cmp(work, before, shallow=False):
             log(f"menuconfig: nothing was saved, so {save} was not written.")
             return []
-        problems = audit_saved(tree, arch=arch, kind=kind, fragments=fragments, config_path=work,
-                               configs_dir=configs_dir)
+        problems, kconf = audit_saved(tree, arch=arch, kind=kind, fragments=fragments, config_path=work,
+                                      configs_dir=configs_dir)
         if kind == "minik":
-            from .kconfig import load_kconfig
-            lines = fragment_text(load_kconfig(tree, arch), before, work)
+            lines = fragment_text(kconf, before, work)
             text = (f"# The mini kernel ({arch}) changes made with scons menuconfig; use it with "
                     f"minik_fragment={save}\n" + "".join(line + "\n" for line in lines))
             what = f"{len(lines)} changed option(s) as a fragment"
