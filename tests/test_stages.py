@@ -1,6 +1,8 @@
 """The stage table and the plan the SCons tool declares from it, without SCons."""
 import hashlib
+import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -74,6 +76,8 @@ def test_what_each_stage_reads(tmp_path):
     series = [f for f in nodes["patch:x86_64:system"].files if f.endswith(".series")]
     assert series == [str(TOP / "patches" / "system.series")]
     assert str(TOP / "configs" / "rules.toml") in nodes["config:x86_64:minik"].files
+    # mkdutils is built with the build host's gcc: an upgraded one builds it again
+    assert os.path.realpath(shutil.which("gcc")) in nodes["mkdutils:x86_64"].files
 
 
 def test_a_user_file_is_read_by_the_config_it_belongs_to(tmp_path):

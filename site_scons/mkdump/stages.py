@@ -204,6 +204,13 @@ def _toolchain_inputs(p, arch, project, root):
     return [load(arch).path] + sorted({os.path.realpath(f) for f in found if f}), []
 
 
+def _host_tool_inputs(p, arch, project, root):
+    """The build host's gcc, as and ld, which build mkdutils: an upgraded compiler builds them again."""
+    import shutil
+    found = [shutil.which(t) for t in ("gcc", "as", "ld")]
+    return sorted({os.path.realpath(f) for f in found if f}), []
+
+
 def _manifest_inputs(p, arch, project, root):
     # Where each source was found is recorded too, which the fetch stamp leaves out.
     return [layout.fetch_where(root, n) for n in _sources(project)], []
@@ -315,6 +322,7 @@ STAGES = (
           needs=("unpack:mkdutils",),
           vouches=lambda lay, each: [os.path.join(lay.mkdutils_build, rel)
                                      for rel in products.load(lay.arch)["mkdutils"].outputs],
+          inputs=_host_tool_inputs,
           target="build"),
     Stage("check", "arch", CheckParams,
           make_params=lambda o, arch, each, sources: CheckParams(o.minik_mem),
