@@ -217,6 +217,8 @@ def test_install_lays_out_everything_under_destdir(built, tmp_path):
     manifest = json.loads((proj / "build/x86_64/out/manifest.json").read_text())
     assert manifest["inputs"]["sources"]["mkdutils"]["file"] == "mkdutils.taz"
     assert {c["name"] for c in manifest["checks"] if c["ok"]} >= {"mkdutils mkdconv", "mkdutils mkdinfo"}
+    host_cc = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    assert manifest["inputs"]["toolchain"]["mkdutils"] == {"cc": host_cc, "cc_flags": ["-std=gnu89", "-fcommon", "-Wno-error"]}
     out = proj / "build" / "x86_64" / "out"
     assert (dest / "opt/mkdump/share/mkdump/x86_64/vmlinux.bin").read_bytes() == (out / "vmlinux.bin").read_bytes()
     script = (dest / "opt/mkdump/sbin/mkdump-load-x86_64").read_text()

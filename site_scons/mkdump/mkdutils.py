@@ -18,6 +18,7 @@ import io
 import os
 import shutil
 import stat
+import subprocess
 import tarfile
 
 from . import runner
@@ -126,6 +127,16 @@ def check_tools(tree, tools, build_dirs):
                         "figure": "ELF executable for this machine, linked, no build paths" if not problems
                         else "; ".join(problems), "detail": ""})
     return results
+
+
+def compiler_version():
+    """The first line of `gcc --version`: which compiler built the tools, for the manifest."""
+    try:
+        out = subprocess.run(["gcc", "--version"], capture_output=True, text=True, timeout=60,
+                             env=dict(os.environ, LC_ALL="C")).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.splitlines()[0].strip() if out.strip() else None
 
 
 def build(src, work, *, log_path, log, jobs=None):

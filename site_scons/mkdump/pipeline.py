@@ -607,7 +607,8 @@ def mkdutils(p, ctx):
         replace_dir(work, dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    stamp.write(lay.stamp("mkdutils"), {"tools": names, "cc_flags": list(tools.CC_FLAGS), "checks": checks,
+    stamp.write(lay.stamp("mkdutils"), {"tools": names, "cc": tools.compiler_version(),
+                                        "cc_flags": list(tools.CC_FLAGS), "checks": checks,
                                         "sha256": stamp.sha256_file(os.path.join(dest, tools.PRODUCT))})
 
 
@@ -656,8 +657,11 @@ def manifest(p, ctx):
     configs = {k: stamp.read(lay.stamp("config-" + k)) for k in ("minik", "system")}
     tc = stamp.read(lay.stamp("toolchain"))
     checked = stamp.read(lay.stamp("check"))
-    # mkdutils is checked where it is built (for this machine, not the target): its checks join the others.
-    checks = checked["checks"] + stamp.read(lay.stamp("mkdutils"))["checks"]
+    # mkdutils is built and checked for this machine, not the target: its checks join the others, its compiler
+    # is recorded beside the kernel's.
+    built = stamp.read(lay.stamp("mkdutils"))
+    checks = checked["checks"] + built["checks"]
+    tc = dict(tc, mkdutils={"cc": built.get("cc"), "cc_flags": built["cc_flags"]})
     outputs = [manifests.file_entry(os.path.join(lay.out, n)) for n in sorted(products.published(lay.arch))]
     outputs.append(manifests.file_entry(os.path.join(lay.out, script_name(lay.arch))))
     text = manifests.render(arch=lay.arch, source_date_epoch=p.source_date_epoch, sources=srcs, patches=patches,
