@@ -126,20 +126,9 @@ def _confined_dir(root, relative, create):
 
 
 def _copy_atomically(source, dest, mode):
-    directory = os.path.dirname(dest)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-            shutil.copyfileobj(src, out)
-            os.fchmod(out.fileno(), mode)
-        # Keep the artifact's own mtime so two installs of one build are identical.
-        st = os.stat(source)
-        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
+    # Keep the artifact's own mtime so two installs of one build are identical.
+    with open(source, "rb") as src:
+        _write_atomically(src, dest, mode, ns=os.stat(source).st_mtime_ns)
 
 
 def _install_modules(tar_path, root, release, destdir, log):
@@ -170,13 +159,14 @@ def _install_modules(tar_path, root, release, destdir, log):
     return entries[0][2].mtime, moddir
 
 
-def _write_atomically(src, dest, mode, mtime):
+def _write_atomically(src, dest, mode, mtime=None, *, ns=None):
+    """The stream `src` as `dest` (mode, modification time `mtime` in seconds or `ns`), renamed into place."""
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.tmp-", dir=os.path.dirname(dest))
     try:
         with os.fdopen(fd, "wb") as out:
             shutil.copyfileobj(src, out)
             os.fchmod(out.fileno(), mode)
-        os.utime(tmp, (mtime, mtime))
+        os.utime(tmp, ns=(ns, ns) if ns is not None else (mtime * 10**9, mtime * 10**9))
         os.replace(tmp, dest)
     except BaseException:
         if os.path.lexists(tmp):
