@@ -282,12 +282,17 @@ def test_deb_build_is_reproducible(debs):
     assert different == []
 
 
-def test_lintian_has_no_errors(debs):
-    r = subprocess.run(["lintian", "--show-overrides", str(debs[0].changes)], capture_output=True, text=True)
+def check_lintian(changes):
+    """No errors; only the warnings README lists; the one override, and lintian did look at the packages."""
+    r = subprocess.run(["lintian", "--show-overrides", str(changes)], capture_output=True, text=True)
     lines = [l for l in r.stdout.splitlines() if l[:2] in ("E:", "W:", "O:")]
     assert [l for l in lines if l.startswith("E:")] == []
     assert {l.split()[2] for l in lines if l.startswith("W:")} <= LINTIAN_WARNINGS, lines
     assert {l.split()[2] for l in lines if l.startswith("O:")} == LINTIAN_OVERRIDES, lines
+
+
+def test_lintian_has_no_errors(debs):
+    check_lintian(debs[0].changes)
 
 
 @needs_amd64
@@ -365,8 +370,7 @@ def real_sources(real_linux_tarball, tmp_path_factory):
 def test_real_tree_packages(real_sources, tmp_path):
     debs = build_debs(tmp_path / "deb", real_sources, None)
     assert sorted(deb_name(p) for p in debs.debs) == sorted(DEB_FILES)
-    r = subprocess.run(["lintian", str(debs.changes)], capture_output=True, text=True)
-    assert not [l for l in r.stdout.splitlines() if l.startswith("E:")], r.stdout
+    check_lintian(debs.changes)
     by_name = {deb_name(p): p for p in debs.debs}
     kos = [p for p in deb_payload(by_name["linux-image-2.6.9-mkdump-amd64"]) if p.endswith(".ko")]
     built_m = (debs.proj / "package-build" / "x86_64" / "out" / "system-config").read_text().count("=m\n")
