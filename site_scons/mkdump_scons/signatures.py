@@ -30,7 +30,11 @@ def no_space(build, path, detail, elsewhere):
     _SAID_NO_SPACE.append(path)
 
 
-class SignatureDatabase(SCons.dblite._Dblite):
+# SCons 4.5 renamed the class (dblite -> _Dblite); Debian 12's scons is 4.4.0, which package builds use.
+_DBLITE = getattr(SCons.dblite, "_Dblite", None) or SCons.dblite.dblite
+
+
+class SignatureDatabase(_DBLITE):
     """SCons' signature database, written only by a run that holds the build directory's lock (a `scons -q` beside
     a running build would otherwise put back the signatures it read at its start over those of the build), and
     with a full disk reported in one sentence instead of SCons' traceback."""
