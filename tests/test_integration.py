@@ -214,6 +214,9 @@ def test_install_lays_out_everything_under_destdir(built, tmp_path):
     # mkdutils, built for this machine, runs here
     run = subprocess.run([dest / "opt/mkdump/sbin/mkdinfo"], input=b"dump", capture_output=True)
     assert run.stdout == b"4 bytes\n"
+    from elftools.elf.elffile import ELFFile
+    with open(dest / "opt/mkdump/sbin/mkdinfo", "rb") as f:
+        assert ELFFile(f).get_section_by_name(".symtab") is None, "shipped stripped, as distributions ship tools"
     manifest = json.loads((proj / "build/x86_64/out/manifest.json").read_text())
     assert manifest["inputs"]["sources"]["mkdutils"]["file"] == "mkdutils.taz"
     assert {c["name"] for c in manifest["checks"] if c["ok"]} >= {"mkdutils mkdconv", "mkdutils mkdinfo"}

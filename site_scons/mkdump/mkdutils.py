@@ -165,6 +165,19 @@ def build(src, work, *, log_path, log, jobs=None):
     return tools
 
 
+def strip(work, tools, *, log_path):
+    """Strip the tools' symbol tables, as distributions ship executables (Debian policy 10.1; lintian's
+    unstripped-binary-or-object): done here, so that the tools checked, published and recorded in the manifest are
+    the ones a package ships. strip is deterministic, so the build stays reproducible."""
+    argv = ["strip", "--strip-all"] + [os.path.join(work, rel) for rel in tools]
+    result = runner.run(argv, cwd=work, log_path=log_path, log_header="# " + " ".join(argv))
+    if result.stopped == "interrupt":
+        raise MkdumpError("stripping mkdutils' tools was interrupted; run again.")
+    if result.returncode != 0:
+        raise MkdumpError(f"strip failed on mkdutils' tools (exit {result.returncode}); see {log_path}. Is binutils "
+                          "installed?")
+
+
 def pack(tree, tools, dest, *, epoch):
     """sbin/<tool> for each tool, reproducibly (see the module docstring)."""
     names = {}

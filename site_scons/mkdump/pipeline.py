@@ -595,6 +595,7 @@ def mkdutils(p, ctx):
     try:
         work = os.path.join(staging, "mkdutils")
         built = tools.build(src, work, log_path=lay.log("mkdutils"), log=ctx.log, jobs=ctx.run.jobs_effective)
+        tools.strip(work, built, log_path=lay.log("mkdutils-strip"))
         checks = tools.check_tools(work, built, [os.path.abspath(staging), os.path.abspath(dest),
                                                  os.path.abspath(lay.root)])
         for c in checks:
