@@ -1,5 +1,6 @@
 """The pure pieces of benchmarks/run: figures and goals, the table and JSON, the machine description, the by-hand
-command list derived from our series, and reading SCons' --debug=time output. No timing happens here.
+command list derived from our series, reading SCons' --debug=time output and make's logs, the one-line edit of a
+patch, and du's output. No timing happens here.
 """
 import json
 import os
@@ -43,6 +44,21 @@ class Goal:
         raise ValueError(f"unknown goal operator {self.op!r}")
 
 
+# The issue-15 goals on this 2-core machine (the unpack goal is issue 7's). Each figure that has a goal takes it from
+# here, so the table, the JSON and README's Performance section name the same limits.
+GOALS = {
+    # ours / the same steps by hand 0.90x, written as the overhead the figures report
+    "cold": Goal("<=", -10.0, "<= -10 % (0.90x)"),
+    "noop": Goal("<=", 0.2, "<= 0.2 s"),
+    "config_stages": Goal("excludes", ("unpack", "patch"), "neither unpack nor patch"),
+    "config_time": Goal("<=", 2.2, "<= 2.2 s"),
+    "edit": Goal("<=", 0.15, "<= 0.15x"),
+    "unpack": Goal("<=", 1.5, "<= 1.5x"),
+    "ccache": Goal("<=", 0.30, "<= 0.30x"),
+    "disk": Goal("<=", 0.6, "<= 0.60x"),
+}
+
+
 @dataclass
 class Figure:
     key: str
@@ -80,6 +96,8 @@ def _number(value, unit):
         return f"{value:+.1f} %"
     if unit == "x":
         return f"{value:.2f}x"
+    if unit == "MB":
+        return f"{value:.1f} MB"
     return f"{value:g}{unit}"
 
 
@@ -276,6 +294,74 @@ def ccache_counts(stats):
     """(hits, misses) of compilations ccache could cache."""
     hits = stats.get("direct_cache_hit", 0) + stats.get("preprocessed_cache_hit", 0)
     return hits, stats.get("cache_miss", 0)
+
+
+# ----------------------------------------------------------------------------------------------- edit one patch
+
+_HUNK_RE = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@(.*)$")
+
+
+def add_line_to_first_hunk(patch_text, line):
+    """patch_text with `line` added to its first hunk, right after the hunk's first added line and with that
+    line's indentation, and the hunk header's new-side count one more: the patch then writes one more line into the
+    file it changes. Returns (the new text, the path that hunk's file header names after its first directory).
+    Raises ValueError when the patch has no hunk, or its first hunk adds no line."""
+    lines = patch_text.splitlines(keepends=True)
+    target = None
+    for i, text in enumerate(lines):
+        if text.startswith("+++ "):
+            target = text[4:].split("\t")[0].strip()
+        m = _HUNK_RE.match(text.rstrip("\n"))
+        if m:
+            break
+    else:
+        raise ValueError("the patch has no hunk")
+    old_start, old_count, new_start, new_count, rest = m.groups()
+    new_count = 1 if new_count is None else int(new_count)
+    old = old_start if old_count is None else f"{old_start},{old_count}"
+    header = f"@@ -{old} +{new_start},{new_count + 1} @@{rest}\n"
+    # The hunk's lines by its counts (a removed "-- x" line looks like a file header).
+    left_old, left_new = (1 if old_count is None else int(old_count)), new_count
+    for j in range(i + 1, len(lines)):
+        if left_old <= 0 and left_new <= 0:
+            break
+        body = lines[j]
+        kind = body[:1] if body[:1] in ("+", "-", "\\") else " "
+        left_old -= kind in (" ", "-")
+        left_new -= kind in (" ", "+")
+        if kind == "+":
+            indent = re.match(r"[ \t]*", body[1:]).group(0)
+            lines[i] = header
+            lines.insert(j + 1, f"+{indent}{line}\n")
+            path = target.split("/", 1)[1] if target and "/" in target else target
+            return "".join(lines), path
+    raise ValueError("the first hunk of the patch adds no line")
+
+
+_COMPILE_RE = re.compile(r"\s-c\s+-o\s+(\S+?\.o)(?=[\s'\"]|$)", re.M)
+
+
+def recompiled_objects(make_output):
+    """The objects a make compiled, each once, sorted: from kbuild's progress lines (CC, AS) or, under V=1, from
+    the compile commands (-c -o), which 2.6.9 echoes more than once and, with CONFIG_MODVERSIONS, points at
+    .tmp_<name>.o. An external module's objects (absolute paths, in a temporary build directory) go by their
+    base names."""
+    names = set(compiled_objects(make_output))
+    names |= {re.sub(r"(^|/)\.tmp_", r"\1", o) for o in _COMPILE_RE.findall(make_output)}
+    return sorted(os.path.basename(o) if os.path.isabs(o) else o for o in names)
+
+
+# ----------------------------------------------------------------------------------------------- disk use
+
+def parse_du_bytes(text):
+    """The size in bytes from `du -s -B1 DIR` output ("<bytes><TAB><dir>"); raises ValueError on anything else."""
+    lines = text.strip().splitlines()
+    if len(lines) != 1:
+        raise ValueError(f"du printed {len(lines)} lines, expected one: {text!r}")
+    size, sep, _ = lines[0].partition("\t")
+    if not sep or not size.isdigit():
+        raise ValueError(f"not du -s -B1 output: {lines[0]!r}")
+    return int(size)
 
 
 # --- full configurations (benchmarks/fieldconfigs) -----------------------------------------------------------

@@ -193,6 +193,129 @@ def test_ccache_stats():
     assert B.ccache_counts({}) == (0, 0)
 
 
+def test_goals_are_issue_15s():
+    g = B.GOALS
+    assert g["cold"].met(-10.0) and not g["cold"].met(-9.9)            # ours / by hand <= 0.90x
+    assert g["noop"].met(0.2) and not g["noop"].met(0.21)
+    assert g["config_stages"].met(["config-minik", "build-minik"]) and not g["config_stages"].met(["patch-minik"])
+    assert g["config_time"].met(2.2) and not g["config_time"].met(2.3)
+    assert g["edit"].met(0.15) and not g["edit"].met(0.16)
+    assert g["unpack"].met(1.5) and not g["unpack"].met(1.51)
+    assert g["ccache"].met(0.30) and not g["ccache"].met(0.31)
+    assert g["disk"].met(0.6) and not g["disk"].met(0.61)
+
+
+def test_megabytes_text():
+    assert B.Figure("d", "d", 3.0925, "MB").value_text() == "3.1 MB"
+    assert B.Figure("d", "d", 1234.56, "MB").value_text() == "1234.6 MB"
+
+
+PLT32 = ROOT / "patches" / "compat" / "x86_64-module-plt32.patch"
+EDIT = "/* one line more */"
+
+
+def _sides(patch_text):
+    """The old and new side of a one-hunk patch's hunk."""
+    body = patch_text.split("\n@@", 1)[1].split("\n", 1)[1].splitlines()
+    old = [l[1:] for l in body if l[:1] in (" ", "-")]
+    new = [l[1:] for l in body if l[:1] in (" ", "+")]
+    return old, new
+
+
+def test_add_line_to_first_hunk_of_the_plt32_patch():
+    text = PLT32.read_text()
+    edited, path = B.add_line_to_first_hunk(text, EDIT)
+    assert path == "arch/x86_64/kernel/module.c"
+    assert "\n@@ -189,6 +189,9 @@ int apply_relocate_add(Elf64_Shdr *sechdrs,\n" in edited
+    old, new = _sides(text)
+    old_e, new_e = _sides(edited)
+    assert old_e == old
+    first_added = next(i for i, l in enumerate(text.split("\n@@", 1)[1].splitlines()[1:]) if l.startswith("+"))
+    assert new_e == new[:first_added + 1] + ["\t\t" + EDIT] + new[first_added + 1:]
+    # Everything outside the hunk (the header that says why) is as it was.
+    assert edited.split("\n@@", 1)[0] == text.split("\n@@", 1)[0]
+
+
+def test_edited_patch_applies_with_gnu_patch_and_writes_the_line(tmp_path):
+    text = PLT32.read_text()
+    old, new = _sides(text)
+    filler = [f"/* line {i} */" for i in range(1, 189)]
+    target = tmp_path / "arch" / "x86_64" / "kernel" / "module.c"
+    target.parent.mkdir(parents=True)
+    edited, _ = B.add_line_to_first_hunk(text, EDIT)
+    (tmp_path / "edited.patch").write_text(edited)
+    target.write_text("\n".join(filler + old + ["/* end */"]) + "\n")
+    r = subprocess.run(["patch", "-p1", "--batch", "-i", "edited.patch"], cwd=tmp_path, capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and "offset" not in r.stdout and "fuzz" not in r.stdout, r.stdout + r.stderr
+    lines = target.read_text().splitlines()
+    assert lines[:188] == filler and lines[-1] == "/* end */"
+    assert lines[188:-1] == _sides(edited)[1] and len(lines[188:-1]) == len(new) + 1
+
+
+def test_add_line_to_first_hunk_counts_and_refusals():
+    assert B.add_line_to_first_hunk("--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-a\n+  b\n", "c") == \
+        ("--- a/x.c\n+++ b/x.c\n@@ -1 +1,2 @@\n-a\n+  b\n+  c\n", "x.c")
+    with pytest.raises(ValueError, match="no hunk"):
+        B.add_line_to_first_hunk("just text\n", "c")
+    # The first hunk only removes lines (one of them looks like a file header); the second hunk's added line is
+    # not the first hunk's.
+    with pytest.raises(ValueError, match="adds no line"):
+        B.add_line_to_first_hunk("--- a/x\n+++ b/x\n@@ -1,2 +1 @@\n--- y\n z\n@@ -5 +4 @@\n-a\n+b\n", "c")
+
+
+V1_LOG = """\
+make -f scripts/Makefile.build obj=kernel
+  gcc -Wp,-MD,kernel/.module.o.d -nostdinc -D__KERNEL__ -O2 -c -o kernel/.tmp_module.o kernel/module.c
+gcc -Wp,-MD,kernel/.module.o.d -nostdinc -D__KERNEL__ -O2 -c -o kernel/.tmp_module.o kernel/module.c
+scripts/basic/fixdep kernel/.module.o.d kernel/module.o 'gcc -nostdinc -c -o kernel/.tmp_module.o kernel/module.c'
+gcc -Wp,-MD,arch/x86_64/kernel/.module.o.d -O2 -c -o arch/x86_64/kernel/module.o /t/minik/arch/x86_64/kernel/module.c
+gcc -D__ASSEMBLY__ -c -o .tmp_head.o head.S
+ld -m elf_x86_64 -r -o kernel/built-in.o kernel/module.o
+gcc -o scripts/kallsyms scripts/kallsyms.c
+  CC [M]  /w/x86_64/.mkexec.tmp-abc/kernel/mkexec.o
+  CC      /w/x86_64/.mkexec.tmp-abc/kernel/mkexec.mod.o
+  LD [M]  /w/x86_64/.mkexec.tmp-abc/kernel/mkexec.ko
+"""
+
+
+def test_recompiled_objects_from_verbose_and_quiet_make_output():
+    assert B.recompiled_objects(V1_LOG) == ["arch/x86_64/kernel/module.o", "head.o", "kernel/module.o",
+                                            "mkexec.mod.o", "mkexec.o"]
+    assert B.recompiled_objects("make: Nothing to be done for 'bzImage'.\n") == []
+
+
+def test_parse_du_bytes():
+    assert B.parse_du_bytes("3092480\t/tmp/build\n") == 3092480
+    for bad in ("", "du: cannot access 'x'\n", "12K\t/tmp/b\n", "1\t/a\n2\t/b\n"):
+        with pytest.raises(ValueError):
+            B.parse_du_bytes(bad)
+
+
+def test_export_revision_for_the_fixture(tmp_path):
+    import measure as M
+    pin = "ab" * 32
+    dest = M.export_revision("HEAD", tmp_path / "before", fixture_tree_sha256=pin)
+    assert (dest / "SConstruct").is_file() and (dest / "site_scons" / "mkdump" / "stages.py").is_file()
+    assert not (dest / "patches" / "sources.lock").exists() and not (dest / "tests").exists()
+    assert f'tree_sha256 = "{pin}"' in (dest / "patches" / "sources.toml").read_text()
+    entries = [l for l in (dest / "patches" / "minik.series").read_text().splitlines() if not l.startswith("#")]
+    assert entries == ["source:minik", "compat/x86_64-module-plt32.patch arch=x86_64"]
+    with pytest.raises(RuntimeError, match="git archive no-such-rev failed"):
+        M.export_revision("no-such-rev", tmp_path / "none")
+
+
+def test_run_refuses_an_unknown_before_revision_at_once(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run"), "--fixture", "--only", "noop,disk",
+                        "--before", "no-such-rev", "--workdir", str(tmp_path / "work")], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "--before no-such-rev: not a commit" in r.stderr
+    assert not (tmp_path / "work").exists()
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run"), "--only", "edit,size"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--only: unknown size" in r.stderr
+
+
 def test_run_on_the_fixture_prints_every_figure(tmp_path):
     """The script end to end on the fixture kernel: every figure is there; what it shows of the product's
     behaviour (nothing re-runs on a no-op, a dump_driver change re-runs neither unpack nor patch, by hand builds
@@ -206,12 +329,30 @@ def test_run_on_the_fixture_prints_every_figure(tmp_path):
     figs = {f["key"]: f for f in json.loads(out.read_text())["figures"]}
     assert {"cold_ours", "cold_by_hand", "cold_overhead_same_steps", "cold_overhead_whole", "noop",
             "config_change", "unpack_ours", "unpack_tar", "unpack_ratio", "ccache_ratio"} <= set(figs)
+    assert {"config_change_s", "edit", "edit_ratio", "edit_stages", "edit_objects", "disk_ours", "disk_before",
+            "disk_ratio"} <= set(figs)
     for key in ("cold_ours", "cold_by_hand", "noop", "unpack_ratio"):
         assert figs[key]["value"] > 0
         assert figs[key]["met"] in ((True, False) if figs[key]["goal"] else (None,))
     assert figs["noop"]["note"] == "nothing re-ran"
     assert figs["config_change"]["met"] is True and "config-minik" in figs["config_change"]["value"]
     assert "; differ:" not in figs["cold_by_hand"]["note"]
+    # The edit of the PLT32 patch reaches both trees, re-runs their patch and build stages, and make compiles the
+    # module loader again.
+    assert figs["edit"]["value"] > 0 and "NO tree" not in figs["edit"]["note"]
+    assert figs["edit_ratio"]["value"] > 0 and figs["edit_ratio"]["met"] in (True, False)
+    assert {"patch-minik", "patch-system", "build-system"} <= set(figs["edit_stages"]["value"])
+    assert not any(s.startswith("unpack") for s in figs["edit_stages"]["value"])
+    assert isinstance(figs["edit_objects"]["value"], int) and figs["edit_objects"]["value"] >= 1
+    assert "kernel/module.o" in figs["edit_objects"]["note"]
+    assert figs["config_change_s"]["value"] > 0 and figs["config_change_s"]["met"] in (True, False)
+    # The PLT32 patch is as it was in the project copy the figures ran in.
+    assert (tmp_path / "work" / "project" / "patches" / "compat" / "x86_64-module-plt32.patch").read_text() == \
+        (ROOT / "patches" / "compat" / "x86_64-module-plt32.patch").read_text()
+    for key in ("disk_ours", "disk_before"):
+        assert figs[key]["unit"] == "MB" and figs[key]["value"] > 0
+    assert figs["disk_ratio"]["value"] == pytest.approx(figs["disk_ours"]["value"] / figs["disk_before"]["value"])
+    assert figs["disk_ratio"]["met"] in (True, False)
     for f in figs.values():
         assert f["label"] in r.stdout
 
