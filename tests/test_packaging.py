@@ -11,6 +11,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -296,6 +297,50 @@ def test_lintian_has_no_errors(debs):
 
 
 @needs_amd64
+def test_debs_install(debs, tmp_path):
+    """apt resolves all four against this Debian 12, and dpkg installs them together into a scratch root (only
+    libc6, which apt just resolved, is missing there) with every shipped file in place."""
+    build = debs[0]
+    sim = subprocess.run(["apt-get", "install", "-s", "-q", *map(str, build.debs)], capture_output=True, text=True)
+    assert sim.returncode == 0, sim.stdout + sim.stderr
+    assert sorted(re.findall(r"^Inst (\S+) ", sim.stdout, re.M)) == sorted(map(deb_name, build.debs))
+    root, admin = tmp_path / "root", tmp_path / "root" / "var" / "lib" / "dpkg"
+    for d in ("updates", "info"):
+        (admin / d).mkdir(parents=True)
+    for f in ("status", "available"):
+        (admin / f).touch()
+    r = subprocess.run(["dpkg", f"--root={root}", "--force-not-root", "--force-script-chrootless",
+                        "--force-depends", "--log=/dev/null", "-i", *map(str, build.debs)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    missing = [line.strip() for line in (r.stdout + r.stderr).splitlines() if "is not installed" in line]
+    assert missing == ["Package libc6 is not installed."], r.stdout + r.stderr
+    for deb in build.debs:
+        for rel in deb_payload(deb):
+            assert (root / rel).exists() or (root / rel).is_symlink(), (deb.name, rel)
+
+
+@needs_amd64
+def test_rpms_install(rpms, tmp_path):
+    """rpm installs all four into a scratch root and verifies every file (digest, mode); what none of them
+    provides is the base system's: /bin/sh and the C library."""
+    build, root = rpms[0], tmp_path / "root"
+    root.mkdir()
+    subprocess.run(["rpm", "--root", str(root), "--initdb"], capture_output=True, check=True)
+    test = subprocess.run(["rpm", "--root", str(root), "-i", "--test", *map(str, build.rpms)],
+                          capture_output=True, text=True)
+    unmet = {line.split(" is needed by ")[0].strip() for line in test.stderr.splitlines() if " is needed by " in line}
+    assert {u for u in unmet if u != "/bin/sh" and not u.startswith(("libc.so.6", "rtld("))} == set(), test.stderr
+    r = subprocess.run(["rpm", "--root", str(root), "-i", "--nodeps", "--noscripts", *map(str, build.rpms)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    names = subprocess.run(["rpm", "--root", str(root), "-qa", "--qf", "%{NAME}\n"], capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert sorted(names) == sorted(RPM_FILES)
+    verify = subprocess.run(["rpm", "--root", str(root), "-V", "-a", "--nodeps"], capture_output=True, text=True)
+    assert verify.returncode == 0 and verify.stdout == "", verify.stdout + verify.stderr
+
+
 def test_debian_clean_removes_what_the_build_made(debs):
     proj = debs[1].proj
     made = [proj / "package-build", proj / "debian" / "tmp"] + [proj / "debian" / name for name in DEB_FILES]
