@@ -99,8 +99,6 @@ def fetched_path(root, source_name):
 
 # ---------------------------------------------------------------- unpack
 
-
-
 def unpack(p, ctx):
     from . import unpack as unpacking
     lay = ctx.lay
