@@ -11,6 +11,7 @@ Cache layout (cache_dir):
 import contextlib
 import errno
 import fcntl
+import importlib
 import os
 import posixpath
 import re
@@ -42,6 +43,12 @@ class Fetched:
     tree_sha256: str | None     # the proved tree hash, for a tree-pinned source
     url: str | None             # where it was downloaded from, when known
     origin: str                 # "sources", "cache" or "download"
+
+
+# The archives checked before trust on first use: the module whose missing_parts(tree) names what an unpacked one
+# lacks, and how messages call such an archive.
+_ARCHIVE_KINDS = {"mkexec-archive": ("mkdump.mkexec", "an mkexec archive"),
+                  "mkdutils-archive": ("mkdump.mkdutils", "an mkdutils archive")}
 
 
 class _Mismatch(Exception):
@@ -300,30 +307,19 @@ class Fetcher:
             why = _not_a_kernel_patch(path)
             if why:
                 raise _Mismatch(f"it is not a kernel patch ({why})", sha)
-        elif source.kind == "mkexec-archive":
-            from mkdump.mkexec import missing_parts
-            self.log(f"Unpacking {path} to check that it is an mkexec archive")
+        elif source.kind in _ARCHIVE_KINDS:
+            module, what = _ARCHIVE_KINDS[source.kind]
+            self.log(f"Unpacking {path} to check that it is {what}")
             try:
                 with unpacked(path, self._dir("tmp")) as (tree, _):
-                    missing = missing_parts(tree)
+                    missing = importlib.import_module(module).missing_parts(tree)
             except ArchiveError as e:
                 raise _Mismatch(f"it cannot be unpacked ({e})", sha) from None
             except NoSpace as e:
                 raise self._no_space_to_unpack(path, e) from None
             if missing:
-                raise _Mismatch(f"it is not an mkexec archive (it lacks {', '.join(missing)})", sha)
-        elif source.kind == "mkdutils-archive":
-            from mkdump.mkdutils import missing_parts as mkdutils_missing
-            self.log(f"Unpacking {path} to check that it is an mkdutils archive")
-            try:
-                with unpacked(path, self._dir("tmp")) as (tree, _):
-                    missing = mkdutils_missing(tree)
-            except ArchiveError as e:
-                raise _Mismatch(f"it cannot be unpacked ({e})", sha) from None
-            except NoSpace as e:
-                raise self._no_space_to_unpack(path, e) from None
-            if missing:
-                raise _Mismatch(f"it is not an mkdutils archive (it lacks {' and '.join(missing)})", sha)
+                listed = ", ".join(missing[:-1]) + " and " + missing[-1] if len(missing) > 1 else missing[0]
+                raise _Mismatch(f"it is not {what} (it lacks {listed})", sha)
 
     def _tree_hash(self, name, path, sha):
         known = self._read_record(name)
