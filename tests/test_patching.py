@@ -8,17 +8,9 @@ import pytest
 
 from mkdump import patching
 from mkdump.errors import MkdumpError
-from support.trees import snapshot
+from support.trees import make_tree, snapshot
 
 QUIET = {"log": lambda msg: None}
-
-
-def tree_of(root, files):
-    for name, data in files.items():
-        p = root / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-    return root
 
 
 def apply(root, *patches, fuzz=0):
@@ -100,7 +92,7 @@ def test_series_knows_arches_only_when_told():
 # --- diff shapes -------------------------------------------------------------------------------------------------
 
 def test_modify_at_stated_line(tmp_path):
-    tree_of(tmp_path, {"f.c": TEN})
+    make_tree(tmp_path, {"f.c": TEN})
     report = apply(tmp_path, MODIFY)
     assert (tmp_path / "f.c").read_bytes() == TEN.replace(b"six", b"SIX")
     [(path, hunk)] = report.patches[0].hunks()
@@ -110,7 +102,7 @@ def test_modify_at_stated_line(tmp_path):
 @pytest.mark.parametrize("prefix, expected_offset", [(lines("new1", "new2"), 2), (b"", 0)])
 def test_offset_is_found_and_reported(tmp_path, prefix, expected_offset):
     body = prefix + TEN if prefix else TEN.replace(b"one\ntwo\n", b"")
-    tree_of(tmp_path, {"f.c": body})
+    make_tree(tmp_path, {"f.c": body})
     report = apply(tmp_path, MODIFY)
     hunk = report.patches[0].files[0].hunks[0]
     assert hunk.offset == (expected_offset if prefix else -2)
@@ -120,7 +112,7 @@ def test_offset_is_found_and_reported(tmp_path, prefix, expected_offset):
 
 def test_nearest_offset_wins_with_later_match_first(tmp_path):
     # "p x" occurs at lines 2 and 6; the hunk says line 4, both are 2 away: GNU patch tries +offset before -offset.
-    tree_of(tmp_path, {"f": lines("0", "p", "x", "q", "1", "p", "x", "q", "2")})
+    make_tree(tmp_path, {"f": lines("0", "p", "x", "q", "1", "p", "x", "q", "2")})
     patch = b"--- a/f\n+++ b/f\n@@ -4,2 +4,3 @@\n p\n+added\n x\n"
     report = apply(tmp_path, patch)
     assert (tmp_path / "f").read_bytes() == lines("0", "p", "x", "q", "1", "p", "added", "x", "q", "2")
@@ -128,7 +120,7 @@ def test_nearest_offset_wins_with_later_match_first(tmp_path):
 
 
 def test_new_and_deleted_files_diff_urN(tmp_path):
-    tree_of(tmp_path, {"old/gone.c": lines("bye"), "keep.c": lines("k")})
+    make_tree(tmp_path, {"old/gone.c": lines("bye"), "keep.c": lines("k")})
     patch = b"""diff -urN a/new/dir/made.c b/new/dir/made.c
 --- a/new/dir/made.c\t1970-01-01 00:00:00.000000000 +0000
 +++ b/new/dir/made.c\t2005-08-26 11:00:00.000000000 +0900
@@ -149,7 +141,7 @@ diff -urN a/old/gone.c b/old/gone.c
 
 
 def test_git_shapes(tmp_path):
-    tree_of(tmp_path, {"gone.txt": lines("x", "y"), "f.c": TEN})
+    make_tree(tmp_path, {"gone.txt": lines("x", "y"), "f.c": TEN})
     os.chmod(tmp_path / "f.c", 0o640)
     patch = b"""From: someone
 Subject: [PATCH] shapes
@@ -211,7 +203,7 @@ def test_git_modes_keep_only_what_an_archive_member_keeps(tmp_path, mode_line, m
 
 
 def test_git_mode_change_keeps_only_what_an_archive_member_keeps(tmp_path):
-    tree_of(tmp_path, {"f.c": TEN})
+    make_tree(tmp_path, {"f.c": TEN})
     os.chmod(tmp_path / "f.c", 0o644)
     apply(tmp_path, b"diff --git a/f.c b/f.c\nold mode 100644\nnew mode 106777\n")
     assert stat.S_IMODE((tmp_path / "f.c").stat().st_mode) == 0o755
@@ -230,7 +222,7 @@ def test_git_modes_gnu_patch_cannot_read_are_ignored_as_it_ignores_them(tmp_path
 
 @pytest.mark.parametrize("link", [b"f.c", b"../../etc/passwd"])
 def test_a_git_symlink_is_refused_and_nothing_is_written(tmp_path, link):
-    tree_of(tmp_path, {"f.c": TEN})
+    make_tree(tmp_path, {"f.c": TEN})
     before = snapshot(tmp_path)
     patch = MODIFY + (b"diff --git a/link b/link\nnew file mode 120000\nindex 0000000..1111111\n--- /dev/null\n"
                       b"+++ b/link\n@@ -0,0 +1 @@\n+" + link + b"\n\\ No newline at end of file\n")
@@ -243,7 +235,7 @@ def test_a_git_symlink_is_refused_and_nothing_is_written(tmp_path, link):
 
 
 def test_a_git_mode_change_to_a_symlink_is_refused(tmp_path):
-    tree_of(tmp_path, {"f.c": TEN})
+    make_tree(tmp_path, {"f.c": TEN})
     before = snapshot(tmp_path)
     with pytest.raises(patching.PatchRejected, match="symbolic link"):
         apply(tmp_path, b"diff --git a/f.c b/f.c\nold mode 100644\nnew mode 120000\n")
@@ -251,7 +243,7 @@ def test_a_git_mode_change_to_a_symlink_is_refused(tmp_path):
 
 
 def test_no_newline_at_end_of_file_both_ways(tmp_path):
-    tree_of(tmp_path, {"a": b"one\ntwo", "b": b"one\ntwo\n"})
+    make_tree(tmp_path, {"a": b"one\ntwo", "b": b"one\ntwo\n"})
     patch = b"""--- a/a
 +++ b/a
 @@ -1,2 +1,3 @@
@@ -274,7 +266,7 @@ def test_no_newline_at_end_of_file_both_ways(tmp_path):
 
 
 def test_a_context_line_must_agree_on_the_final_newline(tmp_path):
-    tree_of(tmp_path, {"a": b"one\ntwo\n"})
+    make_tree(tmp_path, {"a": b"one\ntwo\n"})
     patch = b"--- a/a\n+++ b/a\n@@ -1,2 +1,2 @@\n-one\n+ONE\n two\n\\ No newline at end of file\n"
     with pytest.raises(patching.PatchRejected):
         apply(tmp_path, patch)
@@ -285,14 +277,14 @@ def crlf(text):
 
 
 def test_a_crlf_patch_applies_to_lf_files_as_with_gnu_patch(tmp_path):
-    tree_of(tmp_path, {"f.c": TEN})
+    make_tree(tmp_path, {"f.c": TEN})
     report = apply(tmp_path, crlf(MODIFY))
     assert (tmp_path / "f.c").read_bytes() == TEN.replace(b"six", b"SIX")
     assert report.patches[0].files[0].hunks[0].status == "applied"
 
 
 def test_a_crlf_patch_and_crlf_files_reject_naming_the_line_endings(tmp_path):
-    tree_of(tmp_path, {"f.c": crlf(TEN)})
+    make_tree(tmp_path, {"f.c": crlf(TEN)})
     before = snapshot(tmp_path)
     with pytest.raises(patching.PatchRejected) as e:
         apply(tmp_path, crlf(MODIFY))
@@ -306,14 +298,14 @@ def test_a_crlf_patch_and_crlf_files_reject_naming_the_line_endings(tmp_path):
 
 
 def test_a_lf_patch_for_lf_files_rejects_on_crlf_files_naming_the_line_endings(tmp_path):
-    tree_of(tmp_path, {"f.c": crlf(TEN)})
+    make_tree(tmp_path, {"f.c": crlf(TEN)})
     with pytest.raises(patching.PatchRejected, match="the file's lines end in CRLF, the patch's in LF; fix"):
         apply(tmp_path, MODIFY)
 
 
 def test_a_diff_of_crlf_files_keeps_its_crs(tmp_path):
     # Headers in LF, lines in CRLF: what diff writes for files with CRLF lines; the CRs are content.
-    tree_of(tmp_path, {"f.c": crlf(TEN)})
+    make_tree(tmp_path, {"f.c": crlf(TEN)})
     head, _, body = MODIFY.partition(b"@@")
     apply(tmp_path, head + b"@@" + body.replace(b"\n", b"\r\n").replace(b"@@\r\n", b"@@\n", 1))
     assert (tmp_path / "f.c").read_bytes() == crlf(TEN.replace(b"six", b"SIX"))
@@ -321,7 +313,7 @@ def test_a_diff_of_crlf_files_keeps_its_crs(tmp_path):
 
 @pytest.mark.parametrize("strip, header", [(0, b"f.c"), (1, b"a/f.c"), (3, b"x/y//z/f.c")])
 def test_strip_levels(tmp_path, strip, header):
-    tree_of(tmp_path, {"f.c": TEN})
+    make_tree(tmp_path, {"f.c": TEN})
     patch = MODIFY.replace(b"a/f.c", header).replace(b"b/f.c", header)
     patching.apply_series(tmp_path, [("p", patch, strip)], **QUIET)
     assert b"SIX" in (tmp_path / "f.c").read_bytes()
@@ -331,14 +323,14 @@ def test_strip_levels(tmp_path, strip, header):
                                                      (1, b"a/../../etc/passwd", "leaves the tree"),
                                                      (0, b"/etc/passwd", "leaves the tree")])
 def test_bad_names_are_refused(tmp_path, strip, header, fragment):
-    tree_of(tmp_path, {"f.c": TEN})
+    make_tree(tmp_path, {"f.c": TEN})
     patch = MODIFY.replace(b"a/f.c", header).replace(b"b/f.c", header)
     with pytest.raises(MkdumpError, match=fragment):
         patching.apply_series(tmp_path, [("p", patch, strip)], **QUIET)
 
 
 def test_zero_length_sides(tmp_path):
-    tree_of(tmp_path, {"f": TEN})
+    make_tree(tmp_path, {"f": TEN})
     patch = b"""--- a/f
 +++ b/f
 @@ -2,0 +3,2 @@
@@ -357,7 +349,7 @@ def test_zero_length_sides(tmp_path):
 def test_hunk_at_start_of_file_only_matches_there(tmp_path):
     # Fewer leading than trailing context lines: diff made it at the top of the file, so it may not move.
     patch = b"--- a/f\n+++ b/f\n@@ -1,3 +1,3 @@\n-one\n+ONE\n two\n three\n"
-    tree_of(tmp_path, {"f": lines("zero") + TEN})
+    make_tree(tmp_path, {"f": lines("zero") + TEN})
     with pytest.raises(patching.PatchRejected):
         apply(tmp_path, patch)
     (tmp_path / "f").write_bytes(TEN)
@@ -367,7 +359,7 @@ def test_hunk_at_start_of_file_only_matches_there(tmp_path):
 
 def test_hunk_at_end_of_file_only_matches_there(tmp_path):
     patch = b"--- a/f\n+++ b/f\n@@ -8,3 +8,4 @@\n eight\n nine\n ten\n+eleven\n"
-    tree_of(tmp_path, {"f": TEN + lines("more")})
+    make_tree(tmp_path, {"f": TEN + lines("more")})
     with pytest.raises(patching.PatchRejected):
         apply(tmp_path, patch)
     (tmp_path / "f").write_bytes(lines("zero") + TEN)
@@ -377,7 +369,7 @@ def test_hunk_at_end_of_file_only_matches_there(tmp_path):
 
 
 def test_later_patches_see_earlier_results(tmp_path):
-    tree_of(tmp_path, {"f.c": TEN})
+    make_tree(tmp_path, {"f.c": TEN})
     second = b"--- a/f.c\n+++ b/f.c\n@@ -5,3 +5,3 @@\n five\n-SIX\n+Six!\n seven\n"
     apply(tmp_path, MODIFY, second)
     assert b"Six!" in (tmp_path / "f.c").read_bytes()
@@ -385,14 +377,14 @@ def test_later_patches_see_earlier_results(tmp_path):
 
 def test_latin1_bytes_survive(tmp_path):
     body = TEN.replace(b"five", b"f\xfcnf")
-    tree_of(tmp_path, {"f.c": body})
+    make_tree(tmp_path, {"f.c": body})
     patch = MODIFY.replace(b" five", b" f\xfcnf").replace(b"+SIX", b"+s\xe9chs")
     apply(tmp_path, patch)
     assert (tmp_path / "f.c").read_bytes() == body.replace(b"six", b"s\xe9chs")
 
 
 def test_fuzz_is_off_by_default_and_reported_when_on(tmp_path):
-    tree_of(tmp_path, {"f.c": TEN.replace(b"three", b"THREE")})
+    make_tree(tmp_path, {"f.c": TEN.replace(b"three", b"THREE")})
     with pytest.raises(patching.PatchRejected):
         apply(tmp_path, MODIFY)
     report = apply(tmp_path, MODIFY, fuzz=1)
@@ -411,7 +403,7 @@ NEWER_ID = b" *  $Id: head.S,v 1.4 2005/08/26 09:00:00 minik Exp $"
 
 
 def test_keyword_only_hunk_is_skipped_and_reported(tmp_path):
-    tree_of(tmp_path, {"head.S": HEAD_FILE})
+    make_tree(tmp_path, {"head.S": HEAD_FILE})
     patch = (b"--- a/head.S\n+++ b/head.S\n@@ -2,5 +2,5 @@\n  *  linux/arch/x86_64/kernel/head.S\n  *\n"
              b"-" + THEIR_ID + b"\n+" + NEWER_ID + b"\n  */\n \n")
     report = apply(tmp_path, patch)
@@ -428,7 +420,7 @@ def test_keyword_only_hunk_is_skipped_and_reported(tmp_path):
 
 
 def test_keyword_context_hunk_is_applied_keeping_the_files_keyword(tmp_path):
-    tree_of(tmp_path, {"head.S": HEAD_FILE})
+    make_tree(tmp_path, {"head.S": HEAD_FILE})
     patch = (b"--- a/head.S\n+++ b/head.S\n@@ -3,5 +3,6 @@\n  *\n"
              b"-" + THEIR_ID + b"\n+" + NEWER_ID + b"\n+ *  mini kernel dump\n  */\n \n code1\n")
     report = apply(tmp_path, patch)
@@ -439,7 +431,7 @@ def test_keyword_context_hunk_is_applied_keeping_the_files_keyword(tmp_path):
 
 def test_bare_keyword_in_file_matches_expanded_one_in_context(tmp_path):
     body = HEAD_FILE.replace(b"$Id: head.S,v 1.49 2002/03/19 17:39:25 ak Exp $", b"$Id$")
-    tree_of(tmp_path, {"head.S": body})
+    make_tree(tmp_path, {"head.S": body})
     patch = (b"--- a/head.S\n+++ b/head.S\n@@ -4,7 +4,7 @@\n" + b" " + THEIR_ID + b"\n  */\n \n-code1\n+CODE1\n"
              b" code2\n code3\n code4\n")
     report = apply(tmp_path, patch)
@@ -448,7 +440,7 @@ def test_bare_keyword_in_file_matches_expanded_one_in_context(tmp_path):
 
 
 def test_near_miss_outside_the_keyword_rejects(tmp_path):
-    tree_of(tmp_path, {"head.S": HEAD_FILE})
+    make_tree(tmp_path, {"head.S": HEAD_FILE})
     near = THEIR_ID.replace(b" *  ", b" *   ", 1)   # one extra space, outside the keyword
     patch = (b"--- a/head.S\n+++ b/head.S\n@@ -4,7 +4,7 @@\n" + b" " + near + b"\n  */\n \n-code1\n+CODE1\n"
              b" code2\n code3\n code4\n")
@@ -461,7 +453,7 @@ def test_near_miss_outside_the_keyword_rejects(tmp_path):
 
 
 def test_exactly_matching_keyword_lines_are_patched_like_gnu_patch(tmp_path):
-    tree_of(tmp_path, {"head.S": HEAD_FILE.replace(b" *  $Id: head.S,v 1.49 2002/03/19 17:39:25 ak Exp $", THEIR_ID)})
+    make_tree(tmp_path, {"head.S": HEAD_FILE.replace(b" *  $Id: head.S,v 1.49 2002/03/19 17:39:25 ak Exp $", THEIR_ID)})
     patch = (b"--- a/head.S\n+++ b/head.S\n@@ -3,3 +3,3 @@\n  *\n-" + THEIR_ID + b"\n+" + NEWER_ID + b"\n  */\n")
     report = apply(tmp_path, patch)
     assert NEWER_ID in (tmp_path / "head.S").read_bytes()
@@ -471,7 +463,7 @@ def test_exactly_matching_keyword_lines_are_patched_like_gnu_patch(tmp_path):
 # --- atomicity and errors ----------------------------------------------------------------------------------------
 
 def test_a_reject_anywhere_leaves_the_tree_untouched(tmp_path):
-    tree_of(tmp_path, {"f.c": TEN, "g.c": lines("g")})
+    make_tree(tmp_path, {"f.c": TEN, "g.c": lines("g")})
     before = snapshot(tmp_path)
     creates = b"--- /dev/null\n+++ b/n.c\n@@ -0,0 +1 @@\n+new\n"
     bad = b"--- a/g.c\n+++ b/g.c\n@@ -1 +1 @@\n-not g\n+G\n"
@@ -487,7 +479,7 @@ def test_a_reject_anywhere_leaves_the_tree_untouched(tmp_path):
 
 
 def test_every_reject_is_in_the_report(tmp_path):
-    tree_of(tmp_path, {"f.c": lines("a", "b")})
+    make_tree(tmp_path, {"f.c": lines("a", "b")})
     bad = b"--- a/f.c\n+++ b/f.c\n@@ -1 +1 @@\n-x\n+y\n--- a/missing.c\n+++ b/missing.c\n@@ -1 +1 @@\n-x\n+y\n"
     with pytest.raises(patching.PatchRejected) as e:
         apply(tmp_path, bad)
@@ -496,7 +488,7 @@ def test_every_reject_is_in_the_report(tmp_path):
 
 
 def test_creating_an_existing_file_and_deleting_a_changed_one_reject(tmp_path):
-    tree_of(tmp_path, {"n.c": lines("here"), "d.c": lines("x", "extra")})
+    make_tree(tmp_path, {"n.c": lines("here"), "d.c": lines("x", "extra")})
     with pytest.raises(patching.PatchRejected, match="already exists"):
         apply(tmp_path, b"--- /dev/null\n+++ b/n.c\n@@ -0,0 +1 @@\n+new\n")
     with pytest.raises(patching.PatchRejected, match="would remain"):
@@ -504,7 +496,7 @@ def test_creating_an_existing_file_and_deleting_a_changed_one_reject(tmp_path):
 
 
 def test_paths_that_are_not_regular_files_reject(tmp_path):
-    tree_of(tmp_path, {"f.c": TEN, "dir/x": b"x\n"})
+    make_tree(tmp_path, {"f.c": TEN, "dir/x": b"x\n"})
     os.symlink("f.c", tmp_path / "link.c")
     before = snapshot(tmp_path)
     for patch, fragment in [
@@ -530,7 +522,7 @@ def test_malformed_patches_name_patch_and_line(tmp_path, patch, fragment):
 
 
 def test_writes_leave_no_temporary_files_and_report_is_json(tmp_path):
-    tree_of(tmp_path, {"f.c": TEN})
+    make_tree(tmp_path, {"f.c": TEN})
     report = apply(tmp_path, MODIFY)
     assert sorted(os.listdir(tmp_path)) == ["f.c"]
     json.dumps(report.to_dict())

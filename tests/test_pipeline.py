@@ -9,6 +9,7 @@ from mkdump import pipeline as P
 from mkdump import stamp
 from mkdump.errors import MkdumpError
 from mkdump.sources import Source
+from support.trees import make_tree
 
 
 def write_fetch_stamps(root, path, sha256):
@@ -127,14 +128,6 @@ def test_a_tree_configured_in_place_by_an_older_version_must_be_made_anew(tmp_pa
         P.source_tree(lay, "minik")
 
 
-def _tree(root, files):
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
-
-
 def _linked(pristine, dest, written):
     """A kernel tree as the patch stage makes it: hard links to `pristine`, `written` as files of its own."""
     for path in pristine.rglob("*"):
@@ -148,14 +141,14 @@ def _linked(pristine, dest, written):
 
 
 def test_own_files_are_those_the_patches_wrote(tmp_path):
-    pristine = _tree(tmp_path / "src", {"a.c": "a\n", "d/b.h": "b\n", "d/c.h": "c\n"})
+    pristine = make_tree(tmp_path / "src", {"a.c": "a\n", "d/b.h": "b\n", "d/c.h": "c\n"})
     tree = _linked(pristine, tmp_path / "minik", {"d/b.h": "patched\n", "new.c": "new\n"})
     assert P.own_files(tree, pristine) == {"d/b.h", "new.c"}
     assert os.path.samestat((tree / "a.c").stat(), (pristine / "a.c").stat())
 
 
 def test_re_patching_keeps_the_times_of_what_did_not_change(tmp_path):
-    pristine = _tree(tmp_path / "src", {"a.c": "a\n", "b.h": "b\n", "c.h": "c\n", "d.h": "d\n"})
+    pristine = make_tree(tmp_path / "src", {"a.c": "a\n", "b.h": "b\n", "c.h": "c\n", "d.h": "d\n"})
     old = _linked(pristine, tmp_path / "old", {"a.c": "a patched\n", "b.h": "b patched\n", "c.h": "c patched\n"})
     for name in ("a.c", "b.h", "c.h"):
         os.utime(old / name, ns=(10**18, 10**18))   # built long ago

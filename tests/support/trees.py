@@ -1,4 +1,4 @@
-"""Comparing directory trees in tests."""
+"""Making and comparing directory trees in tests."""
 import os
 
 
@@ -12,3 +12,15 @@ def snapshot(root):
             with open(os.path.join(dirpath, n), "rb") as f:
                 out[os.path.join(rel, n)] = f.read()
     return out
+
+
+def make_tree(root, files):
+    """The files {relative path: bytes or text} written under root (made as needed); returns root."""
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, bytes):
+            path.write_bytes(data)
+        else:
+            path.write_text(data)
+    return root
