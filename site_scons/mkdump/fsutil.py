@@ -17,10 +17,10 @@ def replace_dir(staging, dest):
 
 
 def write_atomic(dest, text, mode=None):
-    """Write a small output so that readers see the old file or the new one, never half of one."""
+    """Write a small output (text, or bytes) so that readers see the old file or the new one, never half of one."""
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     tmp = dest + ".tmp"
-    with open(tmp, "w") as f:
+    with open(tmp, "wb" if isinstance(text, bytes) else "w") as f:
         f.write(text)
     if mode is not None:
         os.chmod(tmp, mode)

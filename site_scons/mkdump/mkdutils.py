@@ -23,6 +23,7 @@ import tarfile
 
 from . import runner
 from .errors import MkdumpError
+from .fsutil import write_atomic
 
 PRODUCT = "mkdutils.tar"
 CC_FLAGS = ("-std=gnu89", "-fcommon", "-Wno-error")
@@ -119,7 +120,8 @@ def check_tools(tree, tools, build_dirs):
                             f"{machine[0]} {machine[1]}")
         if not _has_interp_or_static(path):
             problems.append("not a linked executable (no ET_EXEC, no PT_INTERP)")
-        data = open(path, "rb").read()
+        with open(path, "rb") as f:
+            data = f.read()
         for d in build_dirs:
             if d.encode() in data:
                 problems.append(f"it holds the build directory {d}")
@@ -197,10 +199,7 @@ def pack(tree, tools, dest, *, epoch):
             info.mtime, info.mode, info.size = epoch, 0o755, os.path.getsize(path)
             with open(path, "rb") as f:
                 tar.addfile(info, f)
-    tmp = dest + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(buf.getvalue())
-    os.replace(tmp, dest)
+    write_atomic(dest, buf.getvalue())
     return sorted(names)
 
 

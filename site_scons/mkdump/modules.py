@@ -22,6 +22,7 @@ import tarfile
 
 from . import runner
 from .errors import MkdumpError
+from .fsutil import write_atomic
 
 # The links `modules_install` makes to the build machine's trees.
 BUILD_LINKS = ("build", "source")
@@ -105,10 +106,7 @@ def pack(moddir, release, dest, *, epoch):
                 with open(path, "rb") as f:
                     tar.addfile(info, f)
                 count += name.endswith(".ko")
-    tmp = dest + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(buf.getvalue())
-    os.replace(tmp, dest)
+    write_atomic(dest, buf.getvalue())
     return count
 
 
@@ -168,10 +166,7 @@ def make_absolute(dep_path, release):
         paths = [m.group(1)] + m.group(2).split()
         paths = [p if p.startswith("/") else base + p for p in paths]
         out.append(paths[0] + ":" + "".join(" " + p for p in paths[1:]))
-    tmp = dep_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("".join(line + "\n" for line in sorted(out)))
-    os.replace(tmp, dep_path)
+    write_atomic(dep_path, "".join(line + "\n" for line in sorted(out)).encode("utf-8"))
 
 
 def check_dep_format(dep_path, release):
