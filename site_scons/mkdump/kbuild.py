@@ -109,10 +109,18 @@ def make_command(targets, *, toolchain, jobs=None, launcher=None, prefix_maps=()
         argv.append(f"-j{int(jobs)}")
     argv += toolchain.make_args(launcher=launcher, prefix_maps=prefix_maps)
     argv.append("V=1")
-    if srctree:
-        argv += ["-f", os.path.join(srctree, "Makefile"), f"KBUILD_SRC={srctree}"]
+    argv += out_of_tree_args(srctree)
     argv += list(targets)
     return argv
+
+
+def out_of_tree_args(srctree):
+    """make's arguments that build the tree `srctree` in make's working directory (none for `srctree` None): its
+    Makefile with KBUILD_SRC, what 2.6.9's `make O=` hands each goal's make."""
+    if not srctree:
+        return []
+    srctree = os.path.abspath(srctree)
+    return ["-f", os.path.join(srctree, "Makefile"), f"KBUILD_SRC={srctree}"]
 
 
 def _failing_command(lines):

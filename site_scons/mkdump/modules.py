@@ -51,11 +51,10 @@ def modules_install(tree, root, *, make_args, log_path, log, obj=None):
     """`make modules_install INSTALL_MOD_PATH=root` for the kernel built from `tree` (in the object directory
     `obj` when given, as kbuild.run_make built it); its own depmod is kept from running (it would run the build
     machine's depmod on a tree without its final paths)."""
+    from .kbuild import out_of_tree_args
     where = os.path.abspath(obj or tree)
-    argv = ["make", "-C", where]
-    if obj:
-        argv += ["-f", os.path.join(os.path.abspath(tree), "Makefile"), f"KBUILD_SRC={os.path.abspath(tree)}"]
-    argv += list(make_args) + ["modules_install", f"INSTALL_MOD_PATH={os.path.abspath(root)}", "DEPMOD=/bin/true"]
+    argv = (["make", "-C", where] + out_of_tree_args(tree if obj else None) + list(make_args)
+            + ["modules_install", f"INSTALL_MOD_PATH={os.path.abspath(root)}", "DEPMOD=/bin/true"])
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     log(f"make modules_install in {where} (log: {log_path})")
     result = runner.run(argv, cwd=where, log_path=log_path, log_header="# " + " ".join(argv))
