@@ -153,8 +153,8 @@ def long_make(bindir, marker, when):
     stands for a long make: a job (sleep) started in the background and waited for. Every other make is the real
     one."""
     return stand_in(bindir, "make", f'case " $* " in\n  {when})\n'
-                                    f'    sleep 600 &\n    ps -o pgid= $$ > {shlex.quote(str(marker))}.tmp\n'
-                                    f'    mv {shlex.quote(str(marker))}.tmp {shlex.quote(str(marker))}\n'
+                                    f'    sleep 600 &\n    ps -o pgid= $$ > {shlex.quote(str(marker))}.$$.tmp\n'
+                                    f'    mv {shlex.quote(str(marker))}.$$.tmp {shlex.quote(str(marker))}\n'
                                     f'    wait; exit 1;;\nesac\nexec "$REAL" "$@"\n')
 
 
