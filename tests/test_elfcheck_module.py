@@ -290,3 +290,32 @@ def test_module_symvers_adds_what_modules_export(tmp_path):
     symvers.write_text("0x1b7d4074\tprintk\tvmlinux\n0x0badcafe\tscsi_add_host\tdrivers/scsi/scsi_mod\n")
     crcs = elfcheck.kernel_crcs(crc_kernel(tmp_path, "x86_64", {"printk": 0x1b7d4074}), symvers)
     assert crcs == {"printk": 0x1b7d4074, "scsi_add_host": 0x0badcafe}
+
+
+SYMBOLS_C = """
+int common_one;
+int data_one = 1;
+static int local_one;
+__attribute__((weak)) int weak_one(void) { return local_one; }
+extern int undefined_one(void);
+int func_one(void) { return undefined_one() + data_one; }
+asm(".globl absolute_one\\n.set absolute_one, 0x1234");
+"""
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_symbols_read_as_pyelftools_reads_them(tmp_path, arch):
+    """The struct decoding of .symtab gives every field pyelftools gives, on either ELF class."""
+    from elftools.elf.elffile import ELFFile
+    elf_fixtures.require_toolchain(arch)
+    obj = elf_fixtures.compile_c(tmp_path, "symbols", SYMBOLS_C, arch, cflags=("-fcommon",))
+    with elfcheck._Elf(obj) as f:
+        ours = [(s.name, s.value, s.size, s.type, s.bind, s.shndx) for s in f.symbols()]
+    with open(obj, "rb") as fh:
+        theirs = [(s.name, s["st_value"], s["st_size"], s["st_info"]["type"], s["st_info"]["bind"], s["st_shndx"])
+                  for s in ELFFile(fh).get_section_by_name(".symtab").iter_symbols()]
+    assert ours == theirs
+    by_name = {s[0]: s for s in ours}
+    assert by_name["common_one"][5] == "SHN_COMMON" and by_name["absolute_one"][5] == "SHN_ABS"
+    assert by_name["absolute_one"][1] == 0x1234 and by_name["undefined_one"][5] == "SHN_UNDEF"
+    assert by_name["weak_one"][3:5] == ("STT_FUNC", "STB_WEAK") and by_name["symbols.c"][3:5] == ("STT_FILE", "STB_LOCAL")

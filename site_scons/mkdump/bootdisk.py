@@ -73,7 +73,7 @@ def _module_symbols(path):
     """(the symbols a module uses, the symbols it exports)."""
     from mkdump.elfcheck import _Elf, kernel_exports
     with _Elf(path) as f:
-        undefined = {sym.name for sym in f.symbols()[1:] if sym["st_shndx"] == "SHN_UNDEF" and sym.name}
+        undefined = {sym.name for sym in f.symbols()[1:] if sym.shndx == "SHN_UNDEF" and sym.name}
     return undefined, kernel_exports(path)
 
 
