@@ -52,6 +52,15 @@ def test_an_arch_is_frozen():
         a.toolchain["compilers"][0]["cc"] = ("clang",)
 
 
+def test_a_file_is_parsed_once_per_version(arch_dir):
+    first = arches.load("x86_64", arch_dir)
+    assert arches.load("x86_64", arch_dir) is first
+    # An edit is seen at once, whatever its size and mtime.
+    path = arch_dir / "x86_64.toml"
+    path.write_text(path.read_text().replace("mem_minus_mb = 1", "mem_minus_mb = 3"))
+    assert arches.load("x86_64", arch_dir).mem_minus_mb == 3
+
+
 def test_qemu_settings_overlay_the_kind():
     a = arches.load("x86_64")
     assert a.qemu_settings()["memory_mb"] == 64

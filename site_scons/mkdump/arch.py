@@ -19,6 +19,7 @@ Keys (all required unless marked optional):
     [qemu]                   the QEMU settings of the boot proofs, [qemu.minik] and [qemu.system] per kind;
                              optional disk_append, parameters the dump disk proof adds (see dumpdisk.py)
 """
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -122,7 +123,20 @@ def _read(path):
     return tomlfile.load(path, "the arch file", fix="restore it from the repository")
 
 
+# Every graph read asks for the arch facts about sixteen times (each stage's parameters and inputs): parsed once
+# per version of the file. An Arch is frozen, so sharing one is safe.
+_PARSED = {}
+
+
 def _parse(name, path):
+    st = os.stat(path)
+    key = (name, str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _PARSED:
+        _PARSED[key] = _parse_file(name, path)
+    return _PARSED[key]
+
+
+def _parse_file(name, path):
     top = _Table(path, _read(path), "")
     tc = top.table("toolchain")
     for key, kind in (("hostcc", str), ("arch_cflags", list), ("prefix_maps", list), ("compilers", list),
