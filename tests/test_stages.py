@@ -64,7 +64,7 @@ def test_what_each_stage_reads(tmp_path):
     assert needs["patch:x86_64:system"] == ["unpack:linux", "unpack:mkexec"]
     assert needs["build:x86_64:minik"] == ["config:x86_64:minik", "patch:x86_64:minik", "toolchain:x86_64"]
     assert needs["mkexec:x86_64"] == ["build:x86_64:system", "toolchain:x86_64", "unpack:mkexec"]
-    assert needs["load_script:x86_64"] == ["build:x86_64:system", "config:x86_64:minik"]
+    assert needs["load_script:x86_64"] == ["build:x86_64:system", "check:x86_64", "config:x86_64:minik"]
     assert needs["modules:x86_64"] == ["build:x86_64:system", "toolchain:x86_64"]
     assert needs["mkdutils:x86_64"] == ["unpack:mkdutils"]
     # the manifest records every stamp before it: the table says which, not a second list

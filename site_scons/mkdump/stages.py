@@ -334,7 +334,8 @@ STAGES = (
           make_params=lambda o, arch, each, sources: LoadScriptParams(o.minik_mem, o.dump_dev, o.minik_params,
                                                                       o.prefix),
           produces=lambda lay, each: [os.path.join(lay.out, _script_name(lay.arch))],
-          needs=("build:system", "config:minik"),
+          # After check: it writes into out/, which a failing check leaves as the last run published it.
+          needs=("build:system", "config:minik", "check"),
           inputs=lambda p, arch, project, root: ([os.path.join(project.configs_dir, "dump-drivers.toml")], [])),
     Stage("manifest", "arch", ManifestParams,
           make_params=lambda o, arch, each, sources: ManifestParams(manifest_options(o, arch), o.source_date_epoch),
