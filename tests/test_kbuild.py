@@ -49,8 +49,11 @@ def test_success_quiet_prints_one_line_and_logs_everything(tmp_path):
     text = (tmp_path / "logs" / "build.log").read_text()
     # The tree is recorded in the outputs under its base name, whatever directory holds it.
     cc = f"cc -fno-pie -ffile-prefix-map={tree}=tree"
-    assert text.startswith(f"# cd {tree} && make -j2 ARCH=x86_64 CC={cc} HOSTCC=cc V=1 all\n")
+    assert text.startswith(f"# cd {tree} && make -j2 ARCH=x86_64 CC={cc} HOSTCC=cc V=1 all  # -j2: the slots of a "
+                           "jobserver all of this run's makes share\n")
     assert f"CC={cc} ARCH=x86_64 V=1" in text
+    # make gets its two slots from the process's jobserver, not from -j2 on its command line.
+    assert re.search(r"^makeflags: +-j2 --jobserver-auth=\d+,\d+", text, re.MULTILINE), text
     assert "  CC      init/main.o" in text
 
 
@@ -106,6 +109,19 @@ def test_progress_on_a_terminal_redraws_one_line_and_clears_it():
     assert term.text.endswith("\rmake bzImage: 3 objects, 0:03 elapsed\x1b[K")
     p.finish()
     assert term.text.endswith("\r\x1b[K")
+
+
+def test_makes_running_at_once_share_one_status_line():
+    clock, term = FakeClock(), FakeTerminal()
+    minik = kbuild.Progress("minik", None, log=[].append, stream=term, clock=clock)
+    system = kbuild.Progress("system", None, log=[].append, stream=term, clock=clock)
+    clock.now += 1
+    minik.output(COMPILE)
+    assert term.text.endswith("\rminik: 1 objects, 0:01 elapsed | system: 0 objects, 0:01 elapsed\x1b[K")
+    minik.finish()
+    assert term.text.endswith("\rsystem: 0 objects, 0:01 elapsed\x1b[K")
+    system.finish()
+    assert term.text.endswith("\r\x1b[K") and "\n" not in term.text
 
 
 def test_progress_total_grows_when_a_build_compiles_more_than_the_last_one():
@@ -259,7 +275,7 @@ def test_out_of_tree_build_runs_in_the_object_directory_and_never_writes_the_tre
     cc = (f"cc -fno-pie -ffile-prefix-map=include2/=include/ -ffile-prefix-map=../../src/minik/= "
           f"-ffile-prefix-map={tree}/= -ffile-prefix-map={obj}=minik")
     assert text.startswith(f"# cd {obj} && make -j2 ARCH=x86_64 CC={cc} HOSTCC=cc V=1 -f {tree}/Makefile "
-                           f"KBUILD_SRC={tree} all\n")
+                           f"KBUILD_SRC={tree} all  # -j2: ")
     assert f"curdir={obj} src={tree}" in text
     # ccache names the sources relative to the object directory, as in any other build directory.
     assert f"ccache base: {tmp_path}\n" in text

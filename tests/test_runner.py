@@ -153,3 +153,54 @@ def test_keyboard_interrupt_stops_the_command_and_goes_on(tmp_path):
         runner.run(sh(f"echo $$ > {pidfile}; sleep 300 & wait"), cwd=tmp_path)
     t.join()
     assert gone_within(int(pidfile.read_text()), 5)
+
+
+JOBS_MAKEFILE = """\
+all: a b c d
+a b c d:
+\t@echo "start $$(date +%s.%N)" >> ../events; sleep 0.3; echo "end $$(date +%s.%N)" >> ../events
+"""
+
+
+def _most_at_once(events_path):
+    events = sorted((float(t), 1 if kind == "start" else -1)
+                    for kind, t in (line.split() for line in events_path.read_text().splitlines()))
+    now = most = 0
+    for _, step in events:
+        now += step
+        most = max(most, now)
+    return most
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+def test_makes_running_at_once_share_the_jobservers_slots(tmp_path, slots):
+    """Two makes of four jobs each, started together, never run more jobs in all than the jobserver has slots
+    (with one, the second make waits on the pipe the first has made non-blocking)."""
+    jobs = runner.Jobserver(slots)
+    dirs = [tmp_path / n for n in ("one", "two")]
+    results = []
+    for d in dirs:
+        d.mkdir()
+        (d / "Makefile").write_text(JOBS_MAKEFILE)
+    threads = [threading.Thread(target=lambda d=d: results.append(runner.run(["make"], cwd=d, jobs=jobs)))
+               for d in dirs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert [r.returncode for r in results] == [0, 0], [r.lines for r in results]
+    assert len((tmp_path / "events").read_text().splitlines()) == 16
+    assert _most_at_once(tmp_path / "events") == slots
+
+
+def test_slots_a_killed_make_took_with_it_are_given_back_once_no_make_runs(tmp_path):
+    jobs = runner.Jobserver(2)
+    os.read(jobs.read_fd, 2)     # what a make killed while two jobs ran leaves: an empty pipe
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "Makefile").write_text(JOBS_MAKEFILE)
+    done = []
+    t = threading.Thread(target=lambda: done.append(runner.run(["make"], cwd=tmp_path / "one", jobs=jobs)))
+    t.start()
+    t.join(30)
+    assert done and done[0].returncode == 0
+    assert _most_at_once(tmp_path / "events") == 2

@@ -8,6 +8,7 @@ builds of one tree and config give identical images.
 import os
 import re
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -99,19 +100,31 @@ def built_in_place(tree):
     return [n for n in (".config", "include/asm") if os.path.lexists(os.path.join(tree, n))]
 
 
-def make_command(targets, *, toolchain, jobs=None, launcher=None, prefix_maps=(), srctree=None):
-    """make's argv. With `srctree` make runs in an object directory on that tree's Makefile, as 2.6.9's own
-    `make O=` does once per goal: run from the source tree with O= and -j, `bzImage modules` became two makes
-    building in one object directory at once (seen racing on scripts/basic/.fixdep.d), so the one make this
-    command is gets all the goals."""
+def make_command(targets, *, toolchain, launcher=None, prefix_maps=(), srctree=None):
+    """make's argv, without -j (run_make hands make its job slots). With `srctree` make runs in an object directory
+    on that tree's Makefile, as 2.6.9's own `make O=` does once per goal: run from the source tree with O= and -j,
+    `bzImage modules` became two makes building in one object directory at once (seen racing on
+    scripts/basic/.fixdep.d), so the one make this command is gets all the goals."""
     argv = ["make"]
-    if jobs:
-        argv.append(f"-j{int(jobs)}")
     argv += toolchain.make_args(launcher=launcher, prefix_maps=prefix_maps)
     argv.append("V=1")
     argv += out_of_tree_args(srctree)
     argv += list(targets)
     return argv
+
+
+def job_slots(jobs, argv):
+    """(the Jobserver make runs with, its argv, the command a person would type for it) for make `argv` and
+    `jobs`: more than one job is taken from the process's jobserver, which every make of the run shares, so that
+    stages running make at once stay within `jobs` together; one job is make -j1, None a make without -j."""
+    if not jobs:
+        return None, argv, " ".join(argv)
+    if int(jobs) == 1:
+        argv = [argv[0], "-j1"] + argv[1:]
+        return None, argv, " ".join(argv)
+    typed = " ".join([argv[0], f"-j{int(jobs)}"] + argv[1:])
+    return (runner.jobserver(int(jobs)), argv,
+            f"{typed}  # -j{int(jobs)}: the slots of a jobserver all of this run's makes share")
 
 
 def out_of_tree_args(srctree):
@@ -163,17 +176,19 @@ def _clock(seconds):
 class Progress:
     """Objects compiled so far, elapsed time and, when the total is known, an estimate of the time left.
 
-    On a terminal one line is redrawn in place (at most every `redraw` seconds); otherwise (CI, a log) a plain
+    On a terminal one line is redrawn in place (at most every `redraw` seconds), shared by every make running at
+    once (scons -j: both kernels build together), each one's part after the other's; otherwise (CI, a log) a plain
     line goes to `log` every `interval` seconds, so a build of tens of minutes is never silent.
     """
 
     def __init__(self, label, total=None, *, log, stream=None, interval=30.0, redraw=0.5, clock=time.monotonic):
         self.label, self.total, self.log = label, total, log
-        self.stream = stream if stream is not None and stream.isatty() else None
+        self.board = _board(stream) if stream is not None and stream.isatty() else None
         self.interval, self.redraw, self.clock = interval, redraw, clock
         self.start = self.shown = clock()
         self.done = 0
-        self.drawn = False
+        if self.board is not None:
+            self.board.add(self)
 
     def line(self):
         elapsed = self.clock() - self.start
@@ -192,24 +207,65 @@ class Progress:
         if _COMPILE_RE.search(line):
             self.done += 1
         now = self.clock()
-        if self.stream is not None:
+        if self.board is not None:
             if now - self.shown >= self.redraw:
                 self.shown = now
-                self.stream.write("\r" + self.line()[:200] + "\x1b[K")
-                self.stream.flush()
-                self.drawn = True
+                self.board.draw()
         elif now - self.shown >= self.interval:
             self.shown = now
             self.log(self.line())
 
     def finish(self):
-        if self.drawn:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
+        if self.board is not None:
+            self.board.remove(self)
+
+
+class _Board:
+    """The one status line of a terminal: the lines of the Progress objects running, joined."""
+
+    def __init__(self, stream):
+        self.stream, self.running, self.drawn = stream, [], False
+        self.lock = threading.Lock()
+
+    def add(self, progress):
+        with self.lock:
+            self.running.append(progress)
+
+    def draw(self):
+        with self.lock:
+            self._draw()
+
+    def remove(self, progress):
+        with self.lock:
+            self.running.remove(progress)
+            if self.running:
+                self._draw()
+            elif self.drawn:
+                self.stream.write("\r\x1b[K")
+                self.stream.flush()
+                self.drawn = False
+
+    def _draw(self):
+        text = " | ".join(p.line() for p in self.running)
+        self.stream.write("\r" + text[:200] + "\x1b[K")
+        self.stream.flush()
+        self.drawn = True
+
+
+_boards = {}
+_boards_lock = threading.Lock()
+
+
+def _board(stream):
+    with _boards_lock:
+        board = _boards.get(id(stream))
+        if board is None or board.stream is not stream:
+            board = _boards[id(stream)] = _Board(stream)
+        return board
 
 
 def run_make(tree, targets, *, toolchain, jobs=None, launcher=None, verbose=False, log_path, env_extra=None,
-             log=None, expected_objects=None, progress_stream=None, obj=None):
+             log=None, expected_objects=None, progress_stream=None, obj=None, label=None):
     """Run make `targets` in the kernel tree `tree` with `toolchain`; full output goes to `log_path`.
 
     launcher (e.g. "ccache") is put in front of the kernel compiler. The tree is recorded in the outputs as its
@@ -219,8 +275,8 @@ def run_make(tree, targets, *, toolchain, jobs=None, launcher=None, verbose=Fals
     the outputs record paths as a build in a tree named like `obj` would (out_of_tree_prefix_maps). The tree
     must never have been configured or built in place: 2.6.9 refuses it then.
 
-    verbose=False: a progress line (objects compiled, of `expected_objects` when known, elapsed time, the time
-    left) redrawn on `progress_stream` when it is a terminal, else through `log` every 30 s; verbose=True: every
+    verbose=False: a progress line (`label`, default the make command; objects compiled, of `expected_objects`
+    when known, elapsed time, the time left) redrawn on `progress_stream` when it is a terminal, else through `log` every 30 s; verbose=True: every
     output line instead. Returns the number of objects compiled. Raises KbuildError (a MkdumpError) when make
     fails, naming the failing command, the last errors and the log.
     """
@@ -231,7 +287,7 @@ def run_make(tree, targets, *, toolchain, jobs=None, launcher=None, verbose=Fals
         raise MkdumpError(f"{tree} is not a kernel tree (no Makefile); unpack and patch the sources first.")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if obj is None:
-        argv = make_command(targets, toolchain=toolchain, jobs=jobs, launcher=launcher,
+        argv = make_command(targets, toolchain=toolchain, launcher=launcher,
                             prefix_maps=prefix_maps(tree, os.path.basename(os.path.abspath(tree))))
         where = tree
     else:
@@ -242,7 +298,7 @@ def run_make(tree, targets, *, toolchain, jobs=None, launcher=None, verbose=Fals
                               f"(`scons patch`) to get a clean tree.")
         where = Path(obj)
         where.mkdir(parents=True, exist_ok=True)
-        argv = make_command(targets, toolchain=toolchain, jobs=jobs, launcher=launcher,
+        argv = make_command(targets, toolchain=toolchain, launcher=launcher,
                             prefix_maps=out_of_tree_prefix_maps(tree, where), srctree=os.path.abspath(tree))
     env = build_env(env_extra)
     if obj is not None and "CCACHE_BASEDIR" not in env:
@@ -251,12 +307,13 @@ def run_make(tree, targets, *, toolchain, jobs=None, launcher=None, verbose=Fals
         env["CCACHE_BASEDIR"] = os.path.commonpath([os.path.realpath(tree), os.path.realpath(where)])
     log(f"make {' '.join(targets)} [{toolchain.arch}{f', -j{jobs}' if jobs else ''}] in {where} (log: {log_path})")
 
-    progress = Progress(f"make {' '.join(targets)}", expected_objects, log=log,
+    progress = Progress(label or f"make {' '.join(targets)}", expected_objects, log=log,
                         stream=sys.stderr if progress_stream is None else progress_stream)
+    slots, argv, header = job_slots(jobs, argv)
     try:
-        result = runner.run(argv, cwd=where, env=env, log_path=log_path,
-                            log_header=f"# cd {where} && {' '.join(argv)}", max_output=MAX_OUTPUT_BYTES,
-                            echo=log if verbose else None, watch=None if verbose else progress.output)
+        result = runner.run(argv, cwd=where, env=env, log_path=log_path, log_header=f"# cd {where} && {header}",
+                            max_output=MAX_OUTPUT_BYTES, echo=log if verbose else None,
+                            watch=None if verbose else progress.output, jobs=slots)
     finally:
         progress.finish()
     lines = result.lines

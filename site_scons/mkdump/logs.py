@@ -1,7 +1,10 @@
 """Where progress goes when a caller gives no `log` callable: standard error, one line at a time, at once (a
-stage's lines must not wait in a buffer behind the output of the tools it runs)."""
+stage's lines must not wait in a buffer behind the output of the tools it runs). On a terminal each line first
+clears the status line a running make may have drawn there (kbuild.Progress), which is drawn again below it."""
 import sys
 
 
 def log_default(msg):
+    if sys.stderr.isatty():
+        msg = "\r\x1b[K" + msg
     print(msg, file=sys.stderr, flush=True)

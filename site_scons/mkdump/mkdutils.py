@@ -24,6 +24,7 @@ import tarfile
 from . import runner
 from .errors import MkdumpError
 from .fsutil import write_atomic
+from .kbuild import job_slots
 
 PRODUCT = "mkdutils.tar"
 CC_FLAGS = ("-std=gnu89", "-fcommon", "-Wno-error")
@@ -150,11 +151,13 @@ def build(src, work, *, log_path, log, jobs=None):
         before.update(os.path.relpath(os.path.join(dirpath, n), work) for n in filenames)
     work = os.path.abspath(work)
     cc = " ".join(("gcc",) + CC_FLAGS + (f"-ffile-prefix-map={work}=mkdutils",))
-    argv = ["make", f"CC={cc}"] + ([f"-j{jobs}"] if jobs else [])
+    argv = ["make", f"CC={cc}"]
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     log(f"make in {work} with today's gcc for this machine (log: {log_path})")
     env = dict(os.environ, LC_ALL="C")
-    result = runner.run(argv, cwd=work, env=env, log_path=log_path, log_header=f"# cd {work} && {' '.join(argv)}")
+    slots, argv, header = job_slots(jobs, argv)
+    result = runner.run(argv, cwd=work, env=env, log_path=log_path, log_header=f"# cd {work} && {header}",
+                        jobs=slots)
     if result.stopped == "interrupt":
         raise MkdumpError(f"make in {work} was interrupted; run again.")
     if result.returncode != 0:

@@ -133,8 +133,76 @@ def kill_group(proc, grace=KILL_GRACE):
     proc.wait()
 
 
+class Jobserver:
+    """GNU make's jobserver, one pipe with a byte per job slot, shared by every make a process runs: with scons -j
+    several stages run make at once (both kernels' config and build, mkexec beside the mini kernel), and jobs=N
+    bounds them all together, as one make -jN bounds its sub-makes.
+
+    `run` takes a slot for each make it starts and gives it back when the make has ended; the make runs its first
+    job in that slot and takes a byte from the pipe for each further one (MAKEFLAGS' --jobserver-auth). A make
+    killed while its jobs held bytes loses them, so when no make is running the pipe is filled up again.
+    """
+
+    def __init__(self, jobs):
+        self.jobs = jobs
+        self.read_fd, self.write_fd = os.pipe()
+        self._idle = threading.Condition()
+        self._running = 0
+        os.write(self.write_fd, b"+" * jobs)
+
+    @property
+    def makeflags(self):
+        return f"-j{self.jobs} --jobserver-auth={self.read_fd},{self.write_fd}"
+
+    def acquire(self):
+        with self._idle:
+            if self._running == 0:
+                self._refill()
+            self._running += 1
+        try:
+            # Waits while every slot is busy, as a make waiting for a job slot does. make sets the pipe non-blocking
+            # (for everyone: the flag belongs to the pipe), so a slot another waiter took first is no error.
+            with selectors.DefaultSelector() as sel:
+                sel.register(self.read_fd, selectors.EVENT_READ)
+                while not self._take():
+                    sel.select()
+        except BaseException:
+            with self._idle:
+                self._running -= 1
+            raise
+
+    def release(self):
+        os.write(self.write_fd, b"+")
+        with self._idle:
+            self._running -= 1
+
+    def _take(self):
+        try:
+            return bool(os.read(self.read_fd, 1))
+        except BlockingIOError:
+            return False
+
+    def _refill(self):
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.read_fd, selectors.EVENT_READ)
+            while sel.select(0) and self._take():
+                pass
+        os.write(self.write_fd, b"+" * self.jobs)
+
+
+_jobservers = {}
+
+
+def jobserver(jobs):
+    """This process's jobserver for `jobs` slots (one per count: a test may ask for several)."""
+    with _lock:
+        if jobs not in _jobservers:
+            _jobservers[jobs] = Jobserver(jobs)
+        return _jobservers[jobs]
+
+
 def run(argv, *, cwd, env=None, log_path=None, log_header=None, timeout=None, max_output=None, echo=None,
-        watch=None, keep_lines=KEEP_LINES):
+        watch=None, keep_lines=KEEP_LINES, jobs=None):
     """Run `argv` in `cwd` with `env`, stdin at EOF, stdout and stderr together; return a Result.
 
     log_path: the whole output goes there, after the line `log_header`. timeout: seconds before the command is
@@ -142,10 +210,22 @@ def run(argv, *, cwd, env=None, log_path=None, log_header=None, timeout=None, ma
     program that repeats a question forever. echo(line) gets every line without its newline (a verbose run),
     watch(line) every line as it is (progress, a scan). Ctrl-C stops it too (stopped="interrupt", see the module
     docstring); an exception (KeyboardInterrupt included) stops it before it propagates. Raises MkdumpError when
-    argv[0] cannot be found.
+    argv[0] cannot be found. jobs: the Jobserver a make (`argv`) shares; it then waits for a free slot first.
     """
     watch_signals()
     argv = [os.fspath(a) for a in argv]
+    if jobs is None:
+        return _run(argv, cwd, env, log_path, log_header, timeout, max_output, echo, watch, keep_lines, ())
+    env = dict(os.environ if env is None else env, MAKEFLAGS=jobs.makeflags)
+    jobs.acquire()
+    try:
+        return _run(argv, cwd, env, log_path, log_header, timeout, max_output, echo, watch, keep_lines,
+                    (jobs.read_fd, jobs.write_fd))
+    finally:
+        jobs.release()
+
+
+def _run(argv, cwd, env, log_path, log_header, timeout, max_output, echo, watch, keep_lines, pass_fds):
     logf = open(log_path, "w", encoding="utf-8", errors="replace") if log_path is not None else None
     proc = running = None
     try:
@@ -157,7 +237,7 @@ def run(argv, *, cwd, env=None, log_path=None, log_header=None, timeout=None, ma
                 _dispatch()     # signals from before this command are not for it
             try:
                 proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+                                        stderr=subprocess.STDOUT, start_new_session=True, pass_fds=pass_fds)
             except FileNotFoundError:
                 raise MkdumpError(f"cannot run {argv[0]}: it is not installed or not on PATH; install it.") \
                     from None

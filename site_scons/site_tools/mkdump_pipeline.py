@@ -12,7 +12,7 @@ import sys
 
 import SCons.Action
 from SCons.Script import (ARGLIST, COMMAND_LINE_TARGETS, AddMethod, Alias, AlwaysBuild, Default, Exit, GetLaunchDir,
-                          GetOption, NoClean)
+                          GetOption, SetOption)
 
 from mkdump import buildlock, layout, stages
 from mkdump.options import ARCHES
@@ -168,7 +168,13 @@ def _pipeline(env):
     opts = commandline.collect(top)
     if opts is None:
         return
-    env["MKDUMP_OPTS"] = _Runtime(opts)
+    run = env["MKDUMP_OPTS"] = _Runtime(opts)
+    if GetOption("num_jobs") == 1 and run.jobs_effective > 1:
+        # Stages that do not need each other run at once: both kernels' config and make, mkexec.ko and the modules
+        # beside the mini kernel's make. Their makes share jobs= through one jobserver (runner.Jobserver), so the
+        # machine runs as many compiles as before, and one kernel's link no longer leaves a core idle. An explicit
+        # `scons -j1` keeps the stages one at a time.
+        SetOption("num_jobs", run.jobs_effective)
     # -n and -q only look: they write nothing, never wait, and while another run holds the build directory they
     # neither take the lock nor change anything (see buildlock).
     looking = bool(GetOption("no_exec") or GetOption("question"))
