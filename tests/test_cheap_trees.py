@@ -66,6 +66,43 @@ def test_kernel_trees_share_the_pristine_files_and_a_re_patch_keeps_what_it_did_
     assert (obj / "init" / "main.o").stat().st_mtime_ns > built
 
 
+def test_a_second_build_directory_links_the_verified_tree_from_the_download_cache(sources, tmp_path):
+    proj = P.fixture_project(tmp_path / "proj", sources)
+    args = ["arch=x86_64", "offline=1", f"sources={sources.dir}", f"cache={tmp_path / 'cache'}"]
+    first = P.scons(proj, *args)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "Unpacking linux-2.6.9" in first.stderr and "linked from the verified tree" not in first.stderr
+    stored = tmp_path / "cache" / "trees" / sources.tree_sha256
+    assert nar_sha256(stored) == sources.tree_sha256
+    assert [p for p in files(stored) if p.stat().st_mode & 0o222] == []
+
+    second = P.scons(proj, *args, f"build={tmp_path / 'other'}")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "Unpacking linux-2.6.9" not in second.stderr and "linked from the verified tree" in second.stderr
+    pristine = tmp_path / "other" / "src" / "linux-2.6.9"
+    assert shared(pristine / "init" / "main.c", stored / "init" / "main.c")
+    # The same products as from the unpacked archive.
+    out1, out2 = proj / "build" / "x86_64" / "out", tmp_path / "other" / "x86_64" / "out"
+    assert sorted(os.listdir(out1)) == sorted(os.listdir(out2))
+    for name in os.listdir(out1):
+        assert (out1 / name).read_bytes() == (out2 / name).read_bytes(), name
+
+
+def test_a_changed_stored_tree_is_never_used(sources, tmp_path):
+    proj = P.fixture_project(tmp_path / "proj", sources)
+    args = ["arch=x86_64", "offline=1", f"sources={sources.dir}", f"cache={tmp_path / 'cache'}", "unpack"]
+    assert P.scons(proj, *args).returncode == 0
+    edited = tmp_path / "cache" / "trees" / sources.tree_sha256 / "init" / "main.c"
+    edited.chmod(0o644)
+    edited.write_text(edited.read_text() + "/* not the verified tree */\n")
+    r = P.scons(proj, *args, f"build={tmp_path / 'other'}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "changed since it was verified" in r.stderr and "Unpacking linux-2.6.9" in r.stderr
+    assert nar_sha256(tmp_path / "other" / "src" / "linux-2.6.9") == sources.tree_sha256
+    # The archive's tree took its place in the store.
+    assert nar_sha256(tmp_path / "cache" / "trees" / sources.tree_sha256) == sources.tree_sha256
+
+
 @pytest.mark.realkernel
 @pytest.mark.slow
 def test_the_real_pristine_tree_is_still_the_pinned_one_after_both_kernels_were_built(real_linux_tarball,

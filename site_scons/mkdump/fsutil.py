@@ -2,7 +2,10 @@
 import os
 import re
 import shutil
+import subprocess
 import tempfile
+
+from mkdump.errors import NO_SPACE, Interrupted, MkdumpError, NoSpace, signal_name
 
 
 def replace_dir(staging, dest):
@@ -14,6 +17,27 @@ def replace_dir(staging, dest):
     os.rename(staging, dest)
     if trash:
         shutil.rmtree(trash)
+
+
+def link_tree(src, dest, what):
+    """Make `dest` a copy of the tree `src` whose files are hard links to src's (`what` names the work for the
+    messages). Kernel trees share every file with the pristine tree this way (0.3 s and no space for the 16,448
+    files, where copying them took 3.5 s and 224 MB): the patch stage writes each file it changes as a new file,
+    and nothing writes a tree after it (the kernels are built in their object directories)."""
+    # In the C locale cp's messages can be told apart.
+    r = subprocess.run(["cp", "-al", "--", os.fspath(src) + "/.", os.fspath(dest)], stderr=subprocess.PIPE,
+                       text=True, env=dict(os.environ, LC_ALL="C"))
+    if r.returncode < 0:
+        # Ctrl-C reaches cp as well as scons: a copy cut short is no fault of the disk or the permissions.
+        raise Interrupted(f"{what} was interrupted (cp was stopped by {signal_name(r.returncode)}); nothing was "
+                          "changed, run again.")
+    for reason in (os.strerror(e) for e in NO_SPACE):
+        if reason in r.stderr:
+            raise NoSpace(f"linking the tree {src} into {dest}", dest, reason)
+    if r.returncode:
+        raise MkdumpError(f"Linking the tree {src} into {dest} failed ({r.stderr.strip()}); the build "
+                          "directory must be on one filesystem that has hard links: fix that or the "
+                          "permissions and run again.")
 
 
 def write_atomic(dest, text, mode=None):

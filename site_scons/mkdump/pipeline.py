@@ -15,15 +15,15 @@ import os
 import secrets
 import shutil
 import stat
-import subprocess
 import threading
 
 from . import layout
-from .fsutil import replace_dir, staging_dir, write_atomic
+from .fsutil import link_tree, replace_dir, staging_dir, write_atomic
 from .logs import log_default
 from . import products
 from . import stamp
-from .errors import NO_SPACE, Interrupted, MkdumpError, NoSpace, signal_name
+from .errors import NO_SPACE, MkdumpError, NoSpace
+from .narhash import normalize_sha256
 from .options import ARCHES
 
 
@@ -100,11 +100,19 @@ def fetched_path(root, source_name):
 # ---------------------------------------------------------------- unpack
 
 def unpack(p, ctx):
+    from . import treestore
     from . import unpack as unpacking
     lay = ctx.lay
     archive = fetched_path(lay.root, p.source)
     dest = lay.src(p.source)
-    tree = unpacking.unpack(archive, dest, expect_tree_sha256=p.tree_sha256, log=ctx.log)
+    # A tree the kernel trees share is kept in the download cache's tree store (mkdump.treestore), as links: the
+    # next build directory links and hashes it instead of unpacking the archive again.
+    cache = ctx.run.cache
+    store = p.source in SHARED_TREES and p.tree_sha256 and treestore.same_filesystem(cache, lay.root)
+    if store and treestore.link_from_store(cache, p.tree_sha256, dest, log=ctx.log):
+        tree, store = normalize_sha256(p.tree_sha256), False
+    else:
+        tree = unpacking.unpack(archive, dest, expect_tree_sha256=p.tree_sha256, log=ctx.log)
     if p.source == "mkexec":
         from .mkexec import find_layout
         find_layout(dest)
@@ -113,9 +121,16 @@ def unpack(p, ctx):
         find_layout(dest)
     with _PRISTINE:
         _seal(lay, p.source)
+        if store:
+            # Before the state is recorded: each link moves the ctime of the file it links.
+            treestore.add_to_store(cache, tree, dest)
         _record_tree_state(lay, p.source)
     stamp.write(lay.unpack_stamp(p.source), {"source": p.source, "tree_sha256": tree})
     _remove_per_arch_copies(lay, p.source, ctx.log)
+
+
+# The sources whose pristine tree the kernel trees share: read-only, and kept in the download cache's tree store.
+SHARED_TREES = ("linux",)
 
 
 def _remove_per_arch_copies(lay, source_name, log):
@@ -133,7 +148,7 @@ def _seal(lay, source_name):
     """Make the files of Linux's pristine tree read-only: the kernel trees share them (hard links), so a write
     through a kernel tree would change the pristine tree and every tree made from it. Directories stay writable,
     so that the tree can still be replaced. The tree hash records no write bits."""
-    if source_name != "linux":
+    if source_name not in SHARED_TREES:
         return      # mkexec's tree is copied, not shared, and its build copy edits Makefile.base
     for dirpath, _, filenames in os.walk(lay.src(source_name)):
         for name in filenames:
@@ -226,26 +241,6 @@ def series_inputs(series_path, arch, patches_dir):
         else:
             files.append(os.path.join(patches_dir, e.path))
     return files, srcs
-
-
-def _link_tree(src, dest, what):
-    # A kernel tree shares every file with the pristine tree (hard links: 0.3 s and no space for the 16,448
-    # files, where copying them took 3.5 s and 224 MB); the patch stage writes each file it changes as a new
-    # file, and nothing writes a tree after it (the kernels are built in their object directories). In the C
-    # locale cp's messages can be told apart.
-    r = subprocess.run(["cp", "-al", "--", src + "/.", dest], stderr=subprocess.PIPE, text=True,
-                       env=dict(os.environ, LC_ALL="C"))
-    if r.returncode < 0:
-        # Ctrl-C reaches cp as well as scons: a copy cut short is no fault of the disk or the permissions.
-        raise Interrupted(f"{what} was interrupted (cp was stopped by {signal_name(r.returncode)}); nothing was "
-                          "changed, run again.")
-    for reason in (os.strerror(e) for e in NO_SPACE):
-        if reason in r.stderr:
-            raise NoSpace(f"linking the pristine tree {src} into {dest}", dest, reason)
-    if r.returncode:
-        raise MkdumpError(f"Linking the pristine tree {src} into {dest} failed ({r.stderr.strip()}); the build "
-                          "directory must be on one filesystem that has hard links: fix that or the "
-                          "permissions and run again.")
 
 
 def own_files(tree, pristine):
@@ -343,7 +338,7 @@ def patch(p, ctx):
         pristine = _pristine_tree(lay, "linux", log)
         staging = staging_dir(dest)
         try:
-            _link_tree(pristine, staging, f"patching the {kind} tree {dest}")
+            link_tree(pristine, staging, f"patching the {kind} tree {dest}")
             try:
                 report = apply_series(staging, patches, fuzz=p.fuzz, log=log)
             except PatchRejected as err:
@@ -465,7 +460,8 @@ def build(p, ctx):
     compiled = kbuild.run_make(tree, list(product.make_targets), toolchain=tc, jobs=run.jobs_effective,
                                launcher=run.cc_launcher, verbose=run.verbose, log_path=lay.log("build-" + kind),
                                env_extra={"SOURCE_DATE_EPOCH": str(p.source_date_epoch)}, log=ctx.log,
-                               expected_objects=counts.get(config_id), obj=obj)
+                               expected_objects=counts.get(config_id), obj=obj,
+                               label=f"[{lay.arch}] {kind} make {' '.join(product.make_targets)}")
     if compiled and compiled >= counts.get(config_id, 0):
         stamp.write(counts_path, {config_id: compiled})
     outputs = {}

@@ -1,0 +1,67 @@
+"""mkdump.treestore: verified trees in the download cache, linked into build directories and hashed again."""
+import os
+import stat
+from pathlib import Path
+
+from mkdump import treestore
+from mkdump.narhash import nar_sha256
+
+
+def make_tree(root):
+    (root / "sub").mkdir(parents=True)
+    (root / "Makefile").write_text("all:\n")
+    (root / "sub" / "a.c").write_text("int a;\n")
+    os.symlink("a.c", root / "sub" / "link.c")
+    for f in (root / "Makefile", root / "sub" / "a.c"):
+        f.chmod(0o444)
+    return nar_sha256(root)
+
+
+def test_a_tree_put_in_the_store_is_linked_into_the_next_build_directory(tmp_path):
+    cache, first, second = tmp_path / "cache", tmp_path / "b1" / "linux", tmp_path / "b2" / "linux"
+    tree_hash = make_tree(first)
+    assert treestore.same_filesystem(cache, tmp_path / "b2")
+    assert not treestore.link_from_store(cache, tree_hash, second, log=print)
+    treestore.add_to_store(cache, tree_hash, first)
+    treestore.add_to_store(cache, tree_hash, first)      # there already: nothing to do
+    said = []
+    assert treestore.link_from_store(cache, tree_hash, second, log=said.append)
+    assert nar_sha256(second) == tree_hash and "linked from the verified tree" in said[0]
+    stored = Path(treestore.tree_path(cache, tree_hash))
+    assert os.path.samestat(os.stat(second / "sub" / "a.c"), os.stat(stored / "sub" / "a.c"))
+    assert os.path.samestat(os.stat(first / "sub" / "a.c"), os.stat(stored / "sub" / "a.c"))
+    assert os.readlink(second / "sub" / "link.c") == "a.c"
+    # Nothing is left beside the trees.
+    assert sorted(os.listdir(tmp_path / "b2")) == ["linux"]
+    assert sorted(os.listdir(cache / "trees")) == [tree_hash]
+
+
+def test_a_stored_tree_that_changed_is_evicted_and_the_build_directory_keeps_its_own(tmp_path):
+    cache, first, second = tmp_path / "cache", tmp_path / "b1" / "linux", tmp_path / "b2" / "linux"
+    tree_hash = make_tree(first)
+    treestore.add_to_store(cache, tree_hash, first)
+    # An edit through any link (here the first build directory's) changes the stored file too.
+    target = first / "sub" / "a.c"
+    target.chmod(0o644)
+    target.write_text("int a = 1;\n")
+    second.mkdir(parents=True)
+    (second / "kept").write_text("the tree this build directory had\n")
+    said = []
+    assert not treestore.link_from_store(cache, tree_hash, second, log=said.append)
+    assert "changed since it was verified" in said[0]
+    assert not os.path.exists(treestore.tree_path(cache, tree_hash))
+    assert os.listdir(cache / "trees") == []
+    assert (second / "kept").is_file() and sorted(os.listdir(tmp_path / "b2")) == ["linux"]
+
+
+def test_the_store_of_a_build_on_another_filesystem_is_not_used(tmp_path, monkeypatch):
+    real_stat = os.stat
+
+    def other_device(path, *a, **k):
+        st = real_stat(path, *a, **k)
+        if str(path).endswith("trees"):
+            return os.stat_result((st.st_mode, st.st_ino, st.st_dev + 1) + tuple(st)[3:])
+        return st
+    monkeypatch.setattr(os, "stat", other_device)
+    assert not treestore.same_filesystem(tmp_path / "cache", tmp_path / "build")
+    assert stat.S_ISDIR(real_stat(tmp_path / "cache" / "trees").st_mode)
