@@ -22,8 +22,8 @@ def test_a_tree_put_in_the_store_is_linked_into_the_next_build_directory(tmp_pat
     tree_hash = make_tree(first)
     assert treestore.same_filesystem(cache, tmp_path / "b2")
     assert not treestore.link_from_store(cache, tree_hash, second, log=print)
-    treestore.add_to_store(cache, tree_hash, first)
-    treestore.add_to_store(cache, tree_hash, first)      # there already: nothing to do
+    treestore.add_to_store(cache, tree_hash, first, log=print)
+    treestore.add_to_store(cache, tree_hash, first, log=print)      # there already: nothing to do
     said = []
     assert treestore.link_from_store(cache, tree_hash, second, log=said.append)
     assert nar_sha256(second) == tree_hash and "linked from the verified tree" in said[0]
@@ -39,7 +39,7 @@ def test_a_tree_put_in_the_store_is_linked_into_the_next_build_directory(tmp_pat
 def test_a_stored_tree_that_changed_is_evicted_and_the_build_directory_keeps_its_own(tmp_path):
     cache, first, second = tmp_path / "cache", tmp_path / "b1" / "linux", tmp_path / "b2" / "linux"
     tree_hash = make_tree(first)
-    treestore.add_to_store(cache, tree_hash, first)
+    treestore.add_to_store(cache, tree_hash, first, log=print)
     # An edit through any link (here the first build directory's) changes the stored file too.
     target = first / "sub" / "a.c"
     target.chmod(0o644)
@@ -65,3 +65,19 @@ def test_the_store_of_a_build_on_another_filesystem_is_not_used(tmp_path, monkey
     monkeypatch.setattr(os, "stat", other_device)
     assert not treestore.same_filesystem(tmp_path / "cache", tmp_path / "build")
     assert stat.S_ISDIR(real_stat(tmp_path / "cache" / "trees").st_mode)
+
+
+def test_a_cache_that_cannot_keep_the_tree_only_says_so(tmp_path, monkeypatch):
+    from mkdump.errors import NoSpace
+    cache, first = tmp_path / "cache", tmp_path / "b1" / "linux"
+    tree_hash = make_tree(first)
+
+    def full(src, dest, what):
+        os.makedirs(dest)
+        raise NoSpace(f"linking the tree {src} into {dest}", dest, "No space left on device")
+    monkeypatch.setattr(treestore, "link_tree", full)
+    said = []
+    treestore.add_to_store(cache, tree_hash, first, log=said.append)
+    assert len(said) == 1 and "is not kept in the download cache's tree store" in said[0], said
+    assert "No space left on device" in said[0] and os.listdir(cache / "trees") == []
+    assert nar_sha256(first) == tree_hash

@@ -276,9 +276,9 @@ def run_make(tree, targets, *, toolchain, jobs=None, launcher=None, verbose=Fals
     must never have been configured or built in place: 2.6.9 refuses it then.
 
     verbose=False: a progress line (`label`, default the make command; objects compiled, of `expected_objects`
-    when known, elapsed time, the time left) redrawn on `progress_stream` when it is a terminal, else through `log` every 30 s; verbose=True: every
-    output line instead. Returns the number of objects compiled. Raises KbuildError (a MkdumpError) when make
-    fails, naming the failing command, the last errors and the log.
+    when known, elapsed time, the time left) redrawn on `progress_stream` when it is a terminal, else through `log`
+    every 30 s; verbose=True: every output line instead. Returns the number of objects compiled. Raises KbuildError
+    (a MkdumpError) when make fails, naming the failing command, the last errors and the log.
     """
     log = log or log_default
     tree = Path(tree)

@@ -123,7 +123,7 @@ def unpack(p, ctx):
         _seal(lay, p.source)
         if store:
             # Before the state is recorded: each link moves the ctime of the file it links.
-            treestore.add_to_store(cache, tree, dest)
+            treestore.add_to_store(cache, tree, dest, log=ctx.log)
         _record_tree_state(lay, p.source)
     stamp.write(lay.unpack_stamp(p.source), {"source": p.source, "tree_sha256": tree})
     _remove_per_arch_copies(lay, p.source, ctx.log)

@@ -146,7 +146,7 @@ class Jobserver:
     def __init__(self, jobs):
         self.jobs = jobs
         self.read_fd, self.write_fd = os.pipe()
-        self._idle = threading.Condition()
+        self._lock = threading.Lock()
         self._running = 0
         os.write(self.write_fd, b"+" * jobs)
 
@@ -155,7 +155,7 @@ class Jobserver:
         return f"-j{self.jobs} --jobserver-auth={self.read_fd},{self.write_fd}"
 
     def acquire(self):
-        with self._idle:
+        with self._lock:
             if self._running == 0:
                 self._refill()
             self._running += 1
@@ -167,13 +167,13 @@ class Jobserver:
                 while not self._take():
                     sel.select()
         except BaseException:
-            with self._idle:
+            with self._lock:
                 self._running -= 1
             raise
 
     def release(self):
         os.write(self.write_fd, b"+")
-        with self._idle:
+        with self._lock:
             self._running -= 1
 
     def _take(self):

@@ -63,15 +63,28 @@ def link_from_store(cache, tree_sha256, dest, *, log):
     return True
 
 
-def add_to_store(cache, tree_sha256, tree):
-    """Keep the verified tree `tree` in the store as hard links (its files must be read-only already)."""
+def add_to_store(cache, tree_sha256, tree, *, log):
+    """Keep the verified tree `tree` in the store as hard links (its files must be read-only already). The store
+    only saves time: when the tree cannot be kept (a full or read-only cache), the build goes on without it."""
     stored = tree_path(cache, tree_sha256)
     if os.path.isdir(stored):
         return
-    os.makedirs(os.path.dirname(stored), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".add-", dir=os.path.dirname(stored))
     try:
-        link_tree(tree, os.path.join(tmp, "tree"), f"keeping {tree} in the store")
+        os.makedirs(os.path.dirname(stored), exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".add-", dir=os.path.dirname(stored))
+    except OSError as e:
+        log(f"mkdump: {tree} is not kept in the download cache's tree store ({e.strerror}); the next build "
+            "directory unpacks the archive again")
+        return
+    try:
+        try:
+            link_tree(tree, os.path.join(tmp, "tree"), f"keeping {tree} in the store")
+        except Interrupted:
+            raise
+        except MkdumpError as e:
+            log(f"mkdump: {tree} is not kept in the download cache's tree store ({e}); the next build directory "
+                "unpacks the archive again")
+            return
         try:
             os.rename(os.path.join(tmp, "tree"), stored)
         except OSError:
