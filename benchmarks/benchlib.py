@@ -252,13 +252,17 @@ PHASES = (("fetch", "fetch"), ("unpack-", "unpack+patch"), ("patch-", "unpack+pa
 
 def stage_times(scons_stdout):
     """{stage name: seconds} from `scons --debug=time` output; a stage is its target's file name without .json
-    (fetch stamps become fetch-<source>)."""
+    (fetch stamps become fetch-<source>). With stages running at once SCons names the check stage by any of its
+    targets, which are the files it publishes in out/: all of them are "check"."""
     times = {}
     for target, seconds in _TIME_RE.findall(scons_stdout):
         name = os.path.basename(target)
         name = name[:-5] if name.endswith(".json") else name
         if os.path.basename(os.path.dirname(target)) == "fetch":
             name = "fetch-" + name
+        elif os.path.basename(os.path.dirname(target)) in ("out", "checked") and name != "manifest" \
+                and not name.startswith("mkdump-load-"):
+            name = "check"
         times[name] = times.get(name, 0.0) + float(seconds)
     return times
 

@@ -42,7 +42,7 @@ def specs(dump_drivers, default_driver, environ=os.environ):
         Spec("mirror", "comma-separated base URLs tried before the upstream URLs", ""),
         Spec("offline", "1: never touch the network; fail if a source is not in sources= or the cache", "0"),
         Spec("jobs", "parallel jobs passed to make (default: SCons -j, else DEB_BUILD_OPTIONS=parallel=N, "
-             "else the CPU count)", ""),
+             "else the CPU count); the makes of stages running at once share them", ""),
         Spec("verbose", "1: show kbuild's full output instead of one progress line per stage", "0"),
         Spec("fuzz", "patch context fuzz allowed (0 = exact, like Buildroot); fuzzed hunks are reported", "0"),
         Spec("dump_driver", "mini kernel dump block driver families, comma-separated (see below): "
