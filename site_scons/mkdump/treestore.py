@@ -3,7 +3,7 @@ instead of unpacking it again.
 
 `<cache>/trees/<tree hash>/` holds a tree whose tree hash (mkdump.narhash) was the verified one when it was put
 there, its files read-only. A build directory gets it as hard links (`cp -al`: 0.3 s for the 16,448 files, where
-unpacking the archive took 8 to 20 s on our 2-core VM) and hashes the links again before using them: a store tree
+unpacking the archive took 7 to 22 s on our 2-core VM) and hashes the links again before using them: a store tree
 that changed since (an edit through a link, a removed file) is evicted and the archive unpacked as before. The
 hash is the same check the unpack stage makes after unpacking, so a tree from the store is as verified as an
 unpacked one.
