@@ -125,3 +125,10 @@ def test_the_real_pristine_tree_is_still_the_pinned_one_after_both_kernels_were_
         assert 0 < len(own) < 60, (kind, len(own))
         assert not (tree / ".config").exists() and not list(tree.rglob("*.o")), kind
         assert (arch / "obj" / kind / "vmlinux").is_file()
+        # repro-kconfig-no-timestamp: no build date in the header every file includes (ccache's direct mode
+        # hashes it), nor in .config.
+        autoconf = (arch / "obj" / kind / "include" / "linux" / "autoconf.h").read_text()
+        assert autoconf.startswith("/*\n * Automatically generated C config: don't edit\n"
+                                   " * Linux kernel version: 2.6.9\n */\n"), autoconf[:200]
+        assert (arch / "obj" / kind / ".config").read_text().startswith(
+            "#\n# Automatically generated make config: don't edit\n# Linux kernel version: 2.6.9\n#\n")

@@ -35,7 +35,7 @@ SIMPLE = """\
 all:
         @echo "  CC      init/main.o"
         @echo "CC=$(CC) ARCH=$(ARCH) V=$(V)"
-        @echo "env: $$KBUILD_BUILD_TIMESTAMP|$$KBUILD_BUILD_USER|$$KBUILD_BUILD_HOST|$$KBUILD_BUILD_VERSION|$$LC_ALL|$$TZ|$$SOURCE_DATE_EPOCH"
+        @echo "env: $$KBUILD_BUILD_TIMESTAMP|$$KBUILD_BUILD_USER|$$KBUILD_BUILD_HOST|$$KBUILD_BUILD_VERSION|$$LC_ALL|$$TZ|$$SOURCE_DATE_EPOCH|$$KCONFIG_NOTIMESTAMP"
         @echo "makeflags: $(MAKEFLAGS)"
 """
 
@@ -161,7 +161,7 @@ def test_environment_is_pinned(tmp_path, monkeypatch):
     text = (tmp_path / "logs" / "build.log").read_text()
     stamp = kbuild.build_timestamp(kbuild.DEFAULT_SOURCE_DATE_EPOCH)
     assert stamp == "Thu Oct 14 23:00:00 UTC 2004"
-    assert f"env: {stamp}|mkdump|mkdump|1|C|UTC|{kbuild.DEFAULT_SOURCE_DATE_EPOCH}" in text
+    assert f"env: {stamp}|mkdump|mkdump|1|C|UTC|{kbuild.DEFAULT_SOURCE_DATE_EPOCH}|1" in text
     # The inherited -k must not reach this make.
     assert not re.search(r"^makeflags: .*k", text, re.MULTILINE)
 

@@ -69,6 +69,8 @@ def build_env(env_extra=None, base=None):
         "KBUILD_BUILD_HOST": BUILD_HOST,
         # Read by the repro-mkcompile-h-identity patch instead of the .version link counter.
         "KBUILD_BUILD_VERSION": "1",
+        # Read by the repro-kconfig-no-timestamp patch: no date in .config and include/linux/autoconf.h.
+        "KCONFIG_NOTIMESTAMP": "1",
     })
     env.update(env_extra or {})
     return env
