@@ -35,13 +35,15 @@ def stand_in(bindir, name, body):
     return bindir
 
 
-def blocking(bindir, name, marker, filter_output="", release=None):
+def blocking(bindir, name, marker, filter_output="", release=None, once=False):
     """`name` doing its real work (its output through `filter_output`), then touching `marker` and blocking: until
-    the file `release` appears, then ending well, or else for good."""
+    the file `release` appears, then ending well, or else for good. With `once`, only the first call blocks (a
+    stage that was waiting for the first one's lock when Ctrl-C came goes on and calls `name` again)."""
     wait = (f"while [ ! -e {shlex.quote(str(release))} ]; do sleep 0.05; done\n" if release is not None
             else "exec sleep 600\n")
-    return stand_in(bindir, name, f'"$REAL" "$@"{filter_output} || exit $?\ntouch {shlex.quote(str(marker))}\n'
-                                  + wait)
+    first = f'[ -e {shlex.quote(str(marker))} ] && exec "$REAL" "$@"\n' if once else ""
+    return stand_in(bindir, name, first + f'"$REAL" "$@"{filter_output} || exit $?\n'
+                                          f'touch {shlex.quote(str(marker))}\n' + wait)
 
 
 class Run:
@@ -130,7 +132,8 @@ def test_ctrl_c_says_interrupted_and_leaves_nothing_half_done(sources, tmp_path,
     # Before patch, unpack: it runs cp too (it keeps the tree in the download cache's store).
     assert P.scons(proj, "unpack" if target == "patch" else "fetch", *args).returncode == 0
     marker = tmp_path / "blocked"
-    run = runs(proj, target, *args, bindir=blocking(tmp_path / "bin", program, marker, filter_output))
+    # Both patch stages run at once: the second waits for the pristine tree's lock, then runs its own cp.
+    run = runs(proj, target, *args, bindir=blocking(tmp_path / "bin", program, marker, filter_output, once=True))
     run.wait_for(marker)
     run.signal(signal.SIGINT)
     assert run.finish() == 2
