@@ -5,6 +5,7 @@ import sys
 
 
 def log_default(msg):
-    if sys.stderr.isatty():
-        msg = "\r\x1b[K" + msg
-    print(msg, file=sys.stderr, flush=True)
+    # One write per line: stages running at once in SCons' threads must not cut into each other's lines (print
+    # writes the text and its newline apart).
+    sys.stderr.write(("\r\x1b[K" if sys.stderr.isatty() else "") + msg + "\n")
+    sys.stderr.flush()

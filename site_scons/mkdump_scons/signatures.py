@@ -1,12 +1,12 @@
 """SCons' signature database and decider as mkdump-build needs them, and the one sentence for a full disk."""
 import os
-import sys
 import time
 import types
 
 import SCons.dblite
 
 from mkdump.errors import NO_SPACE
+from mkdump.logs import log_default
 
 
 def _inside(path, directory):
@@ -26,7 +26,7 @@ def no_space(build, path, detail, elsewhere):
     else:
         message = elsewhere
     if not _SAID_NO_SPACE:
-        print(f"mkdump: error: {message}", file=sys.stderr, flush=True)
+        log_default(f"mkdump: error: {message}")
     _SAID_NO_SPACE.append(path)
 
 

@@ -29,13 +29,13 @@ def _run_stage(target, source, env):
     try:
         stage.function(params, stages.Context(lay, stages.Project(where["top"]), run, log_default))
     except Interrupted as err:
-        print(f"mkdump: {err}", file=sys.stderr, flush=True)
+        log_default(f"mkdump: {err}")
         return 2
     except NoSpace as err:
         signatures.no_space(run.build, err.path, f"{err.what}: {err.reason}", str(err))
         return 2
     except MkdumpError as err:
-        print(f"mkdump: error: {err}", file=sys.stderr, flush=True)
+        log_default(f"mkdump: error: {err}")
         return 2
     except OSError as e:
         if e.errno not in NO_SPACE:
