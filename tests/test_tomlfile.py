@@ -49,3 +49,19 @@ def test_a_broken_arch_file_is_no_traceback(tmp_path):
     data.write_text("[toolchain\n")
     with pytest.raises(MkdumpError, match=rf"the arch file {re.escape(str(data))} cannot be read: line 1"):
         arches.load("x86_64", tmp_path)
+
+
+def test_the_same_bytes_are_parsed_once_and_every_caller_gets_its_own_copy(tmp_path, monkeypatch):
+    parses = []
+    real = tomlfile.tomllib.loads
+    monkeypatch.setattr(tomlfile.tomllib, "loads", lambda text: parses.append(text) or real(text))
+    data = tmp_path / "d.toml"
+    data.write_text('[a]\nlist = ["x"]\n')
+    first = tomlfile.load(data, "the data")
+    first["a"]["list"].append("filled in by a caller")
+    assert tomlfile.load(data, "the data") == {"a": {"list": ["x"]}}
+    assert len(parses) == 1
+    # Other bytes, even of the same size and at once, are read again.
+    data.write_text('[a]\nlist = ["y"]\n')
+    assert tomlfile.load(data, "the data") == {"a": {"list": ["y"]}}
+    assert len(parses) == 2

@@ -1,11 +1,16 @@
 """Reading the project's TOML data files: every way one can fail is one sentence naming the file, the line when
 there is one, and what to do."""
+import copy
 import re
 import tomllib
 
 from mkdump.errors import MkdumpError
 
 _WHERE_RE = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+
+# One graph read asks for the product table seven times, the source manifest six and the dump driver families
+# twice: the same bytes are parsed once per process. Callers get their own copy: some fill in what they read.
+_PARSED = {}
 
 
 def load(path, what, *, fix="restore it from the repository", error=MkdumpError, missing_ok=False):
@@ -16,7 +21,10 @@ def load(path, what, *, fix="restore it from the repository", error=MkdumpError,
     """
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            text = f.read()
+        if text not in _PARSED:
+            _PARSED[text] = tomllib.loads(text.decode())
+        return copy.deepcopy(_PARSED[text])
     except FileNotFoundError as e:
         if missing_ok:
             return {}

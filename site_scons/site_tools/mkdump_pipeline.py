@@ -7,6 +7,8 @@ signature is stable) hands the parameters back whole to the stage's function. Op
 rebuilds (jobs, verbose, offline, mirrors, cc_launcher, DESTDIR) reach it through the construction environment,
 outside any signature. cache_dir= lives in mkdump_scons.cachedir, the signature database in mkdump_scons.signatures.
 """
+import atexit
+import gc
 import os
 import sys
 
@@ -212,6 +214,11 @@ def generate(env):
     # here, the main thread, so that every running make is stopped at once.
     from mkdump import runner
     runner.watch_signals()
+    # CPython ends with a full collection of every object still alive: SCons' nodes, every module, everything the
+    # graph read made, about 13 ms of a 140 ms no-op on the 2-core VM, to free memory the process gives back
+    # anyway. Frozen, they are left to the exit. Nothing relies on that collection: our files are closed by `with`,
+    # and SCons writes its signature database before it exits.
+    atexit.register(gc.freeze)
     AddMethod(env, _pipeline, "MkdumpPipeline")
     env.Decider(signatures.content_unless_old)
 
