@@ -108,9 +108,10 @@ def unpack(p, ctx):
     # A tree the kernel trees share is kept in the download cache's tree store (mkdump.treestore), as links: the
     # next build directory links and hashes it instead of unpacking the archive again.
     cache = ctx.run.cache
-    store = p.source in SHARED_TREES and p.tree_sha256 and treestore.same_filesystem(cache, lay.root)
-    if store and treestore.link_from_store(cache, p.tree_sha256, dest, log=ctx.log):
-        tree, store = normalize_sha256(p.tree_sha256), False
+    storable = p.source in SHARED_TREES and p.tree_sha256 and treestore.same_filesystem(cache, lay.root)
+    linked = storable and treestore.link_from_store(cache, p.tree_sha256, dest, log=ctx.log)
+    if linked:
+        tree = normalize_sha256(p.tree_sha256)
     else:
         tree = unpacking.unpack(archive, dest, expect_tree_sha256=p.tree_sha256, log=ctx.log)
     if p.source == "mkexec":
@@ -121,7 +122,7 @@ def unpack(p, ctx):
         find_layout(dest)
     with _PRISTINE:
         _seal(lay, p.source)
-        if store:
+        if storable and not linked:
             # Before the state is recorded: each link moves the ctime of the file it links.
             treestore.add_to_store(cache, tree, dest, log=ctx.log)
         _record_tree_state(lay, p.source)
