@@ -81,3 +81,74 @@ def test_a_cache_that_cannot_keep_the_tree_only_says_so(tmp_path, monkeypatch):
     assert len(said) == 1 and "is not kept in the download cache's tree store" in said[0], said
     assert "No space left on device" in said[0] and os.listdir(cache / "trees") == []
     assert nar_sha256(first) == tree_hash
+
+
+def _leftover(trees, name):
+    place = trees / name / "tree"
+    place.mkdir(parents=True)
+    (place / "a.c").write_text("int a;\n")
+    return trees / name
+
+
+def test_what_killed_runs_left_in_the_store_is_removed_and_what_a_running_one_holds_is_not(tmp_path):
+    import fcntl
+    cache, first = tmp_path / "cache", tmp_path / "b1" / "linux"
+    tree_hash = make_tree(first)
+    trees = cache / "trees"
+    killed_add, killed_evict = _leftover(trees, ".add-killed01"), _leftover(trees, ".evicted-killed2")
+    running = _leftover(trees, ".add-running1")
+    # Another run's lock on its place (flock belongs to the open file: another descriptor of this process is one).
+    held = os.open(running, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        treestore.add_to_store(cache, tree_hash, first, log=print)
+        assert sorted(os.listdir(trees)) == sorted([".add-running1", tree_hash])
+        assert (running / "tree" / "a.c").is_file()
+        assert not killed_add.exists() and not killed_evict.exists()
+    finally:
+        os.close(held)
+    # Once that run is gone, evicting (the other way places are made) removes its place too.
+    treestore.evict(cache, tree_hash)
+    assert os.listdir(trees) == []
+
+
+def test_a_place_taken_for_a_leftover_before_it_was_locked_is_made_again(tmp_path, monkeypatch):
+    trees = tmp_path / "trees"
+    trees.mkdir()
+    made = []
+    real_mkdtemp = treestore.tempfile.mkdtemp
+
+    def raced(*a, **k):
+        path = real_mkdtemp(*a, **k)
+        made.append(path)
+        if len(made) == 1:
+            treestore.remove_leftovers(str(trees))    # another run, between this run's mkdtemp and its flock
+        return path
+    monkeypatch.setattr(treestore.tempfile, "mkdtemp", raced)
+    with treestore._work_place(str(trees), treestore._ADDING) as place:
+        assert place == made[1] and os.path.isdir(place) and not os.path.exists(made[0])
+    assert os.listdir(trees) == []
+
+
+def test_a_place_removed_between_its_open_and_its_lock_is_made_again(tmp_path, monkeypatch):
+    trees = tmp_path / "trees"
+    trees.mkdir()
+    made, raced = [], []
+    real_mkdtemp, real_open = treestore.tempfile.mkdtemp, os.open
+
+    def mkdtemp(*a, **k):
+        made.append(real_mkdtemp(*a, **k))
+        return made[-1]
+
+    def open_then_race(path, *a, **k):
+        fd = real_open(path, *a, **k)
+        if not raced:
+            raced.append(path)
+            treestore.remove_leftovers(str(trees))    # another run, between this run's open and its flock
+        return fd
+    monkeypatch.setattr(treestore.tempfile, "mkdtemp", mkdtemp)
+    monkeypatch.setattr(treestore.os, "open", open_then_race)
+    with treestore._work_place(str(trees), treestore._ADDING) as place:
+        assert raced == [made[0]] and place == made[1]
+        assert os.path.isdir(place) and not os.path.exists(made[0])
+    assert os.listdir(trees) == []

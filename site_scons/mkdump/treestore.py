@@ -11,14 +11,23 @@ unpacked one.
 A store needs the cache and the build directory on one filesystem (hard links); elsewhere the stage unpacks, as
 it did before there was a store. Build directories running at once may put the same tree there: the first rename
 wins, the others' copies are removed.
+
+Adding and evicting work in `<cache>/trees/.add-*` and `.evicted-*`, each locked (flock) by the run working in it.
+A run killed there leaves one behind, holding links to a whole tree (an evicted tree's only links: its space); the
+next run that adds or evicts removes every such place no run holds.
 """
+import fcntl
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 
 from mkdump.errors import Interrupted, MkdumpError, NoSpace
 from mkdump.fsutil import link_tree, replace_dir, staging_dir
 from mkdump.narhash import nar_sha256, normalize_sha256
+
+# The places in <cache>/trees/ where a tree is added or evicted.
+_ADDING, _EVICTING = ".add-", ".evicted-"
 
 
 def tree_path(cache, tree_sha256):
@@ -71,12 +80,12 @@ def add_to_store(cache, tree_sha256, tree, *, log):
         return
     try:
         os.makedirs(os.path.dirname(stored), exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=".add-", dir=os.path.dirname(stored))
+        place = _work_place(os.path.dirname(stored), _ADDING)
     except OSError as e:
         log(f"mkdump: {tree} is not kept in the download cache's tree store ({e.strerror}); the next build "
             "directory unpacks the archive again")
         return
-    try:
+    with place as tmp:
         try:
             link_tree(tree, os.path.join(tmp, "tree"), f"keeping {tree} in the store")
         except Interrupted:
@@ -91,16 +100,60 @@ def add_to_store(cache, tree_sha256, tree, *, log):
             if not os.path.isdir(stored):
                 raise
             # Another build directory put it there first: its tree is the same.
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def evict(cache, tree_sha256):
     stored = tree_path(cache, tree_sha256)
-    gone = tempfile.mkdtemp(prefix=".evicted-", dir=os.path.dirname(stored))
+    with _work_place(os.path.dirname(stored), _EVICTING) as gone:
+        try:
+            os.rename(stored, os.path.join(gone, "tree"))
+        except FileNotFoundError:
+            pass
+
+
+def _work_place(trees, prefix):
+    """A new directory in `trees` to add or evict in, locked for as long as this run works there and removed at
+    the end; the places killed runs left are removed first. Makes the directory at once (so that a failure to
+    make it is an OSError here), the rest when entered."""
+    remove_leftovers(trees)
+    while True:
+        path = tempfile.mkdtemp(prefix=prefix, dir=trees)
+        # Another run's remove_leftovers may take it for a leftover before it is locked: then make another.
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink:
+            return _held(path, fd)
+        os.close(fd)
+
+
+@contextmanager
+def _held(path, fd):
     try:
-        os.rename(stored, os.path.join(gone, "tree"))
-    except FileNotFoundError:
-        pass
+        yield path
     finally:
-        shutil.rmtree(gone, ignore_errors=True)
+        shutil.rmtree(path, ignore_errors=True)
+        os.close(fd)
+
+
+def remove_leftovers(trees):
+    """Remove the adding and evicting places in `trees` that no running run holds (their runs were killed)."""
+    try:
+        names = [n for n in os.listdir(trees) if n.startswith((_ADDING, _EVICTING))]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(trees, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(path, ignore_errors=True)
+        except BlockingIOError:
+            pass        # a run is adding or evicting there now
+        finally:
+            os.close(fd)
