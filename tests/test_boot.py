@@ -485,11 +485,13 @@ def test_build_test_module_makes_it_kbuild_style(tmp_path, monkeypatch):
     tree = tmp_path / "tree"
     tree.mkdir()
     (tree / "Makefile").write_text(
-        "modules:\n\t@printf '%s\\n' '$(ARCH)' '$(SUBDIRS)' > $(SUBDIRS)/mkdump_boot_test.ko\n")
+        "modules:\n\t@printf '%s\\n' '$(ARCH)' '$(SUBDIRS)' '$(filter -j%,$(MAKEFLAGS))' "
+        "'$(findstring --jobserver-auth=,$(MAKEFLAGS))' > $(SUBDIRS)/mkdump_boot_test.ko\n")
     out = tmp_path / "out"
     ko = boot.build_test_module(tree, out, make_args=["ARCH=i386"], jobs=2, log=lambda m: None)
     assert ko == out / "mkdump_boot_test.ko"
-    assert ko.read_text().splitlines() == ["i386", str(out)]
+    # Its two jobs are slots of the jobserver every make of the run shares.
+    assert ko.read_text().splitlines() == ["i386", str(out), "-j2", "--jobserver-auth="]
     assert sorted(p.name for p in boot.MODULE_SOURCE.iterdir()) == sorted(
         p.name for p in out.iterdir() if p.name != "mkdump_boot_test.ko")
 
@@ -498,7 +500,7 @@ def test_build_test_module_failure_names_the_command(tmp_path):
     tree = tmp_path / "tree"
     tree.mkdir()
     (tree / "Makefile").write_text("modules:\n\t@echo 'mkdump_boot_test.c:3: error: oops'; exit 1\n")
-    with pytest.raises(MkdumpError, match=r"(?s)failed with `make -C .* modules`.*mkdump_boot_test.c:3: error: oops"):
+    with pytest.raises(MkdumpError, match=r"(?s)failed with `make -j1 -C .* modules`.*mkdump_boot_test.c:3: error: oops"):
         boot.build_test_module(tree, tmp_path / "out", make_args=[], log=lambda m: None)
 
 

@@ -49,7 +49,7 @@ def test_success_quiet_prints_one_line_and_logs_everything(tmp_path):
     text = (tmp_path / "logs" / "build.log").read_text()
     # The tree is recorded in the outputs under its base name, whatever directory holds it.
     cc = f"cc -fno-pie -ffile-prefix-map={tree}=tree"
-    assert text.startswith(f"# cd {tree} && make -j2 ARCH=x86_64 CC={cc} HOSTCC=cc V=1 all  # -j2: the slots of a "
+    assert text.startswith(f"# cd {tree} && make -j2 ARCH=x86_64 'CC={cc}' HOSTCC=cc V=1 all  # -j2: the slots of a "
                            "jobserver all of this run's makes share\n")
     assert f"CC={cc} ARCH=x86_64 V=1" in text
     # make gets its two slots from the process's jobserver, not from -j2 on its command line.
@@ -274,7 +274,7 @@ def test_out_of_tree_build_runs_in_the_object_directory_and_never_writes_the_tre
     text = (tmp_path / "logs" / "build.log").read_text()
     cc = (f"cc -fno-pie -ffile-prefix-map=include2/=include/ -ffile-prefix-map=../../src/minik/= "
           f"-ffile-prefix-map={tree}/= -ffile-prefix-map={obj}=minik")
-    assert text.startswith(f"# cd {obj} && make -j2 ARCH=x86_64 CC={cc} HOSTCC=cc V=1 -f {tree}/Makefile "
+    assert text.startswith(f"# cd {obj} && make -j2 ARCH=x86_64 'CC={cc}' HOSTCC=cc V=1 -f {tree}/Makefile "
                            f"KBUILD_SRC={tree} all  # -j2: ")
     assert f"curdir={obj} src={tree}" in text
     # ccache names the sources relative to the object directory, as in any other build directory.

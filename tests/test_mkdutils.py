@@ -115,6 +115,14 @@ def test_a_failing_make_is_one_error_naming_the_log(tmp_path):
         tools.build(str(src), str(tmp_path / "work"), log_path=str(tmp_path / "log"), log=lambda m: None)
 
 
+def test_an_outer_makes_flags_do_not_reach_its_make(tmp_path, monkeypatch):
+    monkeypatch.setenv("MAKEFLAGS", "n")      # a user's `make -n` around scons: make would build nothing
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "Makefile").write_text("all:\n\tcp /bin/true tool\n")
+    assert tools.build(str(src), str(tmp_path / "work"), log_path=str(tmp_path / "log"), log=print) == ["tool"]
+
+
 def test_a_make_that_builds_nothing_is_refused(tmp_path):
     src = tmp_path / "src"
     src.mkdir()

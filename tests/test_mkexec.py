@@ -128,7 +128,8 @@ def test_standin_archive_unpacks_in_each_compression(tmp_path, patch_text, compr
 RECORDER = """\
 modules:
 \t@printf '%s\\n' 'CURDIR=$(CURDIR)' 'ARCH=$(ARCH)' 'CC=$(CC)' 'KVER=$(KVER)' 'KDIR=$(KDIR)' \\
-\t\t'KMODDIR=$(KMODDIR)' 'SUBDIRS=$(SUBDIRS)' > $(SUBDIRS)/received.txt
+\t\t'KMODDIR=$(KMODDIR)' 'SUBDIRS=$(SUBDIRS)' 'JOBS=$(filter -j%,$(MAKEFLAGS))' \\
+\t\t'JOBSERVER=$(findstring --jobserver-auth=,$(MAKEFLAGS))' > $(SUBDIRS)/received.txt
 \t@grep -h MKEXEC_ARCH_NAME $(SUBDIRS)/../include/asm/mkexec_arch.h >> $(SUBDIRS)/received.txt
 {extra}\t@printf 'not really a module' > $(SUBDIRS)/mkexec.ko
 """
@@ -294,6 +295,17 @@ def test_build_ignores_outer_make_flags(src, tmp_path, monkeypatch):
     kdir = fake_kdir(tmp_path / "kdir")
     ko = build(src, tmp_path, kdir)
     assert open(ko).read() == "not really a module"
+    assert received(tmp_path / "build" / "mkexec")[0]["JOBS"] == ""
+
+
+@pytest.mark.parametrize("jobs, flags", [(1, "-j1"), (2, "-j2")])
+def test_build_takes_its_jobs_from_the_runs_jobserver(src, tmp_path, jobs, flags):
+    kdir = fake_kdir(tmp_path / "kdir")
+    build(src, tmp_path, kdir, jobs=jobs)
+    got = received(tmp_path / "build" / "mkexec")[0]
+    assert got["JOBS"] == flags
+    assert got["JOBSERVER"] == ("--jobserver-auth=" if jobs > 1 else "")
+    assert (tmp_path / "logs" / "mkexec.log").read_text().startswith(f"$ make {flags} ARCH=x86_64 ")
 
 
 # --- build paths must not reach mkexec.ko ----------------------------------------------------------------------

@@ -101,6 +101,23 @@ def test_check_dep_format_names_a_path_outside_the_release(tmp_path):
     assert "not an absolute path of a module under /lib/modules/2.6.9/" in mods.check_dep_format(str(dep), "2.6.9")[0]
 
 
+@pytest.mark.parametrize("jobs, flags", [(None, ""), (1, "-j1"), (2, "-j2")])
+def test_modules_install_runs_in_the_object_directory_with_the_runs_jobs(tmp_path, monkeypatch, jobs, flags):
+    monkeypatch.setenv("MAKEFLAGS", "n")      # an outer make's flags reach no make of ours
+    tree, obj, root = tmp_path / "src", tmp_path / "obj", tmp_path / "root"
+    tree.mkdir()
+    obj.mkdir()
+    (tree / "Makefile").write_text(
+        "modules_install:\n\t@mkdir -p $(INSTALL_MOD_PATH)\n"
+        "\t@printf '%s\\n' '$(CURDIR)' '$(KBUILD_SRC)' '$(ARCH)' '$(DEPMOD)' '$(filter -j%,$(MAKEFLAGS))' "
+        "'$(findstring --jobserver-auth=,$(MAKEFLAGS))' > $(INSTALL_MOD_PATH)/got\n")
+    log_path = tmp_path / "logs" / "modules-install.log"
+    mods.modules_install(tree, root, obj=obj, make_args=["ARCH=x86_64"], log_path=log_path, log=print, jobs=jobs)
+    assert (root / "got").read_text().splitlines() == [
+        str(obj), str(tree), "x86_64", "/bin/true", flags, "--jobserver-auth=" if jobs == 2 else ""]
+    assert log_path.read_text().startswith(f"# make {flags + ' ' if flags else ''}-C {obj} ")
+
+
 def test_config_has_modules(tmp_path):
     (tmp_path / "on").write_text("CONFIG_X=y\nCONFIG_MODULES=y\n")
     (tmp_path / "off").write_text("# CONFIG_MODULES is not set\n")

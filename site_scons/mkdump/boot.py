@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mkdump import arch as arches
 from mkdump import bootdisk, initramfs, runner
-from mkdump.kbuild import build_env
+from mkdump.kbuild import build_env, job_slots
 from mkdump.errors import Interrupted, MkdumpError
 from mkdump.logs import log_default
 
@@ -656,15 +656,16 @@ def build_test_module(tree, out_dir, *, make_args, jobs=1, log=None):
         shutil.rmtree(out_dir)
     shutil.copytree(MODULE_SOURCE, out_dir)
     log_path = out_dir.with_name(out_dir.name + ".log")
-    cmd = ["make", "-C", os.fspath(tree), *make_args, f"-j{jobs}", f"SUBDIRS={out_dir}", "modules"]
+    slots, cmd, header = job_slots(jobs, ["make", "-C", os.fspath(tree), *make_args, f"SUBDIRS={out_dir}",
+                                          "modules"])
     log(f"boot-test: building the test module against {tree} (log: {log_path})")
-    done = runner.run(cmd, cwd=None, env=build_env(), log_path=log_path, log_header="$ " + " ".join(cmd))
+    done = runner.run(cmd, cwd=None, env=build_env(), log_path=log_path, log_header="$ " + header, jobs=slots)
     if done.stopped == "interrupt":
         raise Interrupted(f"building the boot-test module against {tree} was interrupted (make was stopped by "
                           f"{done.interrupted_by}); run again.")
     ko = out_dir / f"{MODULE_NAME}.ko"
     if done.returncode != 0 or not ko.is_file():
         tail = "\n".join("".join(done.lines).strip().splitlines()[-20:])
-        raise MkdumpError(f"building the boot-test module against {tree} failed with `{' '.join(cmd)}`: build "
+        raise MkdumpError(f"building the boot-test module against {tree} failed with `{header}`: build "
                           f"the kernel's modules first (full log: {log_path}). Last output:\n{tail}")
     return ko

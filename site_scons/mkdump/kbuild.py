@@ -7,6 +7,7 @@ builds of one tree and config give identical images.
 """
 import os
 import re
+import shlex
 import sys
 import threading
 import time
@@ -52,11 +53,17 @@ def build_timestamp(epoch):
     return time.strftime("%a %b %e %H:%M:%S UTC %Y", time.gmtime(epoch))
 
 
+def make_env(base=None, **extra):
+    """The caller's environment (or `base`) without an outer make's state, plus `extra`: an outer make's MAKEFLAGS
+    (a user's `make -n` around scons) would reach our makes and turn them into dry runs."""
+    env = {k: v for k, v in (os.environ if base is None else base).items() if k not in _DROPPED_ENV}
+    env.update(extra)
+    return env
+
+
 def build_env(env_extra=None, base=None):
-    """The environment for make: the caller's, minus outer-make state, plus the pinned build identity."""
-    env = dict(os.environ if base is None else base)
-    for name in _DROPPED_ENV:
-        env.pop(name, None)
+    """The environment for a kernel's make: make_env's, plus the pinned build identity."""
+    env = make_env(base)
     # The caller's SOURCE_DATE_EPOCH (scons' command line) wins over the environment's, for the date too.
     epoch = int((env_extra or {}).get("SOURCE_DATE_EPOCH") or env.get("SOURCE_DATE_EPOCH")
                 or DEFAULT_SOURCE_DATE_EPOCH)
@@ -116,15 +123,16 @@ def make_command(targets, *, toolchain, launcher=None, prefix_maps=(), srctree=N
 
 
 def job_slots(jobs, argv):
-    """(the Jobserver make runs with, its argv, the command a person would type for it) for make `argv` and
-    `jobs`: more than one job is taken from the process's jobserver, which every make of the run shares, so that
-    stages running make at once stay within `jobs` together; one job is make -j1, None a make without -j."""
+    """(the Jobserver make runs with, its argv, the command a person would type for it, quoted for a shell) for
+    make `argv` and `jobs`: more than one job is taken from the process's jobserver, which every make of the run
+    shares, so that stages running make at once stay within `jobs` together; one job is make -j1, None a make
+    without -j."""
     if not jobs:
-        return None, argv, " ".join(argv)
+        return None, argv, shlex.join(argv)
     if int(jobs) == 1:
         argv = [argv[0], "-j1"] + argv[1:]
-        return None, argv, " ".join(argv)
-    typed = " ".join([argv[0], f"-j{int(jobs)}"] + argv[1:])
+        return None, argv, shlex.join(argv)
+    typed = shlex.join([argv[0], f"-j{int(jobs)}"] + argv[1:])
     return (runner.jobserver(int(jobs)), argv,
             f"{typed}  # -j{int(jobs)}: the slots of a jobserver all of this run's makes share")
 

@@ -24,7 +24,7 @@ import tarfile
 from . import runner
 from .errors import MkdumpError
 from .fsutil import write_atomic
-from .kbuild import job_slots
+from .kbuild import job_slots, make_env
 
 PRODUCT = "mkdutils.tar"
 CC_FLAGS = ("-std=gnu89", "-fcommon", "-Wno-error")
@@ -154,7 +154,7 @@ def build(src, work, *, log_path, log, jobs=None):
     argv = ["make", f"CC={cc}"]
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     log(f"make in {work} with today's gcc for this machine (log: {log_path})")
-    env = dict(os.environ, LC_ALL="C")
+    env = make_env(LC_ALL="C")
     slots, argv, header = job_slots(jobs, argv)
     result = runner.run(argv, cwd=work, env=env, log_path=log_path, log_header=f"# cd {work} && {header}",
                         jobs=slots)

@@ -17,7 +17,7 @@ import tempfile
 
 from . import runner
 from .errors import Interrupted, MkdumpError, signal_name
-from .kbuild import build_env, extract_errors, out_of_tree_prefix_maps, prefix_maps
+from .kbuild import build_env, extract_errors, job_slots, out_of_tree_prefix_maps, prefix_maps
 from .logs import log_default
 from .options import ARCHES
 from .fsutil import replace_dir
@@ -149,7 +149,7 @@ def _interrupted(result, build_dir=None):
 
 
 def build_module(src_dir, build_dir, *, arch, kdir, kver, kmoddir, toolchain, log_path, launcher=None,
-                 verbose=False, log=None, ksrc=None):
+                 verbose=False, log=None, ksrc=None, jobs=None):
     """Build mkexec.ko from the unpacked archive `src_dir` into `build_dir` and return the module's path.
 
     `kdir` is the built system kernel: its tree, or the object directory it was built in (2.6.9 writes a Makefile
@@ -204,11 +204,12 @@ def build_module(src_dir, build_dir, *, arch, kdir, kver, kmoddir, toolchain, lo
         make_args = toolchain.make_args(launcher=launcher, prefix_maps=maps)
         argv = ["make", f"ARCH={arch}"] + [f"{k}={v}" for k, v in settings.items()] + make_args
         command = shlex.join(argv)
+        slots, argv, header = job_slots(jobs, argv)
         log(f"mkexec: {command} (log: {log_path})")
         undefined = set()
         done = runner.run(argv, cwd=staging, env=_make_env(staging), log_path=log_path,
-                          log_header="$ " + command, echo=log if verbose else None,
-                          watch=lambda line: undefined.update(_MODPOST_UNDEFINED.findall(line)))
+                          log_header="$ " + header, echo=log if verbose else None,
+                          watch=lambda line: undefined.update(_MODPOST_UNDEFINED.findall(line)), jobs=slots)
         _interrupted(done, build_dir)
         if done.returncode != 0:
             lines = done.lines

@@ -47,17 +47,18 @@ def config_has_modules(config_path):
         return any(line.strip() == "CONFIG_MODULES=y" for line in f)
 
 
-def modules_install(tree, root, *, make_args, log_path, log, obj=None):
+def modules_install(tree, root, *, make_args, log_path, log, obj=None, jobs=None):
     """`make modules_install INSTALL_MOD_PATH=root` for the kernel built from `tree` (in the object directory
-    `obj` when given, as kbuild.run_make built it); its own depmod is kept from running (it would run the build
-    machine's depmod on a tree without its final paths)."""
-    from .kbuild import out_of_tree_args
+    `obj` when given, as kbuild.run_make built it), with `jobs` as kbuild.job_slots takes it; its own depmod is
+    kept from running (it would run the build machine's depmod on a tree without its final paths)."""
+    from .kbuild import build_env, job_slots, out_of_tree_args
     where = os.path.abspath(obj or tree)
     argv = (["make", "-C", where] + out_of_tree_args(tree if obj else None) + list(make_args)
             + ["modules_install", f"INSTALL_MOD_PATH={os.path.abspath(root)}", "DEPMOD=/bin/true"])
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     log(f"make modules_install in {where} (log: {log_path})")
-    result = runner.run(argv, cwd=where, log_path=log_path, log_header="# " + " ".join(argv))
+    slots, argv, header = job_slots(jobs, argv)
+    result = runner.run(argv, cwd=where, env=build_env(), log_path=log_path, log_header="# " + header, jobs=slots)
     if result.stopped == "interrupt":
         raise MkdumpError(f"make modules_install in {where} was interrupted; run again.")
     if result.returncode != 0:

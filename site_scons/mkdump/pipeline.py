@@ -487,7 +487,7 @@ def mkexec(p, ctx):
                       kdir=lay.obj("system"), ksrc=lay.tree("system"), kver=release,
                       kmoddir=f"/lib/modules/{release}/extra",
                       toolchain=detected_toolchain(lay), launcher=ctx.run.cc_launcher, log_path=lay.log("mkexec"),
-                      verbose=ctx.run.verbose, log=log)
+                      verbose=ctx.run.verbose, log=log, jobs=ctx.run.jobs_effective)
     stamp.write(lay.stamp("mkexec"),
                 {"module": os.path.relpath(ko, lay.mkexec_build), "sha256": stamp.sha256_file(ko)})
 
@@ -567,7 +567,7 @@ def modules(p, ctx):
         moddir = os.path.join(staging, "lib", "modules", release)
         if mods.config_has_modules(os.path.join(obj, ".config")):
             mods.modules_install(source_tree(lay, "system"), staging, obj=obj, make_args=toolchain_make_args(lay),
-                                 log_path=lay.log("modules-install"), log=ctx.log)
+                                 log_path=lay.log("modules-install"), log=ctx.log, jobs=ctx.run.jobs_effective)
         os.makedirs(moddir, exist_ok=True)
         count = mods.pack(moddir, release, os.path.join(obj, mods.TREE_NAME), epoch=p.source_date_epoch)
     finally:
