@@ -22,7 +22,7 @@ import subprocess
 import tarfile
 
 from . import runner
-from .errors import MkdumpError
+from .errors import Interrupted, MkdumpError
 from .fsutil import write_atomic
 from .kbuild import job_slots, make_env
 
@@ -159,7 +159,8 @@ def build(src, work, *, log_path, log, jobs=None):
     result = runner.run(argv, cwd=work, env=env, log_path=log_path, log_header=f"# cd {work} && {header}",
                         jobs=slots)
     if result.stopped == "interrupt":
-        raise MkdumpError(f"make in {work} was interrupted; run again.")
+        raise Interrupted(f"make in {work} was interrupted (make was stopped by {result.interrupted_by}); run "
+                          "again.")
     if result.returncode != 0:
         last = "\n  ".join(line.rstrip("\n") for line in result.lines[-8:])
         raise MkdumpError(f"building mkdutils failed (make exit {result.returncode}); last lines:\n  {last}\n"
@@ -177,7 +178,8 @@ def strip(work, tools, *, log_path):
     argv = ["strip", "--strip-all"] + [os.path.join(work, rel) for rel in tools]
     result = runner.run(argv, cwd=work, log_path=log_path, log_header="# " + " ".join(argv))
     if result.stopped == "interrupt":
-        raise MkdumpError("stripping mkdutils' tools was interrupted; run again.")
+        raise Interrupted(f"stripping mkdutils' tools was interrupted (strip was stopped by "
+                          f"{result.interrupted_by}); run again.")
     if result.returncode != 0:
         raise MkdumpError(f"strip failed on mkdutils' tools (exit {result.returncode}); see {log_path}. Is binutils "
                           "installed?")

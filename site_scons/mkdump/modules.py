@@ -21,7 +21,7 @@ import stat
 import tarfile
 
 from . import runner
-from .errors import MkdumpError
+from .errors import Interrupted, MkdumpError
 from .fsutil import write_atomic
 
 # The links `modules_install` makes to the build machine's trees.
@@ -60,7 +60,8 @@ def modules_install(tree, root, *, make_args, log_path, log, obj=None, jobs=None
     slots, argv, header = job_slots(jobs, argv)
     result = runner.run(argv, cwd=where, env=build_env(), log_path=log_path, log_header="# " + header, jobs=slots)
     if result.stopped == "interrupt":
-        raise MkdumpError(f"make modules_install in {where} was interrupted; run again.")
+        raise Interrupted(f"make modules_install in {where} was interrupted (make was stopped by "
+                          f"{result.interrupted_by}); run again.")
     if result.returncode != 0:
         raise MkdumpError(f"make modules_install failed in {where} (exit {result.returncode}); see {log_path}, fix "
                           "the cause and run again.")
