@@ -71,7 +71,7 @@ def test_launcher_prefixes_the_kernel_compiler_not_hostcc(tmp_path, monkeypatch,
     obj = (tree / "main.o").read_bytes()
     assert b"tree/main.c" in obj and str(tree).encode() not in obj
     first_line = (tmp_path / "build.log").read_text().splitlines()[0]
-    assert f" CC={launcher if by == 'path' else 'fakecache'} gcc -fno-pie " in first_line
+    assert f" 'CC={launcher if by == 'path' else 'fakecache'} gcc -fno-pie " in first_line
     assert " HOSTCC=gcc " in first_line
 
 
@@ -239,7 +239,7 @@ def test_cc_and_cross_compile_reach_make(proj, sources, tmp_path, option, cc):
     run(proj, sources, build, "build", option)
     for kind in ("minik", "system"):
         line = make_line(build, kind)
-        assert f" CC={cc} -fno-pie " in line and " HOSTCC=gcc " in line, line
+        assert f" 'CC={cc} -fno-pie " in line and " HOSTCC=gcc " in line, line
         assert ("CROSS_COMPILE=x86_64-linux-gnu-" in line) == option.startswith("CROSS_COMPILE="), line
     assert json.loads((build / "x86_64" / "stamps" / "toolchain.json").read_text())["cc"] == [cc]
 
