@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from mkdump import kconfig
-from support import standin_minik
+from support import project, standin_minik
 from support.real_sources import unpack_tree
 
 pytestmark = pytest.mark.realkernel
@@ -190,7 +190,6 @@ def test_a_line_this_tree_cannot_take_is_left_out_and_named(system_tree, tmp_pat
     assert "KEXEC" not in kconfig.read_config_values(system_tree / ".config")
 
 
-FIELD = Path(__file__).resolve().parents[2] / "shared" / "field-configs"
 FIELD_CONFIGS = {
     # file: (arch, symbols a distribution added that 2.6.9 lacks, among those left out)
     "x86_64-rhel4-2.6.9-34.ELsmp.config": ("x86_64", {"DISKDUMP", "NETDUMP", "TUX", "AUDITFILESYSTEM"}),
@@ -203,7 +202,7 @@ FIELD_CONFIGS = {
 def test_a_field_configuration_configures_without_hand_editing(system_tree, name, tmp_path):
     """A user's real 2.6.9 .config (../shared/field-configs) is taken as it is: what 2.6.9 lacks is left out and
     listed, what Kconfig changes is given with its reason, and the rules (MODULES, PROC_FS) hold."""
-    path = FIELD / name
+    path = project.FIELD_CONFIGS / name
     if not path.is_file():
         pytest.skip(f"{path} is not present (the field configurations are test data outside the repository)")
     arch, distro_symbols = FIELD_CONFIGS[name]

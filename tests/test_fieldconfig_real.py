@@ -9,7 +9,6 @@ Tens of minutes per configuration on two cores, so these carry their own marker 
 The ids: defconfig-x86_64, defconfig-i386, rhel4-x86_64, p4-smp-i386, vanilla-up-i386.
 """
 import json
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +17,6 @@ from support.real_sources import make_real_sources
 
 pytestmark = [pytest.mark.realkernel, pytest.mark.slow, pytest.mark.fieldconfig]
 
-FIELD = Path(__file__).resolve().parents[2] / "shared" / "field-configs"
 CONFIGS = {
     "defconfig-x86_64": ("x86_64", "defconfig"),
     "defconfig-i386": ("i386", "defconfig"),
@@ -35,7 +33,7 @@ def real_sources(real_linux_tarball, tmp_path_factory):
 
 @pytest.mark.parametrize("arch, config", list(CONFIGS.values()), ids=list(CONFIGS))
 def test_the_users_system_kernel_builds_and_boots(arch, config, real_sources, tmp_path):
-    system_config = config if config == "defconfig" else FIELD / config
+    system_config = config if config == "defconfig" else P.FIELD_CONFIGS / config
     if config != "defconfig" and not system_config.is_file():
         pytest.skip(f"{system_config} is not present (field configurations are test data outside the repository)")
     proj = P.copy_project(tmp_path / "proj")

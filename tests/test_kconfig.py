@@ -11,6 +11,7 @@ import pytest
 
 from mkdump import kconfig, userconfig
 from mkdump.errors import MkdumpError
+from support.project import FIELD_CONFIGS
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL_CONFIGS = ROOT / "configs"
@@ -599,8 +600,8 @@ def test_the_arch_of_a_config_comes_from_the_first_marker_it_sets():
 
 
 def test_the_field_configs_are_identified():
-    """The three real configurations users posted (test data in ../shared/field-configs, when present)."""
-    field = ROOT.parent / "shared" / "field-configs"
+    """The three real configurations users posted (test data in support.project.FIELD_CONFIGS, when present)."""
+    field = FIELD_CONFIGS
     if not field.is_dir():
         pytest.skip(f"{field} is not present")
     found = {p.name: userconfig.read_header(p, REAL_CONFIGS / "rules.toml") for p in field.glob("*.config")}

@@ -17,6 +17,9 @@ from mkdump.narhash import nar_sha256
 from support import fixture_kernel, standin_mkdutils, standin_mkexec
 
 ROOT = Path(__file__).resolve().parents[2]
+# The real 2.6.9 .config files users posted: test data kept outside the repository, next to the checkout unless
+# MKDUMP_FIELD_CONFIGS names their directory (a checkout elsewhere, such as a CI clone in /tmp).
+FIELD_CONFIGS = Path(os.environ.get("MKDUMP_FIELD_CONFIGS") or ROOT.parent / "shared" / "field-configs")
 PROJECT_FILES = ("SConstruct", "site_scons", "patches", "configs", "kernel")
 MINIK = "minik-2.6.9-1.0-update1.patch"
 MKEXEC = "mkexec-2.6.9-1.0-update1.taz"
