@@ -461,24 +461,16 @@ def du_bytes(path):
     return B.parse_du_bytes(out)
 
 
-def export_revision(rev, dest, *, fixture_tree_sha256=""):
-    """The project files of revision `rev` of this repository in dest, as support.project copies the working
-    tree: without sources.lock (its stand-ins are recorded on first use), for the fixture with its series and
-    tree pin."""
-    from support import project as P
-    dest = Path(dest)
-    shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev, "--", *P.PROJECT_FILES],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    if archive.returncode:
-        raise RuntimeError(f"git archive {rev} failed: {archive.stderr.decode(errors='replace').strip()}")
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
-    (dest / "patches" / "sources.lock").unlink(missing_ok=True)
-    if fixture_tree_sha256:
-        P.keep_fixture_series(dest)
-        P.pin_linux_tree(dest, fixture_tree_sha256)
-    return dest
+def same_outputs(ours, before):
+    """(the files both build directories published under <arch>/out/ byte-identical, those that differ), as
+    "<arch>/<name>", the manifest left out (it lists the stages and patches of its revision)."""
+    same, differ = [], []
+    for out in sorted(Path(before).glob("*/out")):
+        arch = out.parent.name
+        for path in sorted(p for p in out.iterdir() if p.name != "manifest.json"):
+            (same if _sha256(path) == _sha256(Path(ours) / arch / "out" / path.name) else differ).append(
+                f"{arch}/{path.name}")
+    return same, differ
 
 
 def disk_use(setup, before_rev, log=print):
@@ -495,8 +487,9 @@ def disk_use(setup, before_rev, log=print):
         launcher = ["cc_launcher=ccache"]
         how = "both sides with cc_launcher=ccache in one CCACHE_DIR"
     how += "; the build directory's size does not depend on it"
-    project = export_revision(before_rev, setup.work / "before-project",
-                              fixture_tree_sha256=setup.fixture_tree_sha256)
+    from support import project as P
+    project = P.export_revision(before_rev, setup.work / "before-project",
+                                fixture_tree_sha256=setup.fixture_tree_sha256)
     sizes, hits = {}, {}
     for side, proj, cache in (("ours", None, None), ("before", project, setup.work / "before-cache")):
         build = setup.work / f"disk-{side}"
@@ -509,11 +502,14 @@ def disk_use(setup, before_rev, log=print):
         if ccache:
             hits[side] = "; ccache {} hits, {} misses".format(*ccache_stats(scons_env(env)))
     mb = {k: v / 1e6 for k, v in sizes.items()}
+    same, differ = same_outputs(setup.work / "disk-ours", setup.work / "disk-before")
+    identical = (f"; out/ of both arches byte-identical to ours but the manifest: {len(same)} files" if not differ
+                 else f"; out/ files not byte-identical to ours: {', '.join(differ)}")
     return [
         B.Figure("disk_ours", "build/ after scons arch=all, ours (du -s -B1)", mb["ours"], "MB",
                  note=how + hits.get("ours", "")),
         B.Figure("disk_before", f"  the same, revision {before_rev}", mb["before"], "MB",
-                 note=hits.get("before", "").lstrip("; ")),
+                 note=(hits.get("before", "") + identical).lstrip("; ")),
         B.Figure("disk_ratio", "  ours / before", B.ratio(sizes["ours"], sizes["before"]), "x",
                  goal=B.GOALS["disk"], note=f"{mb['ours']:.1f} MB against {mb['before']:.1f} MB"),
     ]

@@ -293,17 +293,33 @@ def test_parse_du_bytes():
             B.parse_du_bytes(bad)
 
 
-def test_export_revision_for_the_fixture(tmp_path):
+def test_same_outputs_compares_each_arch_out_directory_but_the_manifest(tmp_path):
     import measure as M
+    for side, image in (("ours", b"A"), ("before", b"B")):
+        for arch in ("x86_64", "i386"):
+            out = tmp_path / side / arch / "out"
+            out.mkdir(parents=True)
+            (out / "mkexec.ko").write_bytes(b"same")
+            (out / "manifest.json").write_text(side)
+        (tmp_path / side / "i386" / "out" / "vmlinux.bin").write_bytes(image)
+    (tmp_path / "ours" / "x86_64" / "out" / "mkdutils.tar").write_bytes(b"ours only")
+    (tmp_path / "before" / "x86_64" / "out" / "gone.txt").write_bytes(b"before only")
+    same, differ = M.same_outputs(tmp_path / "ours", tmp_path / "before")
+    assert same == ["i386/mkexec.ko", "x86_64/mkexec.ko"]
+    assert differ == ["i386/vmlinux.bin", "x86_64/gone.txt"]
+
+
+def test_export_revision_for_the_fixture(tmp_path):
+    from support import project as P
     pin = "ab" * 32
-    dest = M.export_revision("HEAD", tmp_path / "before", fixture_tree_sha256=pin)
+    dest = P.export_revision("HEAD", tmp_path / "before", fixture_tree_sha256=pin)
     assert (dest / "SConstruct").is_file() and (dest / "site_scons" / "mkdump" / "stages.py").is_file()
     assert not (dest / "patches" / "sources.lock").exists() and not (dest / "tests").exists()
     assert f'tree_sha256 = "{pin}"' in (dest / "patches" / "sources.toml").read_text()
     entries = [l for l in (dest / "patches" / "minik.series").read_text().splitlines() if not l.startswith("#")]
     assert entries == ["source:minik", "compat/x86_64-module-plt32.patch arch=x86_64"]
     with pytest.raises(RuntimeError, match="git archive no-such-rev failed"):
-        M.export_revision("no-such-rev", tmp_path / "none")
+        P.export_revision("no-such-rev", tmp_path / "none")
 
 
 def test_run_refuses_an_unknown_before_revision_at_once(tmp_path):
@@ -356,6 +372,7 @@ def test_run_on_the_fixture_prints_every_figure(tmp_path):
         assert figs[key]["unit"] == "MB" and figs[key]["value"] > 0
     assert figs["disk_ratio"]["value"] == pytest.approx(figs["disk_ours"]["value"] / figs["disk_before"]["value"])
     assert figs["disk_ratio"]["met"] in (True, False)
+    assert "out/ of both arches byte-identical to ours but the manifest" in figs["disk_before"]["note"]
     for f in figs.values():
         assert f["label"] in r.stdout
 

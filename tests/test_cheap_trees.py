@@ -103,17 +103,27 @@ def test_a_changed_stored_tree_is_never_used(sources, tmp_path):
     assert nar_sha256(tmp_path / "cache" / "trees" / sources.tree_sha256) == sources.tree_sha256
 
 
+# The last revision that copied the source tree per arch (cp -a) and built the kernels in their trees.
+BEFORE_CHEAP_TREES = "d3ab522"
+
+
+@pytest.fixture(scope="module")
+def real_build(real_linux_tarball, tmp_path_factory):
+    """One `scons arch=x86_64` of the real tree: (its project copy, the sources= directory, a work directory)."""
+    from support.real_sources import make_real_sources
+    work = tmp_path_factory.mktemp("real-cheap")
+    sources = make_real_sources(real_linux_tarball, work / "sources")
+    proj = P.copy_project(work / "proj")
+    r = P.scons(proj, "arch=x86_64", f"sources={sources}", "offline=1", f"cache={work / 'cache'}", timeout=3600)
+    assert r.returncode == 0, r.stdout + r.stderr[-8000:]
+    return proj, sources, work
+
+
 @pytest.mark.realkernel
 @pytest.mark.slow
-def test_the_real_pristine_tree_is_still_the_pinned_one_after_both_kernels_were_built(real_linux_tarball,
-                                                                                     tmp_path):
+def test_the_real_pristine_tree_is_still_the_pinned_one_after_both_kernels_were_built(real_build):
     from mkdump.sources import load_sources
-    from support.real_sources import make_real_sources
-    sources = make_real_sources(real_linux_tarball, tmp_path / "sources")
-    proj = P.copy_project(tmp_path / "proj")
-    r = P.scons(proj, "arch=x86_64", f"sources={sources}", "offline=1", f"cache={tmp_path / 'cache'}",
-                timeout=3600)
-    assert r.returncode == 0, r.stdout + r.stderr[-8000:]
+    proj, _, _ = real_build
     arch = proj / "build" / "x86_64"
     pristine = proj / "build" / "src" / "linux-2.6.9"
     assert [p for p in files(pristine) if p.stat().st_mode & 0o222] == []
@@ -132,3 +142,24 @@ def test_the_real_pristine_tree_is_still_the_pinned_one_after_both_kernels_were_
                                    " * Linux kernel version: 2.6.9\n */\n"), autoconf[:200]
         assert (arch / "obj" / kind / ".config").read_text().startswith(
             "#\n# Automatically generated make config: don't edit\n# Linux kernel version: 2.6.9\n#\n")
+
+
+@pytest.mark.realkernel
+@pytest.mark.slow
+def test_the_real_outputs_are_byte_identical_to_those_of_the_trees_copied_and_built_in_place(real_build):
+    """Shared trees and builds in object directories changed how the kernels are built, not what: every file the
+    revision before them published is the same bytes (the manifest lists the stages and patches, which changed)."""
+    proj, sources, work = real_build
+    try:
+        before = P.export_revision(BEFORE_CHEAP_TREES, work / "before")
+    except RuntimeError as e:
+        pytest.skip(f"this checkout cannot give revision {BEFORE_CHEAP_TREES} to build ({e})")
+    r = P.scons(before, "arch=x86_64", f"sources={sources}", "offline=1", f"cache={work / 'before-cache'}",
+                timeout=3600)
+    assert r.returncode == 0, r.stdout + r.stderr[-8000:]
+    old = {p.name for p in (before / "build" / "x86_64" / "out").iterdir()} - {"manifest.json"}
+    assert {"vmlinux.bin", "minik-bzImage", "system-bzImage", "mkexec.ko", "mkdump-load-x86_64"} <= old
+    ours = proj / "build" / "x86_64" / "out"
+    differ = sorted(name for name in old
+                    if (ours / name).read_bytes() != (before / "build" / "x86_64" / "out" / name).read_bytes())
+    assert differ == [], f"out/ files not byte-identical to revision {BEFORE_CHEAP_TREES}'s: {differ}"

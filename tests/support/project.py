@@ -40,6 +40,25 @@ def copy_project(dest):
     return dest
 
 
+def export_revision(rev, dest, *, fixture_tree_sha256=""):
+    """The project files of revision `rev` of this repository in dest, as copy_project copies the working tree:
+    without sources.lock (its stand-ins are recorded on first use), for the fixture with its series and tree pin.
+    A RuntimeError when git cannot give that revision (no repository, or a clone without it)."""
+    dest = Path(dest)
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev, "--", *PROJECT_FILES],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if archive.returncode:
+        raise RuntimeError(f"git archive {rev} failed: {archive.stderr.decode(errors='replace').strip()}")
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    (dest / "patches" / "sources.lock").unlink(missing_ok=True)
+    if fixture_tree_sha256:
+        keep_fixture_series(dest)
+        pin_linux_tree(dest, fixture_tree_sha256)
+    return dest
+
+
 FIXTURE_COMPAT = ("compat/x86_64-module-plt32.patch",)
 
 
