@@ -461,18 +461,6 @@ def du_bytes(path):
     return B.parse_du_bytes(out)
 
 
-def same_outputs(ours, before):
-    """(the files both build directories published under <arch>/out/ byte-identical, those that differ), as
-    "<arch>/<name>", the manifest left out (it lists the stages and patches of its revision)."""
-    same, differ = [], []
-    for out in sorted(Path(before).glob("*/out")):
-        arch = out.parent.name
-        for path in sorted(p for p in out.iterdir() if p.name != "manifest.json"):
-            (same if _sha256(path) == _sha256(Path(ours) / arch / "out" / path.name) else differ).append(
-                f"{arch}/{path.name}")
-    return same, differ
-
-
 def disk_use(setup, before_rev, log=print):
     """Figure 7: `du -s -B1` of the build directory after `scons arch=all`, ours against revision `before_rev`
     (exported into the work directory, its own download cache, the same sources= and offline=1). Both sides build
@@ -502,7 +490,7 @@ def disk_use(setup, before_rev, log=print):
         if ccache:
             hits[side] = "; ccache {} hits, {} misses".format(*ccache_stats(scons_env(env)))
     mb = {k: v / 1e6 for k, v in sizes.items()}
-    same, differ = same_outputs(setup.work / "disk-ours", setup.work / "disk-before")
+    same, differ = P.same_outputs(setup.work / "disk-ours", setup.work / "disk-before")
     identical = (f"; out/ of both arches byte-identical to ours but the manifest: {len(same)} files" if not differ
                  else f"; out/ files not byte-identical to ours: {', '.join(differ)}")
     return [

@@ -294,7 +294,7 @@ def test_parse_du_bytes():
 
 
 def test_same_outputs_compares_each_arch_out_directory_but_the_manifest(tmp_path):
-    import measure as M
+    from support import project as P
     for side, image in (("ours", b"A"), ("before", b"B")):
         for arch in ("x86_64", "i386"):
             out = tmp_path / side / arch / "out"
@@ -304,7 +304,7 @@ def test_same_outputs_compares_each_arch_out_directory_but_the_manifest(tmp_path
         (tmp_path / side / "i386" / "out" / "vmlinux.bin").write_bytes(image)
     (tmp_path / "ours" / "x86_64" / "out" / "mkdutils.tar").write_bytes(b"ours only")
     (tmp_path / "before" / "x86_64" / "out" / "gone.txt").write_bytes(b"before only")
-    same, differ = M.same_outputs(tmp_path / "ours", tmp_path / "before")
+    same, differ = P.same_outputs(tmp_path / "ours", tmp_path / "before")
     assert same == ["i386/mkexec.ko", "x86_64/mkexec.ko"]
     assert differ == ["i386/vmlinux.bin", "x86_64/gone.txt"]
 

@@ -5,6 +5,7 @@ because the fixture is not the real 2.6.9 tree: sources.toml pins the fixture's 
 the upstream entries and the module loader's PLT32 fix (the fixture's module.c has 2.6.9's relocation switch; our
 other compatibility patches fix real 2.6.9 files the fixture does not have).
 """
+import filecmp
 import os
 import re
 import shutil
@@ -57,6 +58,19 @@ def export_revision(rev, dest, *, fixture_tree_sha256=""):
         keep_fixture_series(dest)
         pin_linux_tree(dest, fixture_tree_sha256)
     return dest
+
+
+def same_outputs(ours, before):
+    """(the files both build directories published under <arch>/out/ byte-identical, those that differ), as
+    "<arch>/<name>", the manifest left out (it lists the stages and patches of its revision)."""
+    same, differ = [], []
+    for out in sorted(Path(before).glob("*/out")):
+        arch = out.parent.name
+        for path in sorted(p for p in out.iterdir() if p.name != "manifest.json"):
+            other = Path(ours) / arch / "out" / path.name
+            (same if other.is_file() and filecmp.cmp(path, other, shallow=False) else differ).append(
+                f"{arch}/{path.name}")
+    return same, differ
 
 
 FIXTURE_COMPAT = ("compat/x86_64-module-plt32.patch",)
